@@ -1,0 +1,1 @@
+//! cgroups v1, v2 and hybrid.

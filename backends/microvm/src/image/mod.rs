@@ -1,0 +1,1 @@
+//! Guest kernel provisioning and initramfs building.

@@ -1,0 +1,1 @@
+//! The built-in VMM on rust-vmm crates.

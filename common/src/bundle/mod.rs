@@ -1,0 +1,383 @@
+//! Loading an OCI bundle: `config.json` parsed strictly with oci-spec and checked for what
+//! isobox needs before anything is created on the host.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::{Error, Result};
+
+/// PATH used to find the executable when the process environment has none (runc's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A bundle whose config.json parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute bundle directory.
+    pub dir: PathBuf,
+    /// `<dir>/config.json`, as named in errors.
+    pub config_path: PathBuf,
+    pub spec: Spec,
+    /// Absolute path of the root filesystem on the host.
+    pub rootfs: PathBuf,
+}
+
+impl Bundle {
+    /// Load and validate the bundle in `dir`.
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir = fs::canonicalize(dir).map_err(|e| Error::Bundle {
+            path: dir.to_path_buf(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => "no such directory".to_string(),
+                _ => e.to_string(),
+            },
+        })?;
+        if !dir.is_dir() {
+            return Err(Error::Bundle {
+                path: dir,
+                reason: "not a directory".into(),
+            });
+        }
+        let config_path = dir.join("config.json");
+        let text = match fs::read_to_string(&config_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Bundle {
+                    path: dir,
+                    reason: "no config.json in the bundle (write one with `isobox spec`)".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", config_path.display()), e)),
+        };
+        let spec = parse_spec(&config_path, &text)?;
+        let root = spec.root().as_ref().ok_or_else(|| Error::Config {
+            file: config_path.clone(),
+            field: "root".into(),
+            reason: "missing (the bundle needs a root filesystem)".into(),
+        })?;
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            dir.join(root.path())
+        };
+        let bundle = Bundle {
+            dir,
+            config_path,
+            spec,
+            rootfs,
+        };
+        bundle.validate()?;
+        Ok(bundle)
+    }
+
+    /// An annotation of config.json.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(String::as_str)
+    }
+
+    /// The process (validated to be present).
+    pub fn process(&self) -> &Process {
+        self.spec.process().as_ref().expect("validated on load")
+    }
+
+    /// The container's PATH: the process environment's, else the default.
+    pub fn search_path(&self) -> String {
+        self.process()
+            .env()
+            .as_ref()
+            .and_then(|env| env.iter().rev().find_map(|e| e.strip_prefix("PATH=")))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string()
+    }
+
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Config {
+            file: self.config_path.clone(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let version = self.spec.version();
+        if !version.starts_with("1.") {
+            return Err(self.err(
+                "ociVersion",
+                format!("{version:?} is not an OCI runtime-spec 1.x version"),
+            ));
+        }
+        if !self.rootfs.is_dir() {
+            return Err(self.err(
+                "root.path",
+                format!("root filesystem {} does not exist", self.rootfs.display()),
+            ));
+        }
+        let process = self
+            .spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| self.err("process", "missing (nothing to run)"))?;
+        let args = process.args().as_deref().unwrap_or_default();
+        if args.is_empty() || args[0].is_empty() {
+            return Err(self.err("process.args", "must not be empty"));
+        }
+        if process.terminal().unwrap_or(false) {
+            return Err(Error::Unsupported {
+                file: self.config_path.clone(),
+                field: "process.terminal".into(),
+                reason: "true is not supported yet; set it to false to pass stdio through".into(),
+            });
+        }
+        if !process.cwd().is_absolute() {
+            return Err(self.err(
+                "process.cwd",
+                format!("{:?} must be an absolute path", process.cwd()),
+            ));
+        }
+        if let Some(env) = process.env() {
+            if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| !e.contains('=')) {
+                return Err(self.err(format!("process.env[{i}]"), format!("{bad:?} is not NAME=VALUE")));
+            }
+        }
+        self.validate_linux()?;
+        if let Some(mounts) = self.spec.mounts() {
+            for (i, m) in mounts.iter().enumerate() {
+                if !m.destination().is_absolute() {
+                    return Err(self.err(
+                        format!("mounts[{i}].destination"),
+                        format!("{:?} must be an absolute path", m.destination()),
+                    ));
+                }
+            }
+        }
+        self.resolve_executable()?;
+        Ok(())
+    }
+
+    fn validate_linux(&self) -> Result<()> {
+        let Some(linux) = self.spec.linux() else {
+            return Ok(());
+        };
+        let mut seen = Vec::new();
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            if seen.contains(&ns.typ()) {
+                return Err(self.err(
+                    format!("linux.namespaces[{i}].type"),
+                    format!("namespace {:?} listed twice", ns.typ()),
+                ));
+            }
+            seen.push(ns.typ());
+            if let Some(p) = ns.path() {
+                if !p.exists() {
+                    return Err(self.err(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{} does not exist", p.display()),
+                    ));
+                }
+            }
+        }
+        let has_uts = seen.contains(&LinuxNamespaceType::Uts);
+        if self.spec.hostname().is_some() && !has_uts {
+            return Err(self.err(
+                "hostname",
+                "setting a hostname needs a uts namespace in linux.namespaces",
+            ));
+        }
+        if let Some(mem) = linux.resources().as_ref().and_then(|r| r.memory().as_ref()) {
+            if let Some(limit) = mem.limit() {
+                if limit == 0 || limit < -1 {
+                    return Err(self.err(
+                        "linux.resources.memory.limit",
+                        format!("{limit} is not a valid limit (bytes > 0, or -1 for none)"),
+                    ));
+                }
+                if let Some(swap) = mem.swap() {
+                    if swap != -1 && limit > 0 && swap < limit {
+                        return Err(self.err(
+                            "linux.resources.memory.swap",
+                            format!("{swap} is below memory.limit {limit} (swap counts memory plus swap)"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(cpu) = linux.resources().as_ref().and_then(|r| r.cpu().as_ref()) {
+            if let Some(cpus) = cpu.cpus() {
+                parse_cpu_list(cpus).map_err(|r| self.err("linux.resources.cpu.cpus", r))?;
+            }
+            if let (Some(q), Some(p)) = (cpu.quota(), cpu.period()) {
+                if q > 0 && (p < 1000 || q < 1000) {
+                    return Err(self.err(
+                        "linux.resources.cpu",
+                        format!("quota {q} and period {p} must each be at least 1000 µs"),
+                    ));
+                }
+            }
+        }
+        if let Some(pids) = linux.resources().as_ref().and_then(|r| r.pids().as_ref()) {
+            if pids.limit() == 0 || pids.limit() < -1 {
+                return Err(self.err(
+                    "linux.resources.pids.limit",
+                    format!("{} is not a valid limit (> 0, or -1 for none)", pids.limit()),
+                ));
+            }
+        }
+        if let Some(sysctl) = linux.sysctl() {
+            for key in sysctl.keys() {
+                if key.is_empty() || key.contains("..") || key.starts_with('/') {
+                    return Err(self.err(format!("linux.sysctl.{key}"), "not a sysctl name"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Find the process's executable inside the rootfs the way execvp would, following
+    /// symlinks within the rootfs. Returns its path as seen inside the container.
+    pub fn resolve_executable(&self) -> Result<PathBuf> {
+        let process = self.process();
+        let arg0 = &process.args().as_ref().expect("validated")[0];
+        let candidates: Vec<PathBuf> = if arg0.contains('/') {
+            vec![process.cwd().join(arg0)]
+        } else {
+            self.search_path()
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| Path::new(d).join(arg0))
+                .collect()
+        };
+        for cand in &candidates {
+            if let Some(host) = resolve_in_root(&self.rootfs, cand) {
+                if let Ok(meta) = fs::metadata(&host) {
+                    if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                        return Ok(cand.clone());
+                    }
+                }
+            }
+        }
+        // A bind mount may bring the executable in; the container checks again at exec time.
+        let covered = self.spec.mounts().iter().flatten().any(|m| {
+            candidates
+                .iter()
+                .any(|c| c.starts_with(m.destination()) && m.destination() != Path::new("/"))
+        });
+        if covered {
+            return Ok(candidates[0].clone());
+        }
+        let reason = if arg0.contains('/') {
+            format!(
+                "executable {arg0:?} not found in the rootfs {}",
+                self.rootfs.display()
+            )
+        } else {
+            format!(
+                "executable {arg0:?} not found in the rootfs {} (searched PATH={})",
+                self.rootfs.display(),
+                self.search_path()
+            )
+        };
+        Err(self.err("process.args[0]", reason))
+    }
+}
+
+/// Parse config.json strictly: syntax errors carry line and column, type errors the field path.
+pub fn parse_spec(file: &Path, text: &str) -> Result<Spec> {
+    // Syntax first, so a broken file is reported by line and column rather than by field.
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        return Err(Error::Json {
+            file: file.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            reason: strip_position(&e.to_string()),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, Spec>(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        Error::Config {
+            file: file.to_path_buf(),
+            field: if path == "." { "(top level)".to_string() } else { path },
+            reason: format!(
+                "{} (line {}, column {})",
+                strip_position(&inner.to_string()),
+                inner.line(),
+                inner.column()
+            ),
+        }
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Parse a cpuset list such as `0-2,4`.
+pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let bad = || format!("{list:?} is not a CPU list like \"0-1,3\"");
+        if part.is_empty() {
+            return Err(bad());
+        }
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
+/// Map a path inside the container to the host path under `root`, following symlinks as the
+/// container would see them (absolute targets are relative to `root`). None when a component
+/// is missing or the links loop.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    let mut todo: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut cur = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        match part.components().next() {
+            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
+            Some(Component::ParentDir) => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = cur.join(&part);
+        let host = root.join(next.strip_prefix("/").unwrap());
+        let meta = fs::symlink_metadata(&host).ok()?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            let target = fs::read_link(&host).ok()?;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            todo.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+        } else {
+            cur = next;
+        }
+    }
+    Some(root.join(cur.strip_prefix("/").unwrap()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! Running OCI hooks: each gets the container's state JSON on stdin and must exit 0.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::{Error, Result};
+
+/// Run `hooks` in order; the first that fails (non-zero, signal, timeout) stops the rest.
+pub fn run(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
+    for hook in hooks {
+        run_one(kind, hook, state_json)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
+    let fail = |reason: String| Error::Hook {
+        kind: kind.to_string(),
+        path: hook.path().clone(),
+        reason,
+    };
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        if let Some(arg0) = args.first() {
+            std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
+        }
+        cmd.args(args.iter().skip(1));
+    }
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for e in env {
+            if let Some((k, v)) = e.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine.
+        let _ = stdin.write_all(state_json);
+    }
+    let Some(timeout) = hook.timeout() else {
+        return match child.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(fail(format!("failed: {status}"))),
+            Err(e) => Err(fail(format!("waiting: {e}"))),
+        };
+    };
+    let deadline = Instant::now() + Duration::from_secs(timeout.max(1) as u64);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(fail(format!("failed: {status}"))),
+            Ok(None) => {}
+            Err(e) => return Err(fail(format!("waiting: {e}"))),
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!("timed out after {timeout}s")));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

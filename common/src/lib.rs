@@ -1,0 +1,20 @@
+//! Shared pieces of isobox: OCI bundle loading and validation, the [`Backend`] trait both
+//! isolation kinds implement, the on-disk container state store, and the wire protocol spoken
+//! between the host and the guest agent of a microVM.
+
+pub mod backend;
+pub mod bundle;
+pub mod error;
+pub mod hooks;
+pub mod id;
+pub mod proc;
+pub mod protocol;
+pub mod state;
+
+pub use backend::{Backend, BackendKind, CreateOptions, Created};
+pub use bundle::Bundle;
+pub use error::{Error, Result};
+pub use state::{State, StateStore, Status};
+
+/// The OCI runtime-spec version isobox implements.
+pub const OCI_VERSION: &str = "1.2.0";
