@@ -1,1 +1,363 @@
-//! The host↔guest agent wire protocol (see the guest crate for the agent side).
+//! The host↔guest agent wire protocol.
+//!
+//! Both sides speak it over a byte stream (the guest's second serial port, ttyS1, in raw mode;
+//! a unix socket on the host). Every frame is
+//!
+//! ```text
+//! [magic: 2 bytes 0xB0 0x58][length: u32 BE][type: u8][payload: length bytes]
+//! ```
+//!
+//! `length` counts the payload only and is capped at [`MAX_PAYLOAD`]. The per-frame magic makes
+//! stray bytes on the line (kernel noise, a tty echo) a clear error instead of a silent
+//! desynchronisation. Payloads by type:
+//!
+//! | type | message    | payload                                                   |
+//! |------|------------|-----------------------------------------------------------|
+//! | 1    | Hello      | 8 bytes `ISOBOXAG` + u32 BE protocol version              |
+//! | 2    | Exec       | JSON [`ExecRequest`]                                      |
+//! | 3    | Stdin      | raw bytes                                                 |
+//! | 4    | StdinEof   | empty                                                     |
+//! | 5    | Stdout     | raw bytes                                                 |
+//! | 6    | Stderr     | raw bytes                                                 |
+//! | 7    | Signal     | i32 BE signal number                                      |
+//! | 8    | Started    | u32 BE guest pid of the workload                          |
+//! | 9    | Exit       | JSON `{"code": i32?, "signal": i32?}`                     |
+//! | 10   | Error      | UTF-8 text                                                |
+//! | 11   | Shutdown   | empty                                                     |
+//!
+//! Session: both sides send Hello first and check the other's (a different magic or version is
+//! an error naming both versions). The host sends Exec once; the agent answers Started (or
+//! Error), then streams Stdout/Stderr, and finally Exit, after which it powers the VM off. The
+//! host may send Stdin, StdinEof and Signal at any time after Exec, and Shutdown to make the
+//! agent kill the workload and power off.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Bytes that open every frame.
+pub const FRAME_MAGIC: [u8; 2] = [0xB0, 0x58];
+/// Bytes that open a Hello payload.
+pub const HELLO_MAGIC: [u8; 8] = *b"ISOBOXAG";
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest payload accepted (and produced: senders split bigger data).
+pub const MAX_PAYLOAD: usize = 1 << 20;
+/// Header size: magic, length, type.
+pub const HEADER_LEN: usize = 2 + 4 + 1;
+
+/// One resource limit for the workload (`RLIMIT_NOFILE`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// Name as in the OCI spec, e.g. `RLIMIT_NOFILE`.
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// What the guest agent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+    #[serde(default)]
+    pub umask: Option<u32>,
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+/// How the workload ended: an exit code or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128+N when killed by signal N.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 255,
+        }
+    }
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello { version: u32 },
+    Exec(ExecRequest),
+    Stdin(Vec<u8>),
+    StdinEof,
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Signal(i32),
+    Started { pid: u32 },
+    Exit(ExitStatus),
+    Error(String),
+    Shutdown,
+}
+
+mod ty {
+    pub const HELLO: u8 = 1;
+    pub const EXEC: u8 = 2;
+    pub const STDIN: u8 = 3;
+    pub const STDIN_EOF: u8 = 4;
+    pub const STDOUT: u8 = 5;
+    pub const STDERR: u8 = 6;
+    pub const SIGNAL: u8 = 7;
+    pub const STARTED: u8 = 8;
+    pub const EXIT: u8 = 9;
+    pub const ERROR: u8 = 10;
+    pub const SHUTDOWN: u8 = 11;
+}
+
+fn perr(msg: impl Into<String>) -> Error {
+    Error::Protocol(msg.into())
+}
+
+impl Message {
+    /// The current version's Hello.
+    pub fn hello() -> Message {
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+        }
+    }
+
+    /// Short name for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Exec(_) => "Exec",
+            Message::Stdin(_) => "Stdin",
+            Message::StdinEof => "StdinEof",
+            Message::Stdout(_) => "Stdout",
+            Message::Stderr(_) => "Stderr",
+            Message::Signal(_) => "Signal",
+            Message::Started { .. } => "Started",
+            Message::Exit(_) => "Exit",
+            Message::Error(_) => "Error",
+            Message::Shutdown => "Shutdown",
+        }
+    }
+
+    /// Encode into one frame. Fails only when the payload exceeds [`MAX_PAYLOAD`].
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let (kind, payload): (u8, Vec<u8>) = match self {
+            Message::Hello { version } => {
+                let mut p = HELLO_MAGIC.to_vec();
+                p.extend_from_slice(&version.to_be_bytes());
+                (ty::HELLO, p)
+            }
+            Message::Exec(req) => (ty::EXEC, to_json(req)?),
+            Message::Stdin(b) => (ty::STDIN, b.clone()),
+            Message::StdinEof => (ty::STDIN_EOF, Vec::new()),
+            Message::Stdout(b) => (ty::STDOUT, b.clone()),
+            Message::Stderr(b) => (ty::STDERR, b.clone()),
+            Message::Signal(s) => (ty::SIGNAL, s.to_be_bytes().to_vec()),
+            Message::Started { pid } => (ty::STARTED, pid.to_be_bytes().to_vec()),
+            Message::Exit(st) => (ty::EXIT, to_json(st)?),
+            Message::Error(text) => (ty::ERROR, text.as_bytes().to_vec()),
+            Message::Shutdown => (ty::SHUTDOWN, Vec::new()),
+        };
+        if payload.len() > MAX_PAYLOAD {
+            return Err(perr(format!(
+                "{} payload of {} bytes exceeds the {MAX_PAYLOAD}-byte limit",
+                self.name(),
+                payload.len()
+            )));
+        }
+        let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
+        frame.extend_from_slice(&FRAME_MAGIC);
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.push(kind);
+        frame.extend_from_slice(&payload);
+        Ok(frame)
+    }
+
+    /// Decode one message from a frame's type byte and payload.
+    pub fn from_parts(kind: u8, payload: &[u8]) -> Result<Message> {
+        let empty = |m: Message| {
+            if payload.is_empty() {
+                Ok(m)
+            } else {
+                Err(perr(format!(
+                    "{} frame must be empty, has {} bytes",
+                    m.name(),
+                    payload.len()
+                )))
+            }
+        };
+        match kind {
+            ty::HELLO => {
+                if payload.len() != 12 || payload[..8] != HELLO_MAGIC {
+                    return Err(perr(format!(
+                        "Hello payload is not {:?} + version ({} bytes: {})",
+                        String::from_utf8_lossy(&HELLO_MAGIC),
+                        payload.len(),
+                        hex_prefix(payload)
+                    )));
+                }
+                Ok(Message::Hello {
+                    version: u32::from_be_bytes(fixed(&payload[8..], "Hello")?),
+                })
+            }
+            ty::EXEC => Ok(Message::Exec(from_json(payload, "Exec")?)),
+            ty::STDIN => Ok(Message::Stdin(payload.to_vec())),
+            ty::STDIN_EOF => empty(Message::StdinEof),
+            ty::STDOUT => Ok(Message::Stdout(payload.to_vec())),
+            ty::STDERR => Ok(Message::Stderr(payload.to_vec())),
+            ty::SIGNAL => Ok(Message::Signal(i32::from_be_bytes(fixed(
+                payload, "Signal",
+            )?))),
+            ty::STARTED => Ok(Message::Started {
+                pid: u32::from_be_bytes(fixed(payload, "Started")?),
+            }),
+            ty::EXIT => Ok(Message::Exit(from_json(payload, "Exit")?)),
+            ty::ERROR => String::from_utf8(payload.to_vec())
+                .map(Message::Error)
+                .map_err(|e| perr(format!("Error frame text is not UTF-8: {e}"))),
+            ty::SHUTDOWN => empty(Message::Shutdown),
+            other => Err(perr(format!("unknown frame type {other}"))),
+        }
+    }
+}
+
+fn fixed<const N: usize>(payload: &[u8], what: &str) -> Result<[u8; N]> {
+    payload.try_into().map_err(|_| {
+        perr(format!(
+            "{what} payload must be {N} bytes, has {}",
+            payload.len()
+        ))
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| perr(format!("encoding JSON: {e}")))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(payload: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(payload).map_err(|e| perr(format!("{what} payload: bad JSON: {e}")))
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    let mut s: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > 16 {
+        s.push('…');
+    }
+    s
+}
+
+/// Check a frame header; returns (payload length, type).
+fn check_header(h: &[u8; HEADER_LEN]) -> Result<(usize, u8)> {
+    if h[..2] != FRAME_MAGIC {
+        return Err(perr(format!(
+            "bad frame magic {} (expected b058): stray bytes on the line",
+            hex_prefix(&h[..])
+        )));
+    }
+    let len = u32::from_be_bytes([h[2], h[3], h[4], h[5]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(perr(format!(
+            "frame length {len} exceeds the {MAX_PAYLOAD}-byte limit"
+        )));
+    }
+    Ok((len, h[6]))
+}
+
+/// Decode the first frame of `buf`. `Ok(None)` means more bytes are needed; on success returns
+/// the message and how many bytes it used.
+pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>> {
+    if buf.len() < HEADER_LEN {
+        // Reject a wrong magic as early as possible.
+        let bad0 = !buf.is_empty() && buf[0] != FRAME_MAGIC[0];
+        let bad1 = buf.len() >= 2 && buf[1] != FRAME_MAGIC[1];
+        if bad0 || bad1 {
+            return Err(perr(format!(
+                "bad frame magic {} (expected b058): stray bytes on the line",
+                hex_prefix(buf)
+            )));
+        }
+        return Ok(None);
+    }
+    let mut header = [0u8; HEADER_LEN];
+    header.copy_from_slice(&buf[..HEADER_LEN]);
+    let (len, kind) = check_header(&header)?;
+    if buf.len() < HEADER_LEN + len {
+        return Ok(None);
+    }
+    let msg = Message::from_parts(kind, &buf[HEADER_LEN..HEADER_LEN + len])?;
+    Ok(Some((msg, HEADER_LEN + len)))
+}
+
+/// Read one message. `Ok(None)` is a clean end of stream at a frame boundary; an end of stream
+/// inside a frame is an error.
+pub fn read_message<R: Read>(r: &mut R) -> Result<Option<Message>> {
+    let mut header = [0u8; HEADER_LEN];
+    match read_full(r, &mut header)? {
+        0 => return Ok(None),
+        n if n < HEADER_LEN => {
+            return Err(perr(format!(
+                "stream ended inside a frame header ({n} of {HEADER_LEN} bytes)"
+            )))
+        }
+        _ => {}
+    }
+    let (len, kind) = check_header(&header)?;
+    let mut payload = vec![0u8; len];
+    let got = read_full(r, &mut payload)?;
+    if got < len {
+        return Err(perr(format!(
+            "stream ended inside a frame of type {kind} ({got} of {len} payload bytes)"
+        )));
+    }
+    Message::from_parts(kind, &payload).map(Some)
+}
+
+/// Fill `buf` as far as the stream allows; returns how many bytes were read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading an agent protocol frame", e)),
+        }
+    }
+    Ok(done)
+}
+
+/// Write one message as a single frame and flush.
+pub fn write_message<W: Write>(w: &mut W, msg: &Message) -> Result<()> {
+    let frame = msg.encode()?;
+    w.write_all(&frame)
+        .and_then(|_| w.flush())
+        .map_err(|e| Error::io(format!("writing a {} frame", msg.name()), e))
+}
+
+/// Check the peer's Hello against ours; `peer` names the other side for the message.
+pub fn check_hello(msg: &Message, peer: &str) -> Result<()> {
+    match msg {
+        Message::Hello { version } if *version == PROTOCOL_VERSION => Ok(()),
+        Message::Hello { version } => Err(perr(format!(
+            "{peer} speaks protocol version {version}, this side speaks {PROTOCOL_VERSION}"
+        ))),
+        other => Err(perr(format!("{peer} sent {} before Hello", other.name()))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use super::*;
+
+fn samples() -> Vec<Message> {
+    vec![
+        Message::hello(),
+        Message::Hello { version: 7 },
+        Message::Exec(ExecRequest {
+            args: vec!["sh".into(), "-c".into(), "echo ü".into()],
+            env: vec!["PATH=/bin".into(), "A=b=c".into()],
+            cwd: "/tmp".into(),
+            uid: 1000,
+            gid: 100,
+            additional_gids: vec![5, 6],
+            umask: Some(0o022),
+            rlimits: vec![Rlimit {
+                kind: "RLIMIT_NOFILE".into(),
+                soft: 1024,
+                hard: u64::MAX,
+            }],
+            hostname: Some("box".into()),
+        }),
+        Message::Exec(ExecRequest::default()),
+        Message::Stdin(vec![0, 1, 0xB0, 0x58, 255]),
+        Message::Stdin(Vec::new()),
+        Message::StdinEof,
+        Message::Stdout(b"out\n".to_vec()),
+        Message::Stderr(vec![0xff; 4096]),
+        Message::Signal(15),
+        Message::Signal(-1),
+        Message::Started { pid: 42 },
+        Message::Exit(ExitStatus {
+            code: Some(3),
+            signal: None,
+        }),
+        Message::Exit(ExitStatus {
+            code: None,
+            signal: Some(9),
+        }),
+        Message::Error("exec \"x\": No such file".into()),
+        Message::Shutdown,
+    ]
+}
+
+#[test]
+fn every_message_round_trips_through_decode_and_reader() {
+    let mut stream = Vec::new();
+    for m in samples() {
+        let frame = m.encode().unwrap();
+        let (back, used) = decode(&frame).unwrap().unwrap();
+        assert_eq!(back, m);
+        assert_eq!(used, frame.len());
+        // Every strict prefix asks for more bytes.
+        for cut in 0..frame.len() {
+            assert!(
+                decode(&frame[..cut]).unwrap().is_none(),
+                "{m:?} cut at {cut}"
+            );
+        }
+        stream.extend_from_slice(&frame);
+    }
+    let mut r = &stream[..];
+    for m in samples() {
+        assert_eq!(read_message(&mut r).unwrap(), Some(m));
+    }
+    assert_eq!(read_message(&mut r).unwrap(), None);
+}
+
+#[test]
+fn reader_errors_on_eof_inside_a_frame() {
+    let frame = Message::Stdout(b"hello".to_vec()).encode().unwrap();
+    for cut in 1..frame.len() {
+        let mut r = &frame[..cut];
+        let err = read_message(&mut r).unwrap_err().to_string();
+        assert!(err.contains("stream ended inside"), "{err}");
+    }
+}
+
+#[test]
+fn strict_decoding_rejects_bad_frames() {
+    let frame = |kind: u8, payload: &[u8]| {
+        let mut f = FRAME_MAGIC.to_vec();
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.push(kind);
+        f.extend_from_slice(payload);
+        f
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (frame(0, b""), "unknown frame type 0"),
+        (frame(200, b""), "unknown frame type 200"),
+        (frame(ty::ERROR, &[0xff, 0xfe]), "not UTF-8"),
+        (frame(ty::EXEC, b"{not json"), "bad JSON"),
+        (frame(ty::EXIT, b"[]"), "bad JSON"),
+        (frame(ty::SIGNAL, &[1, 2, 3]), "must be 4 bytes"),
+        (frame(ty::STARTED, &[1, 2, 3, 4, 5]), "must be 4 bytes"),
+        (frame(ty::HELLO, b"ISOBOXAX\0\0\0\x01"), "Hello payload"),
+        (frame(ty::SHUTDOWN, b"x"), "must be empty"),
+        (b"Linux version 6.1\n".to_vec(), "bad frame magic"),
+        (
+            {
+                let mut f = FRAME_MAGIC.to_vec();
+                f.extend_from_slice(&u32::MAX.to_be_bytes());
+                f.push(ty::STDOUT);
+                f
+            },
+            "exceeds",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains(want), "{bytes:?}: {err}");
+        let err = read_message(&mut &bytes[..]).unwrap_err().to_string();
+        assert!(err.contains(want), "{bytes:?}: {err}");
+    }
+    // A wrong first byte is rejected before a whole header arrived.
+    assert!(decode(b"L").is_err());
+}
+
+#[test]
+fn oversized_payload_is_refused_by_the_encoder() {
+    let err = Message::Stdout(vec![0; MAX_PAYLOAD + 1])
+        .encode()
+        .unwrap_err();
+    assert!(err.to_string().contains("exceeds"));
+    assert!(Message::Stdout(vec![0; MAX_PAYLOAD]).encode().is_ok());
+}
+
+#[test]
+fn hello_version_mismatch_is_a_clear_error() {
+    assert!(check_hello(&Message::hello(), "guest").is_ok());
+    let err = check_hello(&Message::Hello { version: 9 }, "guest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("version 9") && err.contains("speaks 1"),
+        "{err}"
+    );
+    let err = check_hello(&Message::Shutdown, "host")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Shutdown before Hello"), "{err}");
+}
+
+/// xorshift64*: deterministic garbage without a dependency.
+struct Prng(u64);
+impl Prng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn random_garbage_never_panics_or_hangs() {
+    let mut rng = Prng(0x1234_5678_9abc_def1);
+    let valid: Vec<Vec<u8>> = samples().iter().map(|m| m.encode().unwrap()).collect();
+    for i in 0..20_000 {
+        let mut buf: Vec<u8> = if i % 2 == 0 {
+            // Pure noise, sometimes starting with the magic so the header checks are reached.
+            let n = (rng.next() % 64) as usize;
+            let mut b: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            if i % 4 == 0 && b.len() >= 2 {
+                b[..2].copy_from_slice(&FRAME_MAGIC);
+            }
+            b
+        } else {
+            // A valid frame with a few bytes flipped, then maybe truncated.
+            let mut b = valid[(rng.next() as usize) % valid.len()].clone();
+            for _ in 0..(rng.next() % 4) {
+                let at = (rng.next() as usize) % b.len();
+                b[at] = rng.next() as u8;
+            }
+            b
+        };
+        if rng.next() % 3 == 0 {
+            let keep = (rng.next() as usize) % (buf.len() + 1);
+            buf.truncate(keep);
+        }
+        // Neither may panic; the reader must come back on a finite buffer.
+        let _ = decode(&buf);
+        let mut r = &buf[..];
+        for _ in 0..buf.len() + 1 {
+            match read_message(&mut r) {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
