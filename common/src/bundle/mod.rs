@@ -142,7 +142,10 @@ impl Bundle {
         }
         if let Some(env) = process.env() {
             if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| !e.contains('=')) {
-                return Err(self.err(format!("process.env[{i}]"), format!("{bad:?} is not NAME=VALUE")));
+                return Err(self.err(
+                    format!("process.env[{i}]"),
+                    format!("{bad:?} is not NAME=VALUE"),
+                ));
             }
         }
         self.validate_linux()?;
@@ -224,7 +227,10 @@ impl Bundle {
             if pids.limit() == 0 || pids.limit() < -1 {
                 return Err(self.err(
                     "linux.resources.pids.limit",
-                    format!("{} is not a valid limit (> 0, or -1 for none)", pids.limit()),
+                    format!(
+                        "{} is not a valid limit (> 0, or -1 for none)",
+                        pids.limit()
+                    ),
                 ));
             }
         }
@@ -303,7 +309,11 @@ pub fn parse_spec(file: &Path, text: &str) -> Result<Spec> {
         let inner = err.into_inner();
         Error::Config {
             file: file.to_path_buf(),
-            field: if path == "." { "(top level)".to_string() } else { path },
+            field: if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            },
             reason: format!(
                 "{} (line {}, column {})",
                 strip_position(&inner.to_string()),
@@ -331,7 +341,8 @@ pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
         }
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
                 if a > b {
                     return Err(bad());
                 }
@@ -347,7 +358,11 @@ pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
 /// container would see them (absolute targets are relative to `root`). None when a component
 /// is missing or the links loop.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
-    let mut todo: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut todo: Vec<PathBuf> = path
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
     let mut cur = PathBuf::from("/");
     let mut links = 0;
     while let Some(part) = todo.pop() {
@@ -371,7 +386,12 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
             if target.is_absolute() {
                 cur = PathBuf::from("/");
             }
-            todo.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+            todo.extend(
+                target
+                    .components()
+                    .rev()
+                    .map(|c| PathBuf::from(c.as_os_str())),
+            );
         } else {
             cur = next;
         }

@@ -1,0 +1,231 @@
+//! create, start, run, kill, delete: the container lifecycle over the state store.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use isobox_common::{proc, Backend, BackendKind, Bundle, CreateOptions, State, StateStore, Status};
+
+use crate::backends;
+use crate::cli::CreateArgs;
+use crate::{log, signals, wait};
+
+/// Validate the bundle, make the state dir, let the backend create the container, record the
+/// state. On any error nothing is left behind. Returns the state and its backend.
+pub fn create(
+    store: &StateStore,
+    args: &CreateArgs,
+    foreground: bool,
+) -> Result<(State, Box<dyn Backend>)> {
+    isobox_common::id::validate(&args.id)?;
+    if args.console_socket.is_some() {
+        bail!("--console-socket: process.terminal is not supported yet");
+    }
+    let bundle = Bundle::load(&args.bundle)?;
+    let env = std::env::var(isobox_common::backend::BACKEND_ENV).ok();
+    let kind = BackendKind::choose(args.backend.map(Into::into), &bundle, env.as_deref())?;
+    log::debug(&format!(
+        "creating {} with the {kind} backend from {}",
+        args.id,
+        bundle.dir.display()
+    ));
+    let backend = backends::for_kind(kind);
+    let (state_dir, _lock) = store.create(&args.id)?;
+    let result = create_in(store, &*backend, args, bundle, kind, state_dir, foreground);
+    if result.is_err() {
+        // The backend cleaned up what it made; the state dir is ours.
+        let _ = store.remove(&args.id);
+    }
+    result.map(|state| (state, backend))
+}
+
+fn create_in(
+    store: &StateStore,
+    backend: &dyn Backend,
+    args: &CreateArgs,
+    bundle: Bundle,
+    kind: BackendKind,
+    state_dir: std::path::PathBuf,
+    foreground: bool,
+) -> Result<State> {
+    let mut options = Vec::new();
+    if let Some(h) = args.hypervisor {
+        options.push(("hypervisor".to_string(), format!("{h:?}").to_lowercase()));
+    }
+    if let Some(k) = &args.kernel {
+        options.push(("kernel".to_string(), k.display().to_string()));
+    }
+    let annotations = bundle
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let opts = CreateOptions {
+        id: args.id.clone(),
+        bundle,
+        state_dir: state_dir.clone(),
+        foreground,
+        options,
+    };
+    let created = backend.create(&opts)?;
+    let mut state = State {
+        oci_version: isobox_common::OCI_VERSION.to_string(),
+        id: args.id.clone(),
+        status: Status::Created,
+        pid: created.pid,
+        bundle: opts.bundle.dir.clone(),
+        annotations,
+        backend: kind,
+        pid_start_time: proc::start_time(created.pid).unwrap_or(0),
+        created: now_rfc3339(),
+        started: false,
+        state_dir,
+        data: created.data,
+    };
+    let record = (|| -> Result<()> {
+        store.save(&state)?;
+        if let Some(pid_file) = &args.pid_file {
+            write_pid_file(pid_file, state.pid)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = record {
+        state.refresh();
+        kill_and_reap(backend, &state);
+        let _ = backend.delete(&state);
+        return Err(e);
+    }
+    Ok(state)
+}
+
+fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
+    // Write then rename, so a reader never sees a partial pid (runc does the same).
+    let tmp = path.with_extension("isobox-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("--pid-file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("--pid-file {}", path.display()))
+}
+
+pub fn start(store: &StateStore, id: &str) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let mut state = store.load(id)?;
+    let backend = backends::for_kind(state.backend);
+    start_loaded(store, &mut state, &*backend)
+}
+
+fn start_loaded(store: &StateStore, state: &mut State, backend: &dyn Backend) -> Result<()> {
+    match state.status {
+        Status::Created => {}
+        other => bail!(
+            "container {:?} is {other}, not created: only a created container can be started",
+            state.id
+        ),
+    }
+    backend.start(state)?;
+    state.started = true;
+    state.status = Status::Running;
+    store.save(state)?;
+    Ok(())
+}
+
+pub fn run(store: &StateStore, args: &CreateArgs, detach: bool) -> Result<i32> {
+    let (mut state, backend) = create(store, args, !detach)?;
+    if let Err(e) = start_loaded(store, &mut state, &*backend) {
+        kill_and_reap(&*backend, &state);
+        let _ = backend.delete(&state);
+        let _ = store.remove(&state.id);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = wait::wait_forwarding(state.pid, |sig| {
+        let _ = backend.kill(&state, sig, false);
+    });
+    state.refresh();
+    let cleanup = backend.delete(&state).map_err(anyhow::Error::from);
+    store.remove(&state.id)?;
+    let code = code?;
+    cleanup?;
+    Ok(code)
+}
+
+pub fn kill(store: &StateStore, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = signals::parse(signal)?;
+    let state = store.load(id)?;
+    if state.status == Status::Stopped {
+        bail!("container {id:?} is stopped: there is no process to signal");
+    }
+    backends::for_kind(state.backend).kill(&state, sig, all)?;
+    Ok(())
+}
+
+pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
+    let _lock = store.lock(id)?;
+    let state = store.load(id)?;
+    let backend = backends::for_kind(state.backend);
+    match state.status {
+        Status::Stopped => {}
+        Status::Running if !force => {
+            bail!("container {id:?} is running: stop it first, or delete it with --force")
+        }
+        // A created container never ran its workload: deleting it is always allowed (runc too).
+        _ => kill_and_reap(&*backend, &state),
+    }
+    backend.delete(&state)?;
+    store.remove(id)?;
+    Ok(())
+}
+
+/// SIGKILL everything in the container and wait (bounded) until its process is gone.
+fn kill_and_reap(backend: &dyn Backend, state: &State) {
+    let _ = backend.kill(state, libc::SIGKILL, true);
+    let _ = backend.kill(state, libc::SIGKILL, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proc::is_alive(state.pid, state.pid_start_time) && Instant::now() < deadline {
+        // Reap it if it is our child; harmless otherwise.
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(state.pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (days, rem) = ((secs.as_secs() / 86400) as i64, secs.as_secs() % 86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        secs.subsec_nanos()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_shape() {
+        let s = super::now_rfc3339();
+        assert_eq!(s.len(), 30, "{s}");
+        assert!(
+            s.starts_with("20") && s.ends_with('Z') && &s[10..11] == "T",
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! One function per verb.
+
+mod features;
+mod lifecycle;
+mod query;
+mod spec;
+
+use anyhow::Result;
+use isobox_common::StateStore;
+
+use crate::cli::{Cli, Command};
+
+/// Run the parsed command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        anyhow::bail!(
+            "--systemd-cgroup: systemd cgroup management is not supported; use cgroupfs paths"
+        );
+    }
+    let store = StateStore::new(&cli.root);
+    match cli.command {
+        Command::Spec { bundle } => spec::write_default(&bundle).map(|_| 0),
+        Command::Create(args) => lifecycle::create(&store, &args, false).map(|_| 0),
+        Command::Start { id } => lifecycle::start(&store, &id).map(|_| 0),
+        Command::Run { create, detach } => lifecycle::run(&store, &create, detach),
+        Command::State { id } => query::state(&store, &id).map(|_| 0),
+        Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),
+        Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),
+        Command::List { format, quiet } => query::list(&store, format, quiet).map(|_| 0),
+        Command::Ps { format, id } => query::ps(&store, &id, format).map(|_| 0),
+        Command::Features => features::print().map(|_| 0),
+    }
+}

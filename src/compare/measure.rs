@@ -1,0 +1,330 @@
+//! Timing one runtime command: wall time to exit, time to the first stdout byte, and the peak
+//! RSS of its host process tree — plus the statistics over many runs.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+/// What one run of a command showed.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// From just before spawn to the moment the process exited.
+    pub wall: Duration,
+    /// From just before spawn to the first byte on its stdout (None: it printed nothing).
+    pub first_output: Option<Duration>,
+    /// Exit code, or 128 + signal number.
+    pub exit_code: i32,
+    /// ru_maxrss of wait4: the largest resident set of the process or of any descendant it
+    /// (or its descendants) reaped — a maximum over the tree, not a sum.
+    pub peak_rss_bytes: u64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl RunOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// The first non-empty line of stderr (or stdout), else the exit code: what a table cell
+    /// can show for a failed run.
+    pub fn error_line(&self) -> String {
+        let first = |bytes: &[u8]| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        };
+        first(&self.stderr)
+            .or_else(|| first(&self.stdout))
+            .unwrap_or_else(|| format!("exited with code {}", self.exit_code))
+    }
+}
+
+/// Run `argv` with `env` added, stdin closed, stdout/stderr captured, in its own process group
+/// (so stragglers can be killed as one). Past `timeout` the whole group is killed and an error
+/// returned.
+pub fn run_measured(
+    argv: &[OsString],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<RunOutcome> {
+    let (program, args) = argv.split_first().context("empty command line")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let shown = || {
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", program.to_string_lossy()))?;
+    let pid = child.id() as libc::pid_t;
+    let out_pipe = child.stdout.take().context("child stdout")?;
+    let err_pipe = child.stderr.take().context("child stderr")?;
+
+    let (out_tx, out_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = out_tx.send(read_first_and_rest(out_pipe));
+    });
+    let (err_tx, err_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut pipe = err_pipe;
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        let _ = err_tx.send(buf);
+    });
+
+    let exited = wait_exit(pid, timeout);
+    let wall = started.elapsed();
+    // The leader is a zombie (or was killed) and keeps the group id reserved until reaped:
+    // whatever it left behind in its group goes now.
+    // SAFETY: kill(2) on our own child's process group.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let (exit_code, rusage) = reap(pid)?;
+    // The child handle must not wait again; std does not reap on drop.
+    drop(child);
+    if let Err(e) = exited {
+        bail!("{}: {e}", shown());
+    }
+
+    let grace = Duration::from_secs(2);
+    let (stdout, first_at) = out_rx.recv_timeout(grace).unwrap_or_default();
+    let stderr = err_rx.recv_timeout(grace).unwrap_or_default();
+    Ok(RunOutcome {
+        wall,
+        first_output: first_at.map(|t| t.saturating_duration_since(started)),
+        exit_code,
+        peak_rss_bytes: (rusage.ru_maxrss.max(0) as u64) * 1024,
+        stdout,
+        stderr,
+    })
+}
+
+/// Read a pipe to the end, noting when its first byte arrived.
+fn read_first_and_rest(mut pipe: impl Read) -> (Vec<u8>, Option<Instant>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut first = None;
+    loop {
+        match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                first.get_or_insert_with(Instant::now);
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    (buf, first)
+}
+
+/// Block until `pid` has exited (left as a zombie, not reaped) or `timeout` passed.
+fn wait_exit(pid: libc::pid_t, timeout: Duration) -> Result<()> {
+    // A pidfd becomes readable when the process exits: no polling loop, no signal handler.
+    // SAFETY: plain syscall; the result is checked.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if raw < 0 {
+        bail!("pidfd_open({pid}): {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("still running after {} s, killed", timeout.as_secs());
+        }
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+        if n > 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                bail!("poll on pidfd of {pid}: {err}");
+            }
+        }
+    }
+}
+
+/// Reap `pid` and return its exit code (128 + signal when killed) and its rusage.
+fn reap(pid: libc::pid_t) -> Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            bail!("wait4({pid}): {err}");
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        -1
+    };
+    Ok((code, usage))
+}
+
+/// min/median/max of a series, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stats {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// None for an empty series. The median of an even count is the mean of the middle two.
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stats {
+            min: v[0],
+            median,
+            max: v[n - 1],
+        })
+    }
+
+    pub fn of_durations(values: &[Duration]) -> Option<Stats> {
+        let ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        Stats::of(&ms)
+    }
+}
+
+/// `mine / reference` of two medians; None when either is missing or the reference is zero.
+pub fn ratio(mine: Option<Stats>, reference: Option<Stats>) -> Option<f64> {
+    let (m, r) = (mine?.median, reference?.median);
+    (r > 0.0).then(|| m / r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_odd_count() {
+        let s = Stats::of(&[5.0, 1.0, 3.0]).unwrap();
+        assert_eq!(
+            s,
+            Stats {
+                min: 1.0,
+                median: 3.0,
+                max: 5.0
+            }
+        );
+    }
+
+    #[test]
+    fn stats_even_count_takes_mean_of_middle_two() {
+        let s = Stats::of(&[4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!(s.median, 3.0);
+        assert_eq!(s.min, 1.0);
+        assert_eq!(s.max, 10.0);
+    }
+
+    #[test]
+    fn stats_empty_and_nan() {
+        assert_eq!(Stats::of(&[]), None);
+        assert_eq!(Stats::of(&[f64::NAN]), None);
+        assert_eq!(Stats::of(&[f64::NAN, 2.0]).unwrap().median, 2.0);
+    }
+
+    #[test]
+    fn stats_of_durations_in_ms() {
+        let s = Stats::of_durations(&[Duration::from_millis(20), Duration::from_micros(10_500)])
+            .unwrap();
+        assert_eq!(s.min, 10.5);
+        assert_eq!(s.max, 20.0);
+        assert_eq!(s.median, 15.25);
+    }
+
+    #[test]
+    fn ratio_of_medians() {
+        let a = Stats::of(&[30.0]);
+        let b = Stats::of(&[20.0]);
+        assert_eq!(ratio(a, b), Some(1.5));
+        assert_eq!(ratio(a, None), None);
+        assert_eq!(ratio(None, b), None);
+        assert_eq!(ratio(a, Stats::of(&[0.0])), None);
+    }
+
+    #[test]
+    fn measures_a_real_command() {
+        let argv: Vec<OsString> = ["/bin/sh", "-c", "echo ready; echo oops >&2; exit 3"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let out = run_measured(&argv, &[], Duration::from_secs(20)).unwrap();
+        assert_eq!(out.exit_code, 3);
+        assert_eq!(out.stdout, b"ready\n");
+        assert_eq!(out.error_line(), "oops");
+        assert!(out.first_output.is_some());
+        assert!(out.first_output.unwrap() <= out.wall + Duration::from_secs(1));
+        assert!(out.peak_rss_bytes > 0);
+    }
+
+    #[test]
+    fn kills_on_timeout_and_reports() {
+        let argv: Vec<OsString> = ["/bin/sh", "-c", "sleep 30"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let err = run_measured(&argv, &[], Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("killed"), "{err}");
+    }
+
+    #[test]
+    fn env_reaches_the_child() {
+        let argv: Vec<OsString> = ["/bin/sh", "-c", "echo $CMP_TEST_VAR"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let env = [("CMP_TEST_VAR".to_string(), "x42".to_string())];
+        let out = run_measured(&argv, &env, Duration::from_secs(20)).unwrap();
+        assert_eq!(out.stdout, b"x42\n");
+    }
+}
