@@ -1,1 +1,248 @@
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
+use serde_json::json;
+
+use super::*;
+use crate::BackendKind;
+
+/// A bundle dir with a rootfs holding an executable /bin/tool and a symlink /bin/sh -> tool.
+fn bundle_with(config: &serde_json::Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(bin.join("tool"), b"#!/bin/true\n").unwrap();
+    fs::set_permissions(bin.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("tool", bin.join("sh")).unwrap();
+    std::os::unix::fs::symlink("/bin/tool", bin.join("abs")).unwrap();
+    fs::write(bin.join("data"), b"x").unwrap();
+    fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+fn base() -> serde_json::Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": ["sh", "-c", "true"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "hostname": "box",
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}]}
+    })
+}
+
+fn load_err(config: &serde_json::Value) -> String {
+    let dir = bundle_with(config);
+    Bundle::load(dir.path()).unwrap_err().to_string()
+}
+
+fn with(mut v: serde_json::Value, pointer: &str, value: serde_json::Value) -> serde_json::Value {
+    *v.pointer_mut(pointer).unwrap() = value;
+    v
+}
+
+#[test]
+fn valid_bundle_loads_and_resolves_through_symlinks() {
+    let dir = bundle_with(&base());
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(
+        b.rootfs,
+        fs::canonicalize(dir.path()).unwrap().join("rootfs")
+    );
+    assert_eq!(b.resolve_executable().unwrap(), Path::new("/bin/sh"));
+    assert_eq!(b.search_path(), "/bin");
+}
+
+#[test]
+fn absolute_symlink_resolves_inside_the_rootfs() {
+    let dir = bundle_with(&with(base(), "/process/args", json!(["/bin/abs"])));
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(b.resolve_executable().unwrap(), Path::new("/bin/abs"));
+    let host = resolve_in_root(&b.rootfs, Path::new("/bin/abs")).unwrap();
+    assert_eq!(host, b.rootfs.join("bin/tool"));
+}
+
+#[test]
+fn missing_bundle_dir() {
+    let err = Bundle::load(Path::new("/nonexistent/isobox-bundle"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/isobox-bundle") && err.contains("no such directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_config_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Bundle::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("no config.json"), "{err}");
+}
+
+#[test]
+fn invalid_json_names_line_and_column() {
+    let dir = bundle_with(&base());
+    fs::write(
+        dir.path().join("config.json"),
+        "{\n  \"ociVersion\": \"1.0.2\",\n  oops\n}",
+    )
+    .unwrap();
+    let err = Bundle::load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("config.json: invalid JSON at line 3, column 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let err = load_err(&with(base(), "/process/args", json!("sh")));
+    assert!(err.contains("config.json: process.args:"), "{err}");
+    let err = load_err(&with(base(), "/process/user/uid", json!(-1)));
+    assert!(err.contains("process.user.uid"), "{err}");
+    let err = load_err(&with(base(), "/linux/namespaces/0/type", json!("bogus")));
+    assert!(err.contains("linux.namespaces[0].type"), "{err}");
+}
+
+#[test]
+fn empty_args() {
+    let err = load_err(&with(base(), "/process/args", json!([])));
+    assert!(
+        err.ends_with("config.json: process.args: must not be empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_rootfs() {
+    let err = load_err(&with(base(), "/root/path", json!("nope")));
+    assert!(
+        err.contains("root.path: root filesystem") && err.contains("nope does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn executable_not_found_names_it_and_the_path() {
+    let err = load_err(&with(base(), "/process/args", json!(["frobnicate"])));
+    assert!(
+        err.contains("process.args[0]: executable \"frobnicate\" not found")
+            && err.contains("searched PATH=/bin"),
+        "{err}"
+    );
+    // Present but not executable is not found either.
+    let err = load_err(&with(base(), "/process/args", json!(["/bin/data"])));
+    assert!(err.contains("executable \"/bin/data\" not found"), "{err}");
+}
+
+#[test]
+fn terminal_true_is_unsupported() {
+    let mut v = base();
+    v["process"]["terminal"] = json!(true);
+    let err = load_err(&v);
+    assert!(
+        err.contains("process.terminal: true is not supported yet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values() {
+    let cases = [
+        (with(base(), "/ociVersion", json!("2.0.0")), "ociVersion"),
+        (
+            with(base(), "/process/cwd", json!("relative")),
+            "process.cwd",
+        ),
+        (
+            with(base(), "/process/env", json!(["NOEQUALS"])),
+            "process.env[0]",
+        ),
+        (
+            with(
+                base(),
+                "/linux/namespaces",
+                json!([{"type": "pid"}, {"type": "pid"}, {"type": "uts"}]),
+            ),
+            "linux.namespaces[1].type",
+        ),
+        (
+            with(base(), "/linux/namespaces", json!([{"type": "pid"}])),
+            "hostname",
+        ),
+        (
+            with(
+                base(),
+                "/linux/namespaces/0",
+                json!({"type": "pid", "path": "/proc/none/ns/pid"}),
+            ),
+            "linux.namespaces[0].path",
+        ),
+    ];
+    for (config, field) in cases {
+        let err = load_err(&config);
+        assert!(
+            err.contains(&format!("config.json: {field}")),
+            "{field}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_resources() {
+    let mut v = base();
+    v["linux"]["resources"] = json!({"memory": {"limit": 0}});
+    assert!(load_err(&v).contains("linux.resources.memory.limit"));
+    v["linux"]["resources"] = json!({"memory": {"limit": 1048576, "swap": 1024}});
+    assert!(load_err(&v).contains("linux.resources.memory.swap"));
+    v["linux"]["resources"] = json!({"cpu": {"cpus": "0-x"}});
+    assert!(load_err(&v).contains("linux.resources.cpu.cpus"));
+    v["linux"]["resources"] = json!({"pids": {"limit": 0}});
+    assert!(load_err(&v).contains("linux.resources.pids.limit"));
+}
+
+#[test]
+fn cpu_lists() {
+    assert_eq!(parse_cpu_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+    assert!(parse_cpu_list("2-1").is_err());
+    assert!(parse_cpu_list("").is_err());
+}
+
+#[test]
+fn backend_choice_order() {
+    let dir = bundle_with(&base());
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(
+        BackendKind::choose(None, &b, None).unwrap(),
+        BackendKind::Container
+    );
+    assert_eq!(
+        BackendKind::choose(None, &b, Some("microvm")).unwrap(),
+        BackendKind::Microvm
+    );
+    assert!(BackendKind::choose(None, &b, Some("xen"))
+        .unwrap_err()
+        .to_string()
+        .contains("ISOBOX_BACKEND"));
+
+    let mut v = base();
+    v["annotations"] = json!({"io.isobox.backend": "microvm"});
+    let dir = bundle_with(&v);
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(
+        BackendKind::choose(None, &b, Some("container")).unwrap(),
+        BackendKind::Microvm
+    );
+    assert_eq!(
+        BackendKind::choose(Some(BackendKind::Container), &b, None).unwrap(),
+        BackendKind::Container
+    );
+    v["annotations"] = json!({"io.isobox.backend": "qemu"});
+    let dir = bundle_with(&v);
+    let b = Bundle::load(dir.path()).unwrap();
+    let err = BackendKind::choose(None, &b, None).unwrap_err().to_string();
+    assert!(
+        err.contains("annotations.io.isobox.backend") && err.contains("unknown backend"),
+        "{err}"
+    );
+}
