@@ -1,0 +1,238 @@
+//! Helpers for the integration tests: busybox bundles, running the isobox binary with a
+//! private state root, and checks that nothing was left behind.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Why these tests cannot run here, if they cannot (they need root and busybox-static).
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root: container tests need root".into());
+    }
+    let static_bb = Command::new("file")
+        .arg("-L")
+        .arg(BUSYBOX)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("statically linked") || String::from_utf8_lossy(&o.stdout).contains("static-pie"))
+        .unwrap_or(true);
+    if !Path::new(BUSYBOX).exists() || !static_bb {
+        return Some(format!("{BUSYBOX} (busybox-static) is missing"));
+    }
+    None
+}
+
+/// Skip the calling test (return early) with a printed reason when it cannot run here.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if let Some(reason) = support::skip_reason() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+}
+
+/// A bundle on disk: a busybox rootfs and a config.json, removed on drop.
+pub struct TestBundle {
+    pub dir: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl TestBundle {
+    /// A busybox rootfs running `sh -c script`, with the usual namespaces and mounts.
+    pub fn sh(script: &str) -> TestBundle {
+        let dir = tempfile::Builder::new().prefix("isobox-test-").tempdir().unwrap();
+        make_busybox_rootfs(&dir.path().join("rootfs"));
+        let config = default_config(&["/bin/sh", "-c", script]);
+        let b = TestBundle { dir, config };
+        b.write();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Change the config with `f` and write it out again.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(&mut self.config);
+        self.write();
+        self
+    }
+
+    pub fn write(&self) {
+        fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_string_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+pub fn make_busybox_rootfs(rootfs: &Path) {
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = symlink("busybox", rootfs.join("bin").join(applet));
+        }
+    }
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").unwrap();
+    fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+}
+
+pub fn default_config(args: &[&str]) -> Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin:/sbin:/usr/bin", "HOME=/root"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE"]
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "isobox-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+        ],
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}
+
+/// The isobox binary with a private state root.
+pub struct Isobox {
+    pub root: tempfile::TempDir,
+}
+
+impl Isobox {
+    pub fn new() -> Isobox {
+        Isobox {
+            root: tempfile::Builder::new().prefix("isobox-root-").tempdir().unwrap(),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_isobox"));
+        c.arg("--root").arg(self.root.path());
+        c.env_remove("ISOBOX_BACKEND");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// `isobox run --bundle B ID` in the foreground.
+    pub fn run_bundle(&self, bundle: &TestBundle, id: &str) -> Output {
+        self.cmd()
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg(id)
+            .output()
+            .unwrap()
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.run(&["state", id]);
+        assert!(out.status.success(), "state {id}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Assert nothing of container `id` is left: no state dir, no cgroup, no mount of the
+    /// bundle, no process.
+    pub fn assert_nothing_left(&self, id: &str, bundle: Option<&Path>) {
+        assert!(!self.root.path().join(id).exists(), "state dir of {id} left behind");
+        assert!(processes_of(id).is_empty(), "processes of {id} left: {:?}", processes_of(id));
+        for cg in cgroup_dirs(id) {
+            assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+        }
+        if let Some(b) = bundle {
+            let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let b = fs::canonicalize(b).unwrap_or_else(|_| b.to_path_buf());
+            assert!(
+                !mounts.contains(&*b.to_string_lossy()),
+                "a mount under {} left behind",
+                b.display()
+            );
+        }
+    }
+}
+
+impl Drop for Isobox {
+    fn drop(&mut self) {
+        // Best effort: never leave a container of a failed test running.
+        if let Ok(entries) = fs::read_dir(self.root.path()) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().to_string();
+                let _ = self.cmd().args(["delete", "--force", &id]).output();
+            }
+        }
+    }
+}
+
+/// Where the default cgroup of container `id` would be, in every hierarchy.
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            dirs.push(e.path().join("isobox").join(id));
+        }
+    }
+    dirs.push(PathBuf::from("/sys/fs/cgroup/isobox").join(id));
+    dirs
+}
+
+/// Host pids whose cgroup is container `id`'s default one (processes left in the container).
+pub fn processes_of(id: &str) -> Vec<i32> {
+    let needle = format!("/isobox/{id}");
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cg) = fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            if cg.lines().any(|l| l.ends_with(&needle)) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
