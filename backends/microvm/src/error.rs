@@ -28,6 +28,9 @@ pub enum MicrovmError {
     /// Unpacking a .deb or a compressed kernel failed.
     #[error("{path}: {reason}")]
     Unpack { path: PathBuf, reason: String },
+    /// Provisioning a guest kernel failed at `step` (apt-get download, unpack, store, …).
+    #[error("kernel provisioning, {step}: {reason}")]
+    Provision { step: String, reason: String },
     /// The hypervisor process (built-in VMM or qemu) failed or died.
     #[error("{hypervisor}: {reason}")]
     Hypervisor { hypervisor: String, reason: String },
