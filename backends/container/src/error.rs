@@ -11,7 +11,10 @@ pub enum ContainerError {
     Resource { field: String, reason: String },
     /// A mount failed.
     #[error("mount {destination}: {reason}")]
-    Mount { destination: PathBuf, reason: String },
+    Mount {
+        destination: PathBuf,
+        reason: String,
+    },
     /// Setting up the container process failed; reported by its init over the sync pipe.
     #[error("container init: {0}")]
     Init(String),

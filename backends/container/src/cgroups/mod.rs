@@ -1,11 +1,34 @@
 //! cgroups v1, v2 and hybrid: one container's cgroup, its resource limits and its processes.
 
+//!
+//! Modules: `detect` finds the hierarchies, `path` resolves linux.cgroupsPath, `resources`
+//! turns linux.resources into control-file writes, `create` makes the directories, `v1`/`v2`
+//! hold what only one version needs, `lifecycle` joins, signals, freezes and removes.
+
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+
+mod create;
+mod detect;
+mod files;
+mod lifecycle;
+mod path;
+mod resources;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_host;
+
+pub use detect::{Hierarchy, V1Mount, CGROUP_ROOT};
+pub use path::DEFAULT_PARENT;
+pub use resources::{blkio_weight_to_io, shares_to_weight, swap_to_v2};
 
 /// How the host mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +44,7 @@ pub enum Mode {
 
 /// Detect the host's cgroup mode from /sys/fs/cgroup.
 pub fn detect() -> Result<Mode> {
-    todo!("cgroups::detect")
+    detect::detect_at(Path::new(CGROUP_ROOT))
 }
 
 /// One container's cgroup: the directories made for it (one per v1 controller and/or the v2
@@ -31,6 +54,10 @@ pub struct Cgroup {
     pub mode: Mode,
     /// Every directory this cgroup consists of.
     pub paths: Vec<PathBuf>,
+    /// Ancestors of `paths` that isobox made or owns (e.g. /sys/fs/cgroup/memory/isobox):
+    /// destroy removes them once empty, and never touches any other ancestor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<PathBuf>,
 }
 
 impl Cgroup {
@@ -38,31 +65,75 @@ impl Cgroup {
     /// apply `resources`. A limit the host cannot apply is a `ContainerError::Resource` naming
     /// the config field. On any error nothing made here is left behind.
     pub fn create(
-        _cgroups_path: Option<&Path>,
-        _id: &str,
-        _resources: Option<&LinuxResources>,
+        cgroups_path: Option<&Path>,
+        id: &str,
+        resources: Option<&LinuxResources>,
     ) -> Result<Cgroup> {
-        todo!("Cgroup::create")
+        Cgroup::create_in(&Hierarchy::host()?, cgroups_path, id, resources)
+    }
+
+    /// `create` on given hierarchies (the host's, or a test tree).
+    pub fn create_in(
+        hierarchy: &Hierarchy,
+        cgroups_path: Option<&Path>,
+        id: &str,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Cgroup> {
+        create::create(hierarchy, cgroups_path, id, resources)
     }
 
     /// Move `pid` into the cgroup (every hierarchy).
-    pub fn add(&self, _pid: i32) -> Result<()> {
-        todo!("Cgroup::add")
+    pub fn add(&self, pid: i32) -> Result<()> {
+        lifecycle::add(&self.paths, pid)
     }
 
     /// The host pids in the cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        todo!("Cgroup::pids")
+        lifecycle::pids(&self.paths)
     }
 
     /// Send `signal` to every process in the cgroup.
-    pub fn signal_all(&self, _signal: i32) -> Result<()> {
-        todo!("Cgroup::signal_all")
+    pub fn signal_all(&self, signal: i32) -> Result<()> {
+        lifecycle::signal_all(&self.paths, signal)
     }
 
     /// Kill whatever is left (SIGKILL, waiting until the cgroup is empty) and remove the
     /// directories. Idempotent: a cgroup already gone is fine.
     pub fn destroy(&self) -> Result<()> {
-        todo!("Cgroup::destroy")
+        lifecycle::destroy(&self.paths, &self.parents)
     }
+
+    /// Freeze every process (v2 cgroup.freeze, else the v1 freezer), waiting until frozen.
+    /// Ok(false) when the host has no freezer.
+    pub fn freeze(&self) -> Result<bool> {
+        lifecycle::freeze(&self.paths)
+    }
+
+    /// Undo `freeze`.
+    pub fn thaw(&self) -> Result<()> {
+        lifecycle::thaw(&self.paths)
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        lifecycle::is_frozen(&self.paths)
+    }
+
+    /// Memory and pid figures of the cgroup, as far as the host's controllers give them.
+    pub fn stats(&self) -> Result<Stats> {
+        lifecycle::stats(&self.paths)
+    }
+}
+
+/// What the cgroup's controllers report; None where the host has no such file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Memory charged now, bytes (v2 memory.current, v1 memory.usage_in_bytes).
+    pub memory_current: Option<u64>,
+    /// The most memory ever charged, bytes (v2 memory.peak, v1 memory.max_usage_in_bytes).
+    pub memory_peak: Option<u64>,
+    /// Processes and threads now (pids.current).
+    pub pids_current: Option<u64>,
+    /// CPU time used, microseconds (v2 cpu.stat usage_usec, v1 cpuacct.usage / 1000).
+    pub cpu_usage_usec: Option<u64>,
 }

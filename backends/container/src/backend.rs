@@ -1,0 +1,105 @@
+//! `ContainerBackend`: the `Backend` trait on top of spawn (create) and the state kept in it.
+
+use isobox_common::{
+    hooks, proc, Backend, BackendKind, CreateOptions, Created, Error, Result, State, Status,
+};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::error::ContainerError;
+use crate::spawn::{self, BackendData};
+use crate::sync;
+
+/// Containers as host processes in namespaces and cgroups, cloned straight from the caller.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ContainerBackend;
+
+impl ContainerBackend {
+    pub fn new() -> Self {
+        ContainerBackend
+    }
+}
+
+fn data(state: &State) -> Result<BackendData> {
+    serde_json::from_value(state.data.clone()).map_err(|e| Error::BadState {
+        id: state.id.clone(),
+        reason: format!("the container backend data in its state is unreadable: {e}"),
+    })
+}
+
+fn state_bytes(state: &State) -> Vec<u8> {
+    serde_json::to_vec(&state.oci_json()).expect("state serializes")
+}
+
+impl Backend for ContainerBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Container
+    }
+
+    fn create(&self, opts: &CreateOptions) -> Result<Created> {
+        spawn::create(opts)
+    }
+
+    fn start(&self, state: &State) -> Result<()> {
+        if state.status != Status::Created {
+            return Err(Error::BadState {
+                id: state.id.clone(),
+                reason: format!("cannot start a container that is {}", state.status),
+            });
+        }
+        let d = data(state)?;
+        let fifo = state.state_dir.join(sync::EXEC_FIFO);
+        sync::release(&fifo, || proc::is_alive(state.pid, state.pid_start_time))?;
+        let mut running = state.clone();
+        running.status = Status::Running;
+        // A failing poststart hook is only a warning (runtime-spec lifecycle, step 9).
+        if let Err(e) = hooks::run("poststart", &d.poststart, &state_bytes(&running)) {
+            eprintln!("isobox: warning: container {}: {e}", state.id);
+        }
+        Ok(())
+    }
+
+    fn kill(&self, state: &State, signal: i32, all: bool) -> Result<()> {
+        if all {
+            return data(state)?.cgroup.signal_all(signal).map_err(Into::into);
+        }
+        if !proc::is_alive(state.pid, state.pid_start_time) {
+            return Err(Error::BadState {
+                id: state.id.clone(),
+                reason: "the container's process is not running".into(),
+            });
+        }
+        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| Error::BadState {
+            id: state.id.clone(),
+            reason: format!("{signal} is not a signal"),
+        })?;
+        kill(Pid::from_raw(state.pid), sig).map_err(|e| {
+            Error::sys(
+                format!(
+                    "sending {sig} to pid {} of container {:?}",
+                    state.pid, state.id
+                ),
+                e,
+            )
+        })
+    }
+
+    fn delete(&self, state: &State) -> Result<()> {
+        let d = data(state)?;
+        d.cgroup.destroy().map_err(Error::from)?;
+        let mut stopped = state.clone();
+        stopped.status = Status::Stopped;
+        // A failing poststop hook is only a warning (runtime-spec lifecycle, step 13).
+        if let Err(e) = hooks::run("poststop", &d.poststop, &state_bytes(&stopped)) {
+            eprintln!("isobox: warning: container {}: {e}", state.id);
+        }
+        Ok(())
+    }
+
+    fn processes(&self, state: &State) -> Result<Vec<i32>> {
+        data(state)?
+            .cgroup
+            .pids()
+            .map_err(|e: ContainerError| e.into())
+    }
+}

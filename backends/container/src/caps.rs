@@ -1,0 +1,228 @@
+//! Capabilities: OCI names to kernel numbers, and applying the five sets of
+//! `process.capabilities` (bounding, permitted, effective, inheritable, ambient).
+
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
+
+use crate::error::{ContainerError, Result};
+
+/// The kernel number of a capability (include/uapi/linux/capability.h).
+pub fn number(cap: Capability) -> u32 {
+    use Capability::*;
+    match cap {
+        Chown => 0,
+        DacOverride => 1,
+        DacReadSearch => 2,
+        Fowner => 3,
+        Fsetid => 4,
+        Kill => 5,
+        Setgid => 6,
+        Setuid => 7,
+        Setpcap => 8,
+        LinuxImmutable => 9,
+        NetBindService => 10,
+        NetBroadcast => 11,
+        NetAdmin => 12,
+        NetRaw => 13,
+        IpcLock => 14,
+        IpcOwner => 15,
+        SysModule => 16,
+        SysRawio => 17,
+        SysChroot => 18,
+        SysPtrace => 19,
+        SysPacct => 20,
+        SysAdmin => 21,
+        SysBoot => 22,
+        SysNice => 23,
+        SysResource => 24,
+        SysTime => 25,
+        SysTtyConfig => 26,
+        Mknod => 27,
+        Lease => 28,
+        AuditWrite => 29,
+        AuditControl => 30,
+        Setfcap => 31,
+        MacOverride => 32,
+        MacAdmin => 33,
+        Syslog => 34,
+        WakeAlarm => 35,
+        BlockSuspend => 36,
+        AuditRead => 37,
+        Perfmon => 38,
+        Bpf => 39,
+        CheckpointRestore => 40,
+    }
+}
+
+/// A capability set as the 64-bit mask capset(2) takes, keeping only the capabilities the
+/// running kernel knows (runc ignores newer names the same way).
+pub fn mask(set: Option<&Capabilities>, last_cap: u32) -> u64 {
+    set.into_iter()
+        .flatten()
+        .map(|c| number(*c))
+        .filter(|&n| n <= last_cap)
+        .fold(0u64, |m, n| m | (1u64 << n))
+}
+
+/// The highest capability number the running kernel knows.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// The five masks to apply, computed before any privilege is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapMasks {
+    pub bounding: u64,
+    pub permitted: u64,
+    pub effective: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+    pub last_cap: u32,
+}
+
+impl CapMasks {
+    pub fn from_spec(caps: &LinuxCapabilities, last_cap: u32) -> CapMasks {
+        CapMasks {
+            bounding: mask(caps.bounding().as_ref(), last_cap),
+            permitted: mask(caps.permitted().as_ref(), last_cap),
+            effective: mask(caps.effective().as_ref(), last_cap),
+            inheritable: mask(caps.inheritable().as_ref(), last_cap),
+            ambient: mask(caps.ambient().as_ref(), last_cap),
+            last_cap,
+        }
+    }
+}
+
+fn os_err(step: &str) -> ContainerError {
+    ContainerError::io(step.to_string(), std::io::Error::last_os_error())
+}
+
+/// Drop every capability outside the bounding set. Needs CAP_SETPCAP, so it runs before the
+/// uid changes.
+pub fn drop_bounding(m: &CapMasks) -> Result<()> {
+    for n in 0..=m.last_cap {
+        if m.bounding & (1u64 << n) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, n as libc::c_ulong, 0, 0, 0) } != 0 {
+            let err = std::io::Error::last_os_error();
+            // EINVAL: the kernel does not know this capability; nothing to drop.
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(ContainerError::io(
+                    format!("dropping capability {n} from the bounding set (process.capabilities.bounding)"),
+                    err,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Set permitted, effective and inheritable with capset(2), then the ambient set.
+pub fn apply(m: &CapMasks) -> Result<()> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: m.effective as u32,
+            permitted: m.permitted as u32,
+            inheritable: m.inheritable as u32,
+        },
+        CapData {
+            effective: (m.effective >> 32) as u32,
+            permitted: (m.permitted >> 32) as u32,
+            inheritable: (m.inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: header and two data structs laid out as capset(2) expects for version 3.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) } != 0 {
+        return Err(os_err(
+            "setting capabilities (process.capabilities.permitted/effective/inheritable)",
+        ));
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    for n in 0..=m.last_cap {
+        if m.ambient & (1u64 << n) == 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE,
+                n as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(ContainerError::io(
+                format!(
+                    "raising ambient capability {n} (process.capabilities.ambient; it must also be permitted and inheritable)"
+                ),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn numbers_match_the_kernel_header() {
+        assert_eq!(number(Capability::Chown), 0);
+        assert_eq!(number(Capability::NetBindService), 10);
+        assert_eq!(number(Capability::SysAdmin), 21);
+        assert_eq!(number(Capability::AuditWrite), 29);
+        assert_eq!(number(Capability::CheckpointRestore), 40);
+    }
+
+    #[test]
+    fn names_parse_and_map() {
+        let set: HashSet<Capability> =
+            serde_json::from_str(r#"["CAP_KILL","CAP_NET_RAW","CAP_SETUID"]"#).unwrap();
+        assert_eq!(mask(Some(&set), 40), (1 << 5) | (1 << 13) | (1 << 7));
+        assert_eq!(mask(None, 40), 0);
+    }
+
+    #[test]
+    fn capabilities_beyond_the_kernel_are_ignored() {
+        let set: HashSet<Capability> = serde_json::from_str(r#"["CAP_BPF","CAP_CHOWN"]"#).unwrap();
+        assert_eq!(mask(Some(&set), 37), 1);
+        assert_eq!(mask(Some(&set), 40), 1 | (1 << 39));
+    }
+}

@@ -1,0 +1,225 @@
+//! Making a container's cgroup: the directories in every hierarchy, controller delegation,
+//! cpuset inheritance and the resource limits. On error everything made is removed again.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::detect::Hierarchy;
+use super::resources::{self, Flavor, Setting};
+use super::v2::Wanted;
+use super::{files, path, v1, v2, Cgroup, Mode};
+use crate::error::{ContainerError, Result};
+
+/// Controllers worth having on v2 for accounting even when no limit needs them.
+const V2_ACCOUNTING: &[&str] = &["memory", "pids", "cpu"];
+
+pub(crate) fn create(
+    h: &Hierarchy,
+    cgroups_path: Option<&Path>,
+    id: &str,
+    res: Option<&LinuxResources>,
+) -> Result<Cgroup> {
+    let resolved = path::resolve(cgroups_path, id)?;
+    let v2_available = h.v2_available()?;
+    let flavor = |controller: &str| flavor(h, &v2_available, controller);
+    let settings = match res {
+        Some(r) => resources::settings(r, &flavor)?,
+        None => Vec::new(),
+    };
+
+    let mut made: Vec<PathBuf> = Vec::new();
+    let result = build(h, &resolved, &v2_available, &settings, &mut made);
+    match result {
+        Ok(cg) => Ok(cg),
+        Err(e) => {
+            // Deepest first; every directory here was made by this call and is empty.
+            for dir in made.iter().rev() {
+                let _ = files::rmdir(dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Which version holds `controller` here, or why none does.
+fn flavor(h: &Hierarchy, v2_available: &[String], controller: &str) -> Result<Flavor, String> {
+    if h.v1_mount(controller).is_some() {
+        return Ok(Flavor::V1);
+    }
+    // v2 has no devices controller: a BPF program attached to the cgroup stands in for it.
+    if v2_available.iter().any(|c| c == controller)
+        || (controller == "devices" && h.mode == Mode::V2)
+    {
+        return Ok(Flavor::V2);
+    }
+    let mut why = format!("the {controller} controller is not available on this host (");
+    if h.mode != Mode::V2 {
+        why += "no cgroup v1 hierarchy has it mounted";
+    }
+    if let Some(u) = &h.unified {
+        if h.mode != Mode::V2 {
+            why += ", and ";
+        }
+        why += &format!(
+            "{} does not list it",
+            u.join("cgroup.controllers").display()
+        );
+    }
+    Err(why + ")")
+}
+
+fn build(
+    h: &Hierarchy,
+    resolved: &path::Resolved,
+    v2_available: &[String],
+    settings: &[Setting],
+    made: &mut Vec<PathBuf>,
+) -> Result<Cgroup> {
+    let mut paths = Vec::new();
+    let mut parents = BTreeSet::new();
+    let mut mounts: Vec<(&Path, bool)> = h.v1.iter().map(|m| (m.mount.as_path(), false)).collect();
+    if let Some(u) = &h.unified {
+        mounts.push((u.as_path(), true));
+    }
+    for (mount, unified) in mounts {
+        let cpuset = !unified
+            && h.v1
+                .iter()
+                .any(|m| m.mount == mount && m.controllers.iter().any(|c| c == "cpuset"));
+        let leaf = mount.join(&resolved.relative);
+        let mut dir = mount.to_path_buf();
+        let comps: Vec<_> = resolved.relative.components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            dir.push(c);
+            let is_leaf = i + 1 == comps.len();
+            let new = mkdir_retrying(&dir)?;
+            if new {
+                made.push(dir.clone());
+                if !is_leaf {
+                    parents.insert(dir.clone());
+                }
+            } else if is_leaf {
+                let busy = files::procs(&dir)?;
+                if !busy.is_empty() {
+                    return Err(files::cg_err(
+                        &dir,
+                        format!("already exists and holds processes {busy:?}"),
+                    ));
+                }
+            }
+            if cpuset {
+                v1::cpuset_copy_down(&dir)?;
+            }
+        }
+        if let Some(owned) = &resolved.owned_parent {
+            parents.insert(mount.join(owned));
+        }
+        if unified {
+            let wanted = v2_wanted(h.mode, v2_available, settings);
+            v2::enable_controllers(mount, &leaf, &wanted)?;
+        }
+        paths.push(leaf);
+    }
+    if paths.is_empty() {
+        return Err(files::cg_err(
+            Path::new(super::detect::CGROUP_ROOT),
+            "no cgroup hierarchy is mounted",
+        ));
+    }
+    let leaf_of = |f: Flavor, controller: &str| -> PathBuf {
+        let mount = match f {
+            Flavor::V1 => h.v1_mount(controller).map(|m| m.mount.clone()),
+            Flavor::V2 => h.unified.clone(),
+        };
+        // `settings` only holds controllers `flavor` found, so the mount exists.
+        mount.unwrap_or_default().join(&resolved.relative)
+    };
+    for s in settings {
+        let f = if s.controller == "cgroup" || h.v1_mount(s.controller).is_none() {
+            Flavor::V2
+        } else {
+            Flavor::V1
+        };
+        apply(&leaf_of(f, s.controller), s)?;
+    }
+    Ok(Cgroup {
+        mode: h.mode,
+        paths,
+        parents: parents.into_iter().collect(),
+    })
+}
+
+/// mkdir, tolerating a concurrent destroy removing a shared parent (e.g. /isobox) between
+/// our making it and making its child.
+fn mkdir_retrying(dir: &Path) -> Result<bool> {
+    let mut tries = 0;
+    loop {
+        match files::mkdir(dir) {
+            Err(ContainerError::Cgroup { .. })
+                if tries < 3 && dir.parent().is_some_and(|p| !p.exists()) =>
+            {
+                if let Some(p) = dir.parent() {
+                    let _ = std::fs::create_dir(p);
+                }
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The controllers to delegate on v2: those a setting needs (an error if refused), plus
+/// accounting ones on a pure v2 host (best effort).
+fn v2_wanted(mode: Mode, available: &[String], settings: &[Setting]) -> Vec<Wanted> {
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for s in settings {
+        let on_v2 = available.iter().any(|c| c == s.controller);
+        if on_v2 && !wanted.iter().any(|w| w.controller == s.controller) {
+            wanted.push(Wanted {
+                controller: s.controller.to_string(),
+                field: Some(s.field.clone()),
+            });
+        }
+    }
+    if mode == Mode::V2 {
+        for c in V2_ACCOUNTING {
+            if available.iter().any(|a| a == c) && !wanted.iter().any(|w| w.controller == *c) {
+                wanted.push(Wanted {
+                    controller: c.to_string(),
+                    field: None,
+                });
+            }
+        }
+    }
+    wanted
+}
+
+/// Write one setting into `dir`: the first of its candidate files that exists.
+fn apply(dir: &Path, s: &Setting) -> Result<()> {
+    let refuse = |reason: String| ContainerError::Resource {
+        field: s.field.clone(),
+        reason,
+    };
+    let Some(file) = s.files.iter().map(|f| dir.join(f)).find(|f| f.exists()) else {
+        let names = s.files.join(" or ");
+        return Err(refuse(format!(
+            "{}/{names}: not present on this host (controller or kernel feature missing{})",
+            dir.display(),
+            if s.field.ends_with("memory.swap") {
+                "; swap accounting is off or there is no swap"
+            } else {
+                ""
+            }
+        )));
+    };
+    files::write(&file, &s.value).map_err(|e| {
+        refuse(format!(
+            "{}: writing {:?}: {}",
+            file.display(),
+            s.value,
+            files::why(&e)
+        ))
+    })
+}

@@ -1,0 +1,200 @@
+//! A made cgroup's life: joining processes, listing, signalling, freezing, killing, removing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{files, v1, v2};
+use crate::error::Result;
+
+/// How long a freeze may take before giving up on it.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long destroy waits for killed processes to leave the cgroup.
+const EMPTY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn add(paths: &[PathBuf], pid: i32) -> Result<()> {
+    for dir in paths {
+        files::write_cg(&dir.join("cgroup.procs"), &pid.to_string())?;
+    }
+    Ok(())
+}
+
+pub(crate) fn pids(paths: &[PathBuf]) -> Result<Vec<i32>> {
+    let mut all = BTreeSet::new();
+    for dir in paths {
+        all.extend(files::procs(dir)?);
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// The freezer to use: v2's cgroup.freeze (also present in hybrid mode), else v1's.
+enum Freezer<'a> {
+    V2(&'a Path),
+    V1(&'a Path),
+}
+
+fn freezer(paths: &[PathBuf]) -> Option<Freezer<'_>> {
+    if let Some(d) = v2::unified_dir(paths).filter(|d| v2::can_freeze(d)) {
+        return Some(Freezer::V2(d));
+    }
+    v1::freezer_dir(paths).map(Freezer::V1)
+}
+
+pub(crate) fn freeze(paths: &[PathBuf]) -> Result<bool> {
+    match freezer(paths) {
+        Some(Freezer::V2(d)) => v2::freeze(d, FREEZE_TIMEOUT).map(|_| true),
+        Some(Freezer::V1(d)) => v1::freeze(d, FREEZE_TIMEOUT).map(|_| true),
+        None => Ok(false),
+    }
+}
+
+pub(crate) fn thaw(paths: &[PathBuf]) -> Result<()> {
+    match freezer(paths) {
+        Some(Freezer::V2(d)) => v2::thaw(d),
+        Some(Freezer::V1(d)) => v1::thaw(d),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn is_frozen(paths: &[PathBuf]) -> Result<bool> {
+    match freezer(paths) {
+        Some(Freezer::V2(d)) => v2::is_frozen(d),
+        Some(Freezer::V1(d)) => v1::is_frozen(d),
+        None => Ok(false),
+    }
+}
+
+fn send(pids: &[i32], signal: Signal) {
+    for &pid in pids {
+        // Gone already (ESRCH) is fine: it left the cgroup on its own.
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
+/// Signal every process, frozen so none can fork past the list. A cgroup paused before
+/// stays paused.
+pub(crate) fn signal_all(paths: &[PathBuf], signal: i32) -> Result<()> {
+    let sig = Signal::try_from(signal).map_err(|_| {
+        files::cg_err(
+            paths.first().map(|p| p.as_path()).unwrap_or(Path::new("")),
+            format!("signal {signal}: {}", Errno::EINVAL.desc()),
+        )
+    })?;
+    let was_frozen = is_frozen(paths).unwrap_or(false);
+    let froze = !was_frozen && freeze(paths).unwrap_or(false);
+    let list = pids(paths);
+    if let Ok(list) = &list {
+        send(list, sig);
+    }
+    if froze {
+        thaw(paths)?;
+    }
+    list.map(|_| ())
+}
+
+/// Kill everything (cgroup.kill, or freeze + SIGKILL + thaw), wait until empty, remove the
+/// directories and then whichever `parents` are empty. Directories already gone are fine.
+pub(crate) fn destroy(paths: &[PathBuf], parents: &[PathBuf]) -> Result<()> {
+    let live: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+    if !live.is_empty() {
+        kill_all(&live)?;
+        let deadline = Instant::now() + EMPTY_TIMEOUT;
+        for dir in live.iter().rev() {
+            remove(dir, deadline)?;
+        }
+    }
+    let mut parents: Vec<&PathBuf> = parents.iter().collect();
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for dir in parents {
+        // Still used by another container (EBUSY/ENOTEMPTY) or already gone: leave it.
+        let _ = files::rmdir(dir);
+    }
+    Ok(())
+}
+
+fn kill_all(paths: &[PathBuf]) -> Result<()> {
+    let deadline = Instant::now() + EMPTY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    let mut round = 0u32;
+    loop {
+        let left = pids(paths)?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(files::cg_err(
+                &paths[0],
+                format!("processes {left:?} still there {EMPTY_TIMEOUT:?} after SIGKILL"),
+            ));
+        }
+        // Kill on the first round, and again now and then for any fork that slipped by.
+        if round % 64 == 0 {
+            let used_kill_file = match v2::unified_dir(paths) {
+                Some(d) => v2::kill(d)?,
+                None => false,
+            };
+            if used_kill_file {
+                // A v1 freezer holds SIGKILL back until thawed.
+                if let Some(d) = v1::freezer_dir(paths) {
+                    if v1::is_frozen(d).unwrap_or(false) {
+                        v1::thaw(d)?;
+                    }
+                }
+            } else {
+                let froze = freeze(paths).unwrap_or(false);
+                send(&pids(paths)?, Signal::SIGKILL);
+                if froze || is_frozen(paths).unwrap_or(false) {
+                    thaw(paths)?;
+                }
+            }
+        }
+        round += 1;
+        sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// rmdir, retrying while the kernel still reports the cgroup busy (a task exiting).
+fn remove(dir: &Path, deadline: Instant) -> Result<()> {
+    loop {
+        match files::rmdir(dir) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(files::cg_err(dir, format!("rmdir: {}", files::why(&e)))),
+        }
+    }
+}
+
+/// Read the first of `names` found in any of `paths` as a number.
+fn first_number(paths: &[PathBuf], names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|name| {
+        paths
+            .iter()
+            .find_map(|d| files::read(&d.join(name)).ok())
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+pub(crate) fn stats(paths: &[PathBuf]) -> Result<super::Stats> {
+    let unified = v2::unified_dir(paths);
+    let v2_usage = unified
+        .and_then(|d| files::read(&d.join("cpu.stat")).ok())
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+        });
+    Ok(super::Stats {
+        memory_current: first_number(paths, &["memory.current", "memory.usage_in_bytes"]),
+        memory_peak: first_number(paths, &["memory.peak", "memory.max_usage_in_bytes"]),
+        pids_current: first_number(paths, &["pids.current"]),
+        cpu_usage_usec: v2_usage
+            .or_else(|| first_number(paths, &["cpuacct.usage"]).map(|ns| ns / 1000)),
+    })
+}

@@ -1,0 +1,536 @@
+//! OCI linux.resources → the control files to write, for v1 and for v2.
+//!
+//! Each setting names the OCI field it comes from, so a value the host refuses is reported
+//! against the config, not against a file name the user never wrote.
+
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources,
+};
+
+use crate::error::{ContainerError, Result};
+
+/// Which cgroup version holds a controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    V1,
+    V2,
+}
+
+/// One write to one control file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Setting {
+    pub controller: &'static str,
+    /// Candidate file names: the first that exists is written (e.g. blkio.weight or
+    /// blkio.bfq.weight, depending on the I/O scheduler).
+    pub files: Vec<String>,
+    pub value: String,
+    /// The OCI field, e.g. `linux.resources.memory.swap`.
+    pub field: String,
+}
+
+fn set(controller: &'static str, file: &str, value: impl ToString, field: &str) -> Setting {
+    Setting {
+        controller,
+        files: vec![file.to_string()],
+        value: value.to_string(),
+        field: format!("linux.resources.{field}"),
+    }
+}
+
+fn refuse(field: &str, reason: impl Into<String>) -> ContainerError {
+    ContainerError::Resource {
+        field: format!("linux.resources.{field}"),
+        reason: reason.into(),
+    }
+}
+
+/// cgroup v1 cpu.shares → v2 cpu.weight, mapping [2, 262144] onto [1, 10000] as runc does.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
+}
+
+/// v1 blkio.weight [10, 1000] → v2 io.weight [1, 10000].
+pub fn blkio_weight_to_io(weight: u16) -> u64 {
+    let w = u64::from(weight.clamp(10, 1000));
+    1 + ((w - 10) * 9999) / 990
+}
+
+/// OCI memory.swap (memory + swap) → v2 memory.swap.max (swap alone). None: leave it.
+pub fn swap_to_v2(limit: Option<i64>, swap: Option<i64>) -> Result<Option<String>> {
+    match swap {
+        None | Some(0) => Ok(None),
+        Some(-1) => Ok(Some("max".into())),
+        Some(s) if s < -1 => Err(refuse("memory.swap", format!("{s} is negative"))),
+        Some(s) => match limit {
+            None | Some(0) | Some(-1) => Err(refuse(
+                "memory.swap",
+                "a memory+swap limit needs a memory limit (linux.resources.memory.limit)",
+            )),
+            Some(l) if s < l => Err(refuse(
+                "memory.swap",
+                format!("{s} is memory+swap and must not be below the memory limit {l}"),
+            )),
+            Some(l) => Ok(Some((s - l).to_string())),
+        },
+    }
+}
+
+/// Every setting for `res`. `flavor(controller)` says which version holds a controller, or
+/// why the host has none.
+pub(crate) fn settings(
+    res: &LinuxResources,
+    flavor: &dyn Fn(&str) -> std::result::Result<Flavor, String>,
+) -> Result<Vec<Setting>> {
+    let mut out = Vec::new();
+    let need = |controller: &str, field: &str| flavor(controller).map_err(|why| refuse(field, why));
+    if let Some(m) = res.memory() {
+        if touches_memory(m) {
+            let f = need("memory", "memory")?;
+            out.extend(memory(m, f)?);
+        }
+    }
+    if let Some(c) = res.cpu() {
+        cpu(c, &need, &mut out)?;
+    }
+    if let Some(p) = res.pids() {
+        need("pids", "pids.limit")?;
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        out.push(set("pids", "pids.max", v, "pids.limit"));
+    }
+    if let Some(rules) = res.devices().as_deref().filter(|r| !r.is_empty()) {
+        // On v2 the allowlist is a BPF program the caller attaches, not files.
+        if need("devices", "devices")? == Flavor::V1 {
+            out.extend(devices_v1(rules)?);
+        }
+    }
+    if let Some(b) = res.block_io() {
+        let f = need("blkio", "blockIO").or_else(|_| need("io", "blockIO"))?;
+        out.extend(block_io(b, f)?);
+    }
+    for h in res.hugepage_limits().iter().flatten() {
+        let field = "hugepageLimits";
+        let size = h.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(refuse(
+                field,
+                format!("page size {size:?} is not like \"2MB\""),
+            ));
+        }
+        let file = match need("hugetlb", field)? {
+            Flavor::V1 => format!("hugetlb.{size}.limit_in_bytes"),
+            Flavor::V2 => format!("hugetlb.{size}.max"),
+        };
+        out.push(set("hugetlb", &file, h.limit(), field));
+    }
+    if let Some(n) = res.network() {
+        if let Some(id) = n.class_id() {
+            need("net_cls", "network.classID")?;
+            out.push(set("net_cls", "net_cls.classid", id, "network.classID"));
+        }
+        for p in n.priorities().iter().flatten() {
+            need("net_prio", "network.priorities")?;
+            let v = format!("{} {}", p.name(), p.priority());
+            out.push(set(
+                "net_prio",
+                "net_prio.ifpriomap",
+                v,
+                "network.priorities",
+            ));
+        }
+    }
+    for (dev, limits) in res.rdma().iter().flatten() {
+        need("rdma", "rdma")?;
+        let mut v = dev.clone();
+        if let Some(h) = limits.hca_handles() {
+            v += &format!(" hca_handle={h}");
+        }
+        if let Some(o) = limits.hca_objects() {
+            v += &format!(" hca_object={o}");
+        }
+        out.push(set("rdma", "rdma.max", v, "rdma"));
+    }
+    if let Some(u) = res.unified() {
+        let mut keys: Vec<_> = u.keys().collect();
+        keys.sort();
+        for key in keys {
+            let field = format!("unified.{key}");
+            let controller = key.split('.').next().unwrap_or_default();
+            if key.contains('/') || !key.contains('.') || key.starts_with('.') {
+                return Err(refuse(&field, "not a cgroup v2 file name"));
+            }
+            if controller != "cgroup" {
+                let f = flavor(controller).map_err(|why| refuse(&field, why))?;
+                if f == Flavor::V1 {
+                    return Err(refuse(
+                        &field,
+                        format!("{controller} is a cgroup v1 controller here"),
+                    ));
+                }
+            }
+            let controller: &'static str = match controller {
+                "cgroup" => "cgroup",
+                c => V2_CONTROLLERS
+                    .iter()
+                    .find(|k| **k == c)
+                    .copied()
+                    .ok_or_else(|| refuse(&field, format!("unknown cgroup v2 controller {c:?}")))?,
+            };
+            out.push(set(controller, key, &u[key], &field));
+        }
+    }
+    Ok(out)
+}
+
+const V2_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuset", "io", "memory", "hugetlb", "pids", "rdma", "misc",
+];
+
+#[allow(deprecated)] // kernel: obsolete and ignored, but it still says a memory field is set
+fn touches_memory(m: &LinuxMemory) -> bool {
+    m.limit().is_some()
+        || m.reservation().is_some()
+        || m.swap().is_some()
+        || m.kernel_tcp().is_some()
+        || m.swappiness().is_some()
+        || m.disable_oom_killer().is_some()
+        || m.use_hierarchy().is_some()
+}
+
+/// 0 means "not set", as in runc: a 0-byte limit would kill the container at once.
+fn limit_value(v: Option<i64>, field: &str, max: &str) -> Result<Option<String>> {
+    match v {
+        None | Some(0) => Ok(None),
+        Some(-1) => Ok(Some(max.into())),
+        Some(n) if n < 0 => Err(refuse(field, format!("{n} is negative"))),
+        Some(n) => Ok(Some(n.to_string())),
+    }
+}
+
+fn memory(m: &LinuxMemory, f: Flavor) -> Result<Vec<Setting>> {
+    let mut out = Vec::new();
+    let limit = limit_value(m.limit(), "memory.limit", "-1")?;
+    let reservation = limit_value(m.reservation(), "memory.reservation", "-1")?;
+    // Validates swap against limit for both versions.
+    let swap_v2 = swap_to_v2(m.limit(), m.swap())?;
+    match f {
+        Flavor::V1 => {
+            if let Some(v) = limit {
+                out.push(set("memory", "memory.limit_in_bytes", v, "memory.limit"));
+            }
+            // memory.memsw.limit_in_bytes is memory+swap, like the OCI field.
+            if let Some(s) = limit_value(m.swap(), "memory.swap", "-1")? {
+                out.push(set(
+                    "memory",
+                    "memory.memsw.limit_in_bytes",
+                    s,
+                    "memory.swap",
+                ));
+            }
+            if let Some(v) = reservation {
+                out.push(set(
+                    "memory",
+                    "memory.soft_limit_in_bytes",
+                    v,
+                    "memory.reservation",
+                ));
+            }
+            if let Some(v) = limit_value(m.kernel_tcp(), "memory.kernelTCP", "-1")? {
+                out.push(set(
+                    "memory",
+                    "memory.kmem.tcp.limit_in_bytes",
+                    v,
+                    "memory.kernelTCP",
+                ));
+            }
+            if let Some(s) = m.swappiness() {
+                if s > 100 {
+                    return Err(refuse("memory.swappiness", format!("{s} is above 100")));
+                }
+                out.push(set("memory", "memory.swappiness", s, "memory.swappiness"));
+            }
+            if let Some(d) = m.disable_oom_killer() {
+                out.push(set(
+                    "memory",
+                    "memory.oom_control",
+                    u8::from(d),
+                    "memory.disableOOMKiller",
+                ));
+            }
+            if let Some(h) = m.use_hierarchy() {
+                out.push(set(
+                    "memory",
+                    "memory.use_hierarchy",
+                    u8::from(h),
+                    "memory.useHierarchy",
+                ));
+            }
+        }
+        Flavor::V2 => {
+            if let Some(v) = limit_value(m.limit(), "memory.limit", "max")? {
+                out.push(set("memory", "memory.max", v, "memory.limit"));
+            }
+            if let Some(v) = swap_v2 {
+                out.push(set("memory", "memory.swap.max", v, "memory.swap"));
+            }
+            if let Some(v) = limit_value(m.reservation(), "memory.reservation", "max")? {
+                out.push(set("memory", "memory.low", v, "memory.reservation"));
+            }
+            let no_v2 = "cgroup v2 has no such setting";
+            if m.kernel_tcp().is_some_and(|v| v != 0) {
+                return Err(refuse("memory.kernelTCP", no_v2));
+            }
+            if m.swappiness().is_some() {
+                return Err(refuse("memory.swappiness", no_v2));
+            }
+            if m.disable_oom_killer() == Some(true) {
+                return Err(refuse("memory.disableOOMKiller", no_v2));
+            }
+            if m.use_hierarchy() == Some(false) {
+                return Err(refuse(
+                    "memory.useHierarchy",
+                    "cgroup v2 is always hierarchical",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+type Need<'a> = dyn Fn(&str, &str) -> Result<Flavor> + 'a;
+
+fn cpu(c: &LinuxCpu, need: &Need<'_>, out: &mut Vec<Setting>) -> Result<()> {
+    let quota = match c.quota() {
+        None | Some(0) => None,
+        Some(q) if q < -1 => return Err(refuse("cpu.quota", format!("{q} is negative"))),
+        Some(q) => Some(q),
+    };
+    let period = c.period().filter(|p| *p != 0);
+    let has_cpu = c.shares().is_some_and(|s| s != 0)
+        || quota.is_some()
+        || period.is_some()
+        || c.burst().is_some()
+        || c.idle().is_some()
+        || c.realtime_runtime().is_some()
+        || c.realtime_period().is_some();
+    if has_cpu {
+        let field = if quota.is_some() {
+            "cpu.quota"
+        } else {
+            "cpu.shares"
+        };
+        match need("cpu", field)? {
+            Flavor::V1 => {
+                if let Some(s) = c.shares().filter(|s| *s != 0) {
+                    out.push(set("cpu", "cpu.shares", s, "cpu.shares"));
+                }
+                // The period first: a quota is checked against the current period.
+                if let Some(p) = period {
+                    out.push(set("cpu", "cpu.cfs_period_us", p, "cpu.period"));
+                }
+                if let Some(q) = quota {
+                    out.push(set("cpu", "cpu.cfs_quota_us", q, "cpu.quota"));
+                }
+                if let Some(b) = c.burst() {
+                    out.push(set("cpu", "cpu.cfs_burst_us", b, "cpu.burst"));
+                }
+                if let Some(p) = c.realtime_period() {
+                    out.push(set("cpu", "cpu.rt_period_us", p, "cpu.realtimePeriod"));
+                }
+                if let Some(r) = c.realtime_runtime() {
+                    out.push(set("cpu", "cpu.rt_runtime_us", r, "cpu.realtimeRuntime"));
+                }
+            }
+            Flavor::V2 => {
+                if let Some(s) = c.shares().filter(|s| *s != 0) {
+                    out.push(set("cpu", "cpu.weight", shares_to_weight(s), "cpu.shares"));
+                }
+                if quota.is_some() || period.is_some() {
+                    let q = match quota {
+                        Some(q) if q > 0 => q.to_string(),
+                        _ => "max".into(),
+                    };
+                    let v = match period {
+                        Some(p) => format!("{q} {p}"),
+                        None => q,
+                    };
+                    let field = if quota.is_some() {
+                        "cpu.quota"
+                    } else {
+                        "cpu.period"
+                    };
+                    out.push(set("cpu", "cpu.max", v, field));
+                }
+                if let Some(b) = c.burst() {
+                    out.push(set("cpu", "cpu.max.burst", b, "cpu.burst"));
+                }
+                if c.realtime_runtime().is_some_and(|v| v != 0) {
+                    return Err(refuse(
+                        "cpu.realtimeRuntime",
+                        "cgroup v2 has no realtime budget",
+                    ));
+                }
+                if c.realtime_period().is_some_and(|v| v != 0) {
+                    return Err(refuse(
+                        "cpu.realtimePeriod",
+                        "cgroup v2 has no realtime budget",
+                    ));
+                }
+            }
+        }
+        if let Some(i) = c.idle() {
+            out.push(set("cpu", "cpu.idle", i, "cpu.idle"));
+        }
+    }
+    if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+        need("cpuset", "cpu.cpus")?;
+        out.push(set("cpuset", "cpuset.cpus", cpus, "cpu.cpus"));
+    }
+    if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+        need("cpuset", "cpu.mems")?;
+        out.push(set("cpuset", "cpuset.mems", mems, "cpu.mems"));
+    }
+    Ok(())
+}
+
+/// The devices every container needs, allowed after the bundle's own rules (as runc and the
+/// OCI spec's default devices do): null, zero, full, random, urandom, tty, console, ptmx,
+/// pts/*, net/tun, plus mknod of any character or block device.
+const DEFAULT_ALLOWED: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+];
+
+/// One rule in devices.allow / devices.deny syntax: `c 1:3 rwm`, or `a` for every device.
+pub(crate) fn device_rule(r: &LinuxDeviceCgroup) -> Result<Option<String>> {
+    let t = match r.typ().unwrap_or_default() {
+        LinuxDeviceType::A => return Ok(Some("a".into())),
+        LinuxDeviceType::B => 'b',
+        LinuxDeviceType::C | LinuxDeviceType::U => 'c',
+        // The devices controller has no notion of FIFOs: nothing to allow or deny.
+        LinuxDeviceType::P => return Ok(None),
+    };
+    let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+    let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+    if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(refuse(
+            "devices",
+            format!("access {access:?} is not made of r, w, m"),
+        ));
+    }
+    Ok(Some(format!(
+        "{t} {}:{} {access}",
+        num(r.major()),
+        num(r.minor())
+    )))
+}
+
+fn devices_v1(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Setting>> {
+    let mut out = Vec::new();
+    for r in rules {
+        if let Some(rule) = device_rule(r)? {
+            let file = if r.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            out.push(set("devices", file, rule, "devices"));
+        }
+    }
+    for rule in DEFAULT_ALLOWED {
+        out.push(set("devices", "devices.allow", rule, "devices"));
+    }
+    Ok(out)
+}
+
+fn block_io(b: &LinuxBlockIo, f: Flavor) -> Result<Vec<Setting>> {
+    let mut out = Vec::new();
+    let (ctl, weight_files) = match f {
+        Flavor::V1 => ("blkio", vec!["blkio.weight", "blkio.bfq.weight"]),
+        Flavor::V2 => ("io", vec!["io.bfq.weight", "io.weight"]),
+    };
+    let weight = |w: u16| match f {
+        Flavor::V1 => u64::from(w),
+        Flavor::V2 => blkio_weight_to_io(w),
+    };
+    let mut with_files = |files: &[&str], value: String, field: &str| {
+        let mut s = set(ctl, files[0], value, field);
+        s.files = files.iter().map(|f| f.to_string()).collect();
+        out.push(s);
+    };
+    if let Some(w) = b.weight() {
+        with_files(&weight_files, weight(w).to_string(), "blockIO.weight");
+    }
+    if let Some(w) = b.leaf_weight() {
+        if f == Flavor::V2 {
+            return Err(refuse("blockIO.leafWeight", "cgroup v2 has no leaf weight"));
+        }
+        with_files(&["blkio.leaf_weight"], w.to_string(), "blockIO.leafWeight");
+    }
+    for d in b.weight_device().iter().flatten() {
+        if let Some(w) = d.weight() {
+            let v = format!("{}:{} {}", d.major(), d.minor(), weight(w));
+            let files: &[&str] = match f {
+                Flavor::V1 => &["blkio.weight_device", "blkio.bfq.weight"],
+                Flavor::V2 => &["io.bfq.weight", "io.weight"],
+            };
+            with_files(files, v, "blockIO.weightDevice");
+        }
+    }
+    let throttles = [
+        (
+            b.throttle_read_bps_device(),
+            "read_bps_device",
+            "rbps",
+            "blockIO.throttleReadBpsDevice",
+        ),
+        (
+            b.throttle_write_bps_device(),
+            "write_bps_device",
+            "wbps",
+            "blockIO.throttleWriteBpsDevice",
+        ),
+        (
+            b.throttle_read_iops_device(),
+            "read_iops_device",
+            "riops",
+            "blockIO.throttleReadIOPSDevice",
+        ),
+        (
+            b.throttle_write_iops_device(),
+            "write_iops_device",
+            "wiops",
+            "blockIO.throttleWriteIOPSDevice",
+        ),
+    ];
+    for (devs, v1_file, v2_key, field) in throttles {
+        for d in devs.iter().flatten() {
+            let (file, v) = match f {
+                Flavor::V1 => (
+                    format!("blkio.throttle.{v1_file}"),
+                    format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                ),
+                Flavor::V2 => (
+                    "io.max".to_string(),
+                    format!("{}:{} {v2_key}={}", d.major(), d.minor(), d.rate()),
+                ),
+            };
+            with_files(&[&file], v, field);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,220 @@
+//! Device nodes in the container's /dev: the default set, `linux.devices`, and the usual links.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+
+use crate::error::{ContainerError, Result};
+use crate::paths::join_in_root;
+
+/// A device node to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub path: PathBuf,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Field to name in errors.
+    pub field: String,
+}
+
+/// The devices every container gets when it mounts its own /dev (runc's list).
+pub fn defaults() -> Vec<Node> {
+    [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(p, major, minor)| Node {
+        path: PathBuf::from(p),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+        field: format!("default device {p}"),
+    })
+    .collect()
+}
+
+/// Convert `linux.devices` entries; errors are `(field, reason)`.
+pub fn from_spec(devices: &[LinuxDevice]) -> std::result::Result<Vec<Node>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let field = format!("linux.devices[{i}]");
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err((
+                    format!("{field}.type"),
+                    "\"a\" is only valid in cgroup device rules".into(),
+                ))
+            }
+        };
+        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+            return Err((
+                format!("{field}.path"),
+                format!("{} must be an absolute path under /dev", d.path().display()),
+            ));
+        }
+        if d.major() < 0 || d.minor() < 0 {
+            return Err((field, "major and minor must not be negative".into()));
+        }
+        out.push(Node {
+            path: d.path().clone(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+            field,
+        });
+    }
+    Ok(out)
+}
+
+fn dev_err(node: &Node, step: &str, e: impl std::fmt::Display) -> ContainerError {
+    ContainerError::Init(format!(
+        "{} ({}): {step}: {e}",
+        node.field,
+        node.path.display()
+    ))
+}
+
+/// Create `nodes` under `rootfs`. In a user namespace mknod is not allowed, so the host's node
+/// of the same path is bound instead (as runc does).
+pub fn create(rootfs: &Path, nodes: &[Node], in_user_ns: bool) -> Result<()> {
+    for node in nodes {
+        let dest = join_in_root(rootfs, &node.path);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| dev_err(node, "creating the directory", e))?;
+        }
+        if in_user_ns {
+            bind_host(node, &dest)?;
+            continue;
+        }
+        // Replace whatever the rootfs ships at that path.
+        if fs::symlink_metadata(&dest).is_ok() {
+            let _ = fs::remove_file(&dest);
+        }
+        let dev = makedev(node.major, node.minor);
+        mknod(&dest, node.kind, Mode::from_bits_truncate(node.mode), dev)
+            .map_err(|e| dev_err(node, "mknod", e))?;
+        // mknod applies the umask; set the exact mode.
+        fs::set_permissions(&dest, fs::Permissions::from_mode(node.mode))
+            .map_err(|e| dev_err(node, "chmod", e))?;
+        nix::unistd::chown(
+            &dest,
+            Some(nix::unistd::Uid::from_raw(node.uid)),
+            Some(nix::unistd::Gid::from_raw(node.gid)),
+        )
+        .map_err(|e| dev_err(node, "chown", e))?;
+    }
+    Ok(())
+}
+
+fn bind_host(node: &Node, dest: &Path) -> Result<()> {
+    if fs::symlink_metadata(dest).is_err() {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dest)
+            .map_err(|e| dev_err(node, "creating the bind target", e))?;
+    }
+    nix::mount::mount(
+        Some(&node.path),
+        dest,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| dev_err(node, &format!("binding host {}", node.path.display()), e))
+}
+
+/// The standard links of /dev: fd, stdin, stdout, stderr, ptmx (to the container's devpts
+/// instance) and core when the host has /proc/kcore.
+pub fn links(rootfs: &Path) -> Result<()> {
+    let dev = join_in_root(rootfs, Path::new("/dev"));
+    let mut list = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        list.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in list {
+        let link = dev.join(name);
+        if fs::symlink_metadata(&link).is_ok() {
+            continue;
+        }
+        symlink(target, &link)
+            .map_err(|e| ContainerError::Init(format!("linking /dev/{name} to {target}: {e}")))?;
+    }
+    if dev.join("pts").is_dir() {
+        let ptmx = dev.join("ptmx");
+        let _ = fs::remove_file(&ptmx);
+        symlink("pts/ptmx", &ptmx)
+            .map_err(|e| ContainerError::Init(format!("linking /dev/ptmx to pts/ptmx: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_set_is_runcs() {
+        let d = defaults();
+        let names: Vec<_> = d.iter().map(|n| n.path.to_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
+        assert!(d
+            .iter()
+            .all(|n| n.mode == 0o666 && n.kind == SFlag::S_IFCHR));
+        assert_eq!((d[5].major, d[5].minor), (5, 0));
+    }
+
+    #[test]
+    fn spec_devices_convert_and_validate() {
+        let devs: Vec<LinuxDevice> = serde_json::from_str(
+            r#"[{"path":"/dev/fuse","type":"c","major":10,"minor":229,"fileMode":438,"uid":0,"gid":0},
+                {"path":"/dev/loop0","type":"b","major":7,"minor":0}]"#,
+        )
+        .unwrap();
+        let n = from_spec(&devs).unwrap();
+        assert_eq!(n[0].kind, SFlag::S_IFCHR);
+        assert_eq!((n[0].major, n[0].minor, n[0].mode), (10, 229, 0o666));
+        assert_eq!(n[1].kind, SFlag::S_IFBLK);
+        let bad: Vec<LinuxDevice> =
+            serde_json::from_str(r#"[{"path":"/etc/x","type":"c","major":1,"minor":3}]"#).unwrap();
+        assert_eq!(from_spec(&bad).unwrap_err().0, "linux.devices[0].path");
+    }
+}

@@ -1,0 +1,279 @@
+//! The container init: what the cloned child does, from namespaces to execve. Everything up
+//! to "created" reports errors to the parent over the setup channel; after `start` releases
+//! it, errors go to the container's stderr and the process exits 127.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use isobox_common::{hooks, Bundle};
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Hook;
+
+use crate::caps::CapMasks;
+use crate::cgroups::Mode as CgroupMode;
+use crate::devices::{self, Node};
+use crate::error::{ContainerError, Result};
+use crate::mounts::{self, MountContext, PlannedMount};
+use crate::namespaces::{self, NsPlan};
+use crate::sync::{self, Channel, Msg};
+use crate::{exec, rlimits, rootfs, user};
+
+/// Everything the init needs, computed and validated by the parent before clone.
+pub struct InitPlan<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub ns: NsPlan,
+    pub mounts: Vec<PlannedMount>,
+    pub propagation: MsFlags,
+    pub devices: Vec<Node>,
+    pub caps: Option<CapMasks>,
+    pub cgroup_mode: Option<CgroupMode>,
+    /// O_PATH descriptor of the state directory (holds the exec fifo).
+    pub state_dir: OwnedFd,
+    pub foreground: bool,
+}
+
+/// The OCI state document handed to hooks.
+pub fn state_json(id: &str, status: &str, pid: i32, bundle: &Bundle) -> Vec<u8> {
+    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": isobox_common::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle.dir,
+        "annotations": annotations,
+    }))
+    .expect("state serializes")
+}
+
+fn hooks_of<'a>(
+    bundle: &'a Bundle,
+    pick: impl Fn(&'a oci_spec::runtime::Hooks) -> &'a Option<Vec<Hook>>,
+) -> &'a [Hook] {
+    bundle
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| pick(h).as_deref())
+        .unwrap_or_default()
+}
+
+/// Restore default signal handling: the caller may have handlers or a blocked mask that must
+/// not reach the workload (ignored signals would survive execve).
+fn reset_signals() {
+    // SAFETY: plain signal-state syscalls on the calling process.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+fn set_pdeathsig(plan: &InitPlan) {
+    // Without a pid namespace nothing kills the workload when a foreground `run` dies.
+    if plan.foreground && !plan.ns.new_pid() && plan.ns.pid_join.is_none() {
+        // SAFETY: prctl with integer arguments.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+    }
+}
+
+fn expect(chan: &Channel, want: &str) -> Result<Msg> {
+    match chan.recv()? {
+        Some(m) => Ok(m),
+        None => Err(ContainerError::Init(format!(
+            "the runtime went away while the init waited for {want}"
+        ))),
+    }
+}
+
+/// The child's entry point after clone. Never returns.
+pub fn run(plan: &InitPlan, chan: Channel) -> ! {
+    reset_signals();
+    let setup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(plan, &chan)));
+    let host_pid = match setup {
+        Ok(Ok(pid)) => pid,
+        Ok(Err(e)) => fail_setup(&chan, e.to_string()),
+        Err(panic) => fail_setup(&chan, format!("panicked: {}", panic_text(&panic))),
+    };
+    drop(chan);
+    let err = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        after_start(plan, host_pid)
+    })) {
+        Ok(msg) => msg,
+        Err(panic) => format!("panicked: {}", panic_text(&panic)),
+    };
+    eprintln!("isobox: container {}: {err}", plan.id);
+    // SAFETY: leaving the child without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn fail_setup(chan: &Channel, text: String) -> ! {
+    let _ = chan.send(&Msg::Error(text));
+    // SAFETY: leaving the child without running the parent's destructors.
+    unsafe { libc::_exit(1) }
+}
+
+/// Namespaces, mounts, devices, hooks, pivot_root and the paths after it. Returns the host
+/// pid the parent reported.
+fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
+    set_pdeathsig(plan);
+    // The parent writes the id maps and places us in the cgroup first.
+    let host_pid = match expect(chan, "its id maps and cgroup")? {
+        Msg::Go(pid) => pid,
+        other => {
+            return Err(ContainerError::Init(format!(
+                "unexpected setup message {other:?}"
+            )))
+        }
+    };
+    for join in &plan.ns.joins {
+        namespaces::enter(join)?;
+    }
+    if plan.ns.new_user() {
+        // Become the namespace's root (when it is mapped) so files made during setup are
+        // owned by it.
+        // SAFETY: id-setting syscalls.
+        unsafe {
+            libc::setresgid(0, 0, 0);
+            libc::setresuid(0, 0, 0);
+        }
+    }
+    if plan.ns.new_cgroup {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ContainerError::io("unsharing the cgroup namespace", e.into()))?;
+    }
+    let spec = &plan.bundle.spec;
+    if let Some(h) = spec.hostname() {
+        nix::unistd::sethostname(h)
+            .map_err(|e| ContainerError::io(format!("hostname: sethostname({h:?})"), e.into()))?;
+    }
+    if let Some(d) = spec.domainname() {
+        // SAFETY: setdomainname with a valid buffer and length.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(ContainerError::io(
+                format!("domainname: setdomainname({d:?})"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    let rootfs = plan.bundle.rootfs.as_path();
+    rootfs::prepare(rootfs, plan.propagation)?;
+    let ctx = MountContext {
+        rootfs: rootfs.to_path_buf(),
+        cgroup_mode: plan.cgroup_mode,
+        cgroup_ns: plan.ns.has(CloneFlags::CLONE_NEWCGROUP),
+    };
+    mounts::mount_all(&plan.mounts, &ctx)?;
+    let in_user_ns = plan.ns.in_user_ns();
+    if mounts::mounts_dev(&plan.mounts) {
+        devices::create(rootfs, &devices::defaults(), in_user_ns)?;
+        devices::links(rootfs)?;
+    }
+    devices::create(rootfs, &plan.devices, in_user_ns)?;
+
+    let has_runtime_hooks = !hooks_of(plan.bundle, |h| h.prestart()).is_empty()
+        || !hooks_of(plan.bundle, |h| h.create_runtime()).is_empty();
+    if has_runtime_hooks {
+        chan.send(&Msg::RuntimeHooks)?;
+        match expect(chan, "the createRuntime hooks")? {
+            Msg::Continue => {}
+            other => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected setup message {other:?}"
+                )))
+            }
+        }
+    }
+    let create_container = hooks_of(plan.bundle, |h| h.create_container());
+    if !create_container.is_empty() {
+        let state = state_json(plan.id, "creating", host_pid, plan.bundle);
+        hooks::run("createContainer", create_container, &state)
+            .map_err(|e| ContainerError::Init(e.to_string()))?;
+    }
+
+    rootfs::pivot(rootfs)?;
+    if let Some(linux) = spec.linux() {
+        if let Some(sysctl) = linux.sysctl() {
+            rootfs::sysctl(sysctl)?;
+        }
+        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+        rootfs::masked_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        rootfs::readonly_root()?;
+    }
+    chan.send(&Msg::Created)?;
+    Ok(host_pid)
+}
+
+/// Wait for `start`, then become the workload. Returns only the reason it could not.
+fn after_start(plan: &InitPlan, host_pid: i32) -> String {
+    if let Err(e) = sync::wait_for_start(plan.state_dir.as_raw_fd()) {
+        return e.to_string();
+    }
+    // SAFETY: closing a descriptor this process owns; the fd is not used again.
+    unsafe { libc::close(plan.state_dir.as_raw_fd()) };
+    let start_container = hooks_of(plan.bundle, |h| h.start_container());
+    if !start_container.is_empty() {
+        let state = state_json(plan.id, "running", host_pid, plan.bundle);
+        if let Err(e) = hooks::run("startContainer", start_container, &state) {
+            return e.to_string();
+        }
+    }
+    let process = plan.bundle.process();
+    if let Err(e) = rlimits::apply(process.rlimits().as_deref().unwrap_or_default()) {
+        return e.to_string();
+    }
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    if let Err(e) = user::switch(process.user(), plan.caps.as_ref()) {
+        return e.to_string();
+    }
+    set_pdeathsig(plan);
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return format!(
+                "process.noNewPrivileges: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    if let Err(e) = nix::unistd::chdir(process.cwd()) {
+        return format!("process.cwd: chdir {}: {e}", process.cwd().display());
+    }
+    let env = exec::environment(process.env().as_deref().unwrap_or_default(), || {
+        std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|p| user::home_of(&p, process.user().uid()))
+            .unwrap_or_else(|| "/".into())
+    });
+    let args = process.args().as_deref().unwrap_or_default();
+    exec::exec(args, &env)
+}

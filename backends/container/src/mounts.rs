@@ -1,0 +1,343 @@
+//! The bundle's `mounts`, done inside the container's mount namespace before pivot_root.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use isobox_common::Bundle;
+use nix::mount::MsFlags;
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+use crate::cgroups::Mode as CgroupMode;
+use crate::error::{ContainerError, Result};
+use crate::mount_opts::{self, MountOptions};
+use crate::mountinfo;
+use crate::paths::join_in_root;
+
+/// One entry of `mounts`, parsed before the container process exists.
+#[derive(Debug, Clone)]
+pub struct PlannedMount {
+    pub index: usize,
+    pub destination: PathBuf,
+    pub typ: String,
+    /// For binds: the host path (relative sources are relative to the bundle).
+    pub source: Option<PathBuf>,
+    pub opts: MountOptions,
+}
+
+/// Parse every mount of the bundle; errors are `(field, reason)`.
+pub fn plan(bundle: &Bundle) -> std::result::Result<Vec<PlannedMount>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
+        let opts = mount_opts::parse(m.options().as_deref().unwrap_or_default())
+            .map_err(|r| (format!("mounts[{i}].options"), r))?;
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err((
+                format!("mounts[{i}].uidMappings"),
+                "id-mapped mounts are not supported".into(),
+            ));
+        }
+        let typ = m.typ().clone().unwrap_or_default();
+        let mut source = m.source().clone();
+        if opts.is_bind() || typ == "bind" {
+            let Some(src) = source.as_ref() else {
+                return Err((
+                    format!("mounts[{i}].source"),
+                    "a bind mount needs a source".into(),
+                ));
+            };
+            let host = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.dir.join(src)
+            };
+            if !host.exists() {
+                return Err((
+                    format!("mounts[{i}].source"),
+                    format!("{} does not exist", host.display()),
+                ));
+            }
+            source = Some(host);
+        }
+        let mut opts = opts;
+        if typ == "bind" {
+            opts.flags.insert(MsFlags::MS_BIND);
+        }
+        out.push(PlannedMount {
+            index: i,
+            destination: m.destination().clone(),
+            typ,
+            source,
+            opts,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the bundle mounts its own /dev (then isobox fills it with the default devices).
+pub fn mounts_dev(mounts: &[PlannedMount]) -> bool {
+    mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/dev") && !m.opts.is_bind())
+}
+
+/// What the mounts need to know about the container being built.
+pub struct MountContext {
+    pub rootfs: PathBuf,
+    pub cgroup_mode: Option<CgroupMode>,
+    pub cgroup_ns: bool,
+}
+
+fn mount_err(m: &PlannedMount, what: String) -> ContainerError {
+    ContainerError::Mount {
+        destination: m.destination.clone(),
+        reason: format!("mounts[{}]: {what}", m.index),
+    }
+}
+
+fn sys_mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    nix::mount::mount(source, target, fstype, flags, data)
+}
+
+/// Flags of the mount at `path` that an unprivileged remount must keep (the kernel locks them
+/// in a user namespace), as mount(2) flags.
+pub fn locked_flags(path: &Path, keep_atime: bool) -> MsFlags {
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (s, m) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    if keep_atime {
+        for (s, m) in [
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(s) {
+                out |= m;
+            }
+        }
+    }
+    out
+}
+
+const ATIME: MsFlags = MsFlags::MS_NOATIME
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME)
+    .union(MsFlags::MS_NODIRATIME);
+
+/// Remount a bind mount with `flags`, keeping what the kernel locked.
+pub fn remount_bind(target: &Path, flags: MsFlags) -> nix::Result<()> {
+    let keep_atime = !flags.intersects(ATIME);
+    let all = flags | locked_flags(target, keep_atime) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    sys_mount(None, target, None, all, None)
+}
+
+/// Create the mount point: a file when a non-directory is bound there, else a directory.
+fn make_mount_point(m: &PlannedMount, dest: &Path) -> Result<()> {
+    let file_wanted = m.opts.is_bind()
+        && m.source
+            .as_ref()
+            .and_then(|s| fs::metadata(s).ok())
+            .is_some_and(|meta| !meta.is_dir());
+    let res = if file_wanted {
+        if fs::symlink_metadata(dest).is_ok() {
+            return Ok(());
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| mount_err(m, format!("creating {}: {e}", parent.display())))?;
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dest)
+            .map(drop)
+    } else {
+        fs::create_dir_all(dest)
+    };
+    res.map_err(|e| mount_err(m, format!("creating mount point {}: {e}", dest.display())))
+}
+
+/// Do every planned mount under `ctx.rootfs`.
+pub fn mount_all(mounts: &[PlannedMount], ctx: &MountContext) -> Result<()> {
+    for m in mounts {
+        mount_one(m, ctx)?;
+    }
+    Ok(())
+}
+
+fn mount_one(m: &PlannedMount, ctx: &MountContext) -> Result<()> {
+    let dest = join_in_root(&ctx.rootfs, &m.destination);
+    make_mount_point(m, &dest)?;
+    if m.typ == "cgroup" || m.typ == "cgroup2" {
+        mount_cgroup(m, &dest, ctx)?;
+    } else if m.opts.is_bind() {
+        let src = m.source.as_deref().expect("planned binds have a source");
+        let first = m.opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+        sys_mount(Some(src), &dest, None, first, None)
+            .map_err(|e| mount_err(m, format!("binding {}: {e}", src.display())))?;
+        let extra = m.opts.remount_flags();
+        if !extra.is_empty() {
+            remount_bind(&dest, extra)
+                .map_err(|e| mount_err(m, format!("remounting with {extra:?}: {e}")))?;
+        }
+    } else {
+        let data = m.opts.data_string();
+        let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.typ));
+        let typ = (!m.typ.is_empty()).then_some(m.typ.as_str());
+        sys_mount(Some(&src), &dest, typ, m.opts.flags, data.as_deref())
+            .map_err(|e| mount_err(m, format!("mounting {} ({}): {e}", src.display(), m.typ)))?;
+    }
+    for p in &m.opts.propagation {
+        sys_mount(None, &dest, None, *p, None)
+            .map_err(|e| mount_err(m, format!("setting propagation {p:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: cgroup2 on a v2 host; on v1 and hybrid hosts a tmpfs holding one mount
+/// per v1 hierarchy (plus `unified` on hybrid hosts), like runc.
+fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()> {
+    let flags = m.opts.flags;
+    let mode = if m.typ == "cgroup2" {
+        CgroupMode::V2
+    } else {
+        ctx.cgroup_mode.unwrap_or(CgroupMode::V2)
+    };
+    if mode == CgroupMode::V2 {
+        return mount_cgroup_fs(
+            m,
+            Path::new("/sys/fs/cgroup"),
+            dest,
+            "cgroup2",
+            flags,
+            None,
+            ctx,
+        );
+    }
+    let fs_flags = flags - MsFlags::MS_RDONLY;
+    sys_mount(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        fs_flags,
+        Some("mode=755"),
+    )
+    .map_err(|e| mount_err(m, format!("mounting the cgroup tmpfs: {e}")))?;
+    let mounts = mountinfo::read().map_err(|e| mount_err(m, format!("reading mountinfo: {e}")))?;
+    for h in mountinfo::v1_hierarchies(&mounts) {
+        let sub = dest.join(&h.name);
+        fs::create_dir_all(&sub)
+            .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.display())))?;
+        mount_cgroup_fs(
+            m,
+            &h.host_path,
+            &sub,
+            "cgroup",
+            flags,
+            Some(&h.options),
+            ctx,
+        )?;
+        if h.name.contains(',') {
+            for part in h.name.split(',') {
+                let link = dest.join(part);
+                if !link.exists() {
+                    symlink(&h.name, &link)
+                        .map_err(|e| mount_err(m, format!("linking {}: {e}", link.display())))?;
+                }
+            }
+        }
+    }
+    if mode == CgroupMode::Hybrid {
+        let sub = dest.join("unified");
+        fs::create_dir_all(&sub)
+            .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.display())))?;
+        let host = mounts
+            .iter()
+            .find(|e| e.fstype == "cgroup2")
+            .map(|e| e.mount_point.clone())
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup/unified"));
+        mount_cgroup_fs(m, &host, &sub, "cgroup2", flags, None, ctx)?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        sys_mount(
+            None,
+            dest,
+            None,
+            flags | MsFlags::MS_REMOUNT,
+            Some("mode=755"),
+        )
+        .map_err(|e| mount_err(m, format!("making the cgroup tmpfs read-only: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Mount one cgroup filesystem. In a cgroup namespace a fresh mount shows the container's own
+/// cgroup as root; without one (or when the kernel refuses) the host hierarchy is bound instead.
+fn mount_cgroup_fs(
+    m: &PlannedMount,
+    host: &Path,
+    dest: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+    ctx: &MountContext,
+) -> Result<()> {
+    let direct = sys_mount(Some(Path::new(fstype)), dest, Some(fstype), flags, data);
+    match direct {
+        Ok(()) => Ok(()),
+        Err(e)
+            if !ctx.cgroup_ns || e == nix::errno::Errno::EPERM || e == nix::errno::Errno::EBUSY =>
+        {
+            sys_mount(
+                Some(host),
+                dest,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e2| {
+                mount_err(
+                    m,
+                    format!(
+                        "mounting {fstype} at {} failed ({e}) and binding {} failed: {e2}",
+                        dest.display(),
+                        host.display()
+                    ),
+                )
+            })?;
+            let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
+            if !extra.is_empty() {
+                remount_bind(dest, extra).map_err(|e| {
+                    mount_err(
+                        m,
+                        format!("remounting {} with {extra:?}: {e}", dest.display()),
+                    )
+                })?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(mount_err(
+            m,
+            format!("mounting {fstype} at {}: {e}", dest.display()),
+        )),
+    }
+}

@@ -1,0 +1,164 @@
+//! The root filesystem: propagation, the self bind, pivot_root, and what is done after it
+//! (sysctl, read-only and masked paths, a read-only root).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::error::{ContainerError, Result};
+use crate::mountinfo;
+use crate::mounts::remount_bind;
+
+fn mnt(dest: &Path, reason: String) -> ContainerError {
+    ContainerError::Mount {
+        destination: dest.to_path_buf(),
+        reason,
+    }
+}
+
+fn none() -> Option<&'static Path> {
+    None
+}
+
+/// Set the propagation of every mount (linux.rootfsPropagation), make the mount holding the
+/// rootfs private if it is shared (pivot_root refuses shared parents), and bind the rootfs
+/// onto itself so it is a mount point of its own.
+pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
+    nix::mount::mount(none(), "/", None::<&str>, propagation, None::<&str>).map_err(|e| {
+        mnt(
+            Path::new("/"),
+            format!("linux.rootfsPropagation: setting {propagation:?}: {e}"),
+        )
+    })?;
+    let mounts = mountinfo::read().map_err(|e| mnt(rootfs, format!("reading mountinfo: {e}")))?;
+    if let Some(parent) = rootfs
+        .parent()
+        .and_then(|p| mountinfo::containing(&mounts, p))
+    {
+        if parent.is_shared() {
+            nix::mount::mount(
+                none(),
+                &parent.mount_point,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                mnt(
+                    &parent.mount_point,
+                    format!("making the rootfs parent mount private: {e}"),
+                )
+            })?;
+        }
+    }
+    nix::mount::mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| mnt(rootfs, format!("binding the rootfs onto itself: {e}")))
+}
+
+/// Make `rootfs` the root: pivot_root(".", ".") stacks the old root on top of the new one,
+/// which is then detached (after making it a slave so the unmount does not reach the host).
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    let step = |what: &str, e: Errno| mnt(rootfs, format!("pivot_root: {what}: {e}"));
+    let dir =
+        fs::File::open(rootfs).map_err(|e| mnt(rootfs, format!("opening the rootfs: {e}")))?;
+    nix::unistd::fchdir(&dir).map_err(|e| step("chdir", e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| step("pivot_root", e))?;
+    nix::mount::mount(
+        none(),
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| step("making the old root a slave", e))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| step("detaching the old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| step("chdir /", e))
+}
+
+/// Write linux.sysctl under /proc/sys.
+pub fn sysctl(values: &HashMap<String, String>) -> Result<()> {
+    let mut keys: Vec<_> = values.keys().collect();
+    keys.sort();
+    for key in keys {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        fs::write(&path, values[key].as_bytes()).map_err(|e| {
+            ContainerError::Init(format!(
+                "linux.sysctl.{key}: writing {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// linux.readonlyPaths: bind each existing path onto itself and remount it read-only.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    for (i, p) in paths.iter().enumerate() {
+        let path = Path::new(p);
+        if fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        let err =
+            |what: &str, e: Errno| mnt(path, format!("linux.readonlyPaths[{i}]: {what}: {e}"));
+        nix::mount::mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| err("bind", e))?;
+        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC)
+            .map_err(|e| err("remount read-only", e))?;
+    }
+    Ok(())
+}
+
+/// linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories.
+pub fn masked_paths(paths: &[String]) -> Result<()> {
+    for (i, p) in paths.iter().enumerate() {
+        let path = Path::new(p);
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        let res = if meta.is_dir() {
+            nix::mount::mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            nix::mount::mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        res.map_err(|e| mnt(path, format!("linux.maskedPaths[{i}]: {e}")))?;
+    }
+    Ok(())
+}
+
+/// root.readonly: remount / read-only.
+pub fn readonly_root() -> Result<()> {
+    remount_bind(Path::new("/"), MsFlags::MS_RDONLY).map_err(|e| {
+        mnt(
+            Path::new("/"),
+            format!("root.readonly: remount read-only: {e}"),
+        )
+    })
+}

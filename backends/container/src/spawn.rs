@@ -1,0 +1,302 @@
+//! The runtime side of `create`: plan everything, clone the init straight from the calling
+//! process, write its id maps, put it in its cgroup, run the runtime hooks, and wait until it
+//! reports "created" — or undo everything if it reports an error.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use isobox_common::{hooks, CreateOptions, Created, Error};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::caps::{self, CapMasks};
+use crate::cgroups::{self, Cgroup};
+use crate::error::ContainerError;
+use crate::init::{self, InitPlan};
+use crate::sync::{self, Channel, Msg};
+use crate::{devices, mount_opts, mounts, namespaces, rlimits};
+
+/// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendData {
+    pub cgroup: Cgroup,
+    #[serde(default)]
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    #[serde(default)]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
+}
+
+/// Map a backend error to the shared one, naming config.json for resource limits.
+pub fn to_common(e: ContainerError, config: &Path) -> Error {
+    match e {
+        ContainerError::Resource { field, reason } => Error::Config {
+            file: config.to_path_buf(),
+            field,
+            reason,
+        },
+        other => other.into(),
+    }
+}
+
+/// The number of threads of this process: clone without fork's bookkeeping is only safe in a
+/// single-threaded process (another thread could hold the allocator's lock).
+fn thread_count() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(17)?.parse().ok()
+}
+
+fn build_plan<'a>(opts: &'a CreateOptions) -> Result<InitPlan<'a>, Error> {
+    let bundle = &opts.bundle;
+    let cfg = |(field, reason): (String, String)| Error::Config {
+        file: bundle.config_path.clone(),
+        field,
+        reason,
+    };
+    if let Some((key, _)) = opts.options.first() {
+        return Err(Error::Config {
+            file: "command line".into(),
+            field: key.clone(),
+            reason: "the container backend takes no backend options".into(),
+        });
+    }
+    let linux = bundle.spec.linux().as_ref();
+    let ns = namespaces::plan(linux).map_err(cfg)?;
+    let planned = mounts::plan(bundle).map_err(cfg)?;
+    let propagation =
+        mount_opts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
+            .map_err(|r| cfg(("linux.rootfsPropagation".into(), r)))?;
+    let devs = devices::from_spec(
+        linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default(),
+    )
+    .map_err(cfg)?;
+    let process = bundle.process();
+    rlimits::validate(process.rlimits().as_deref().unwrap_or_default()).map_err(cfg)?;
+    let caps = process
+        .capabilities()
+        .as_ref()
+        .map(|c| CapMasks::from_spec(c, caps::last_cap()));
+    if ns.new_user()
+        && linux
+            .and_then(|l| l.uid_mappings().as_ref())
+            .is_none_or(|m| m.is_empty())
+    {
+        return Err(cfg((
+            "linux.uidMappings".into(),
+            "a new user namespace needs uidMappings and gidMappings".into(),
+        )));
+    }
+    let cgroup_mode = if planned.iter().any(|m| m.typ == "cgroup") {
+        Some(cgroups::detect().map_err(|e| to_common(e, &bundle.config_path))?)
+    } else {
+        None
+    };
+    let dir = nix::fcntl::open(
+        &opts.state_dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("opening {}", opts.state_dir.display()), e))?;
+    Ok(InitPlan {
+        id: &opts.id,
+        bundle,
+        ns,
+        mounts: planned,
+        propagation,
+        devices: devs,
+        caps,
+        cgroup_mode,
+        state_dir: dir,
+        foreground: opts.foreground,
+    })
+}
+
+/// clone(2) with fork semantics (the child continues on a copy of this stack).
+fn clone_child(flags: CloneFlags) -> std::io::Result<i32> {
+    // SAFETY: raw clone without a new stack behaves like fork; the child only runs the init
+    // and leaves with _exit.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ret as i32)
+}
+
+/// Enter the pid namespace to join for the next clone, returning our own to come back to.
+fn enter_pid_ns(plan: &InitPlan) -> Result<Option<OwnedFd>, Error> {
+    let Some(join) = plan.ns.pid_join.as_ref() else {
+        return Ok(None);
+    };
+    let own: OwnedFd = std::fs::File::open("/proc/self/ns/pid")
+        .map_err(|e| Error::io("opening /proc/self/ns/pid", e))?
+        .into();
+    namespaces::enter(join).map_err(|e| to_common(e, &plan.bundle.config_path))?;
+    Ok(Some(own))
+}
+
+/// Everything `create` made on the host so far, undone in reverse on failure.
+struct Undo<'a> {
+    fifo: &'a Path,
+    cgroup: Option<Cgroup>,
+    pid: Option<i32>,
+}
+
+impl Undo<'_> {
+    fn run(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        let _ = std::fs::remove_file(self.fifo);
+    }
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created, Error> {
+    if thread_count().is_some_and(|n| n > 1) {
+        return Err(Error::Backend(Box::new(ContainerError::Init(
+            "create must be called from a single-threaded process (the init is cloned from it)"
+                .into(),
+        ))));
+    }
+    let plan = build_plan(opts)?;
+    let config = &opts.bundle.config_path;
+    let fifo = opts.state_dir.join(sync::EXEC_FIFO);
+    sync::make_fifo(&fifo).map_err(|e| to_common(e, config))?;
+    let mut undo = Undo {
+        fifo: &fifo,
+        cgroup: None,
+        pid: None,
+    };
+    let result = create_in(&plan, opts, &mut undo);
+    if result.is_err() {
+        undo.run();
+    }
+    result
+}
+
+fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<Created, Error> {
+    let bundle = &opts.bundle;
+    let config = &bundle.config_path;
+    let linux = bundle.spec.linux().as_ref();
+    let cg = Cgroup::create(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &opts.id,
+        linux.and_then(|l| l.resources().as_ref()),
+    )
+    .map_err(|e| to_common(e, config))?;
+    undo.cgroup = Some(cg.clone());
+    let (parent, child) = Channel::pair().map_err(|e| to_common(e, config))?;
+    let own_pid_ns = enter_pid_ns(plan)?;
+    let cloned = clone_child(plan.ns.clone_flags);
+    if let Ok(0) = cloned {
+        drop(parent);
+        init::run(plan, child);
+    }
+    if let Some(own) = own_pid_ns {
+        // SAFETY: setns back to our own pid namespace (affects only later children).
+        unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
+    }
+    drop(child);
+    let pid = cloned.map_err(|e| {
+        Error::io(
+            format!(
+                "clone of the container init (flags {:?})",
+                plan.ns.clone_flags
+            ),
+            e,
+        )
+    })?;
+    undo.pid = Some(pid);
+
+    if plan.ns.new_user() {
+        let l = linux.expect("user namespace implies linux");
+        namespaces::write_id_maps(
+            pid,
+            l.uid_mappings().as_deref().unwrap_or_default(),
+            l.gid_mappings().as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| to_common(e, config))?;
+    }
+    cg.add(pid).map_err(|e| to_common(e, config))?;
+    if let Some(adj) = bundle.process().oom_score_adj() {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
+            Error::io(
+                format!("process.oomScoreAdj: writing /proc/{pid}/oom_score_adj"),
+                e,
+            )
+        })?;
+    }
+    parent
+        .send(&Msg::Go(pid))
+        .map_err(|e| to_common(e, config))?;
+    loop {
+        match parent.recv().map_err(|e| to_common(e, config))? {
+            Some(Msg::RuntimeHooks) => {
+                let state = init::state_json(&opts.id, "creating", pid, bundle);
+                let hooks = bundle.spec.hooks().as_ref();
+                for (kind, list) in [
+                    ("prestart", hooks.and_then(|h| h.prestart().as_deref())),
+                    (
+                        "createRuntime",
+                        hooks.and_then(|h| h.create_runtime().as_deref()),
+                    ),
+                ] {
+                    hooks::run(kind, list.unwrap_or_default(), &state)?;
+                }
+                parent
+                    .send(&Msg::Continue)
+                    .map_err(|e| to_common(e, config))?;
+            }
+            Some(Msg::Created) => break,
+            Some(Msg::Error(text)) => return Err(ContainerError::Init(text).into()),
+            Some(other) => {
+                return Err(
+                    ContainerError::Init(format!("unexpected setup message {other:?}")).into(),
+                )
+            }
+            None => {
+                let status = waitpid(Pid::from_raw(pid), None);
+                undo.pid = None;
+                let how = match status {
+                    Ok(WaitStatus::Exited(_, code)) => format!("exited with {code}"),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+                    Ok(other) => format!("ended ({other:?})"),
+                    Err(e) => format!("could not be waited for ({e})"),
+                };
+                return Err(ContainerError::Init(format!(
+                    "the init {how} before reporting created"
+                ))
+                .into());
+            }
+        }
+    }
+    let hooks = bundle.spec.hooks().as_ref();
+    let data = BackendData {
+        cgroup: cg,
+        poststart: hooks
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+    };
+    Ok(Created {
+        pid,
+        data: serde_json::to_value(&data).expect("backend data serializes"),
+    })
+}
