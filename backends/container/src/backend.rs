@@ -3,8 +3,6 @@
 use isobox_common::{
     hooks, proc, Backend, BackendKind, CreateOptions, Created, Error, Result, State, Status,
 };
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 
 use crate::error::ContainerError;
 use crate::spawn::{self, BackendData};
@@ -69,19 +67,18 @@ impl Backend for ContainerBackend {
                 reason: "the container's process is not running".into(),
             });
         }
-        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| Error::BadState {
-            id: state.id.clone(),
-            reason: format!("{signal} is not a signal"),
-        })?;
-        kill(Pid::from_raw(state.pid), sig).map_err(|e| {
-            Error::sys(
+        // libc::kill rather than nix's Signal: real-time signals are valid too.
+        // SAFETY: kill with integer arguments.
+        if unsafe { libc::kill(state.pid, signal) } != 0 {
+            return Err(Error::io(
                 format!(
-                    "sending {sig} to pid {} of container {:?}",
+                    "sending signal {signal} to pid {} of container {:?}",
                     state.pid, state.id
                 ),
-                e,
-            )
-        })
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
     }
 
     fn delete(&self, state: &State) -> Result<()> {

@@ -185,11 +185,12 @@ pub fn apply(m: &CapMasks) -> Result<()> {
                 0,
             )
         };
-        if rc != 0 {
+        // A capability that is not both permitted and inheritable cannot be ambient; runc
+        // skips it the same way (its default spec lists ambient capabilities without
+        // inheritable ones).
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
             return Err(ContainerError::io(
-                format!(
-                    "raising ambient capability {n} (process.capabilities.ambient; it must also be permitted and inheritable)"
-                ),
+                format!("raising ambient capability {n} (process.capabilities.ambient)"),
                 std::io::Error::last_os_error(),
             ));
         }
