@@ -1,1 +1,2 @@
 //! The guest agent and the isolation probe.
+pub mod probe;
