@@ -2,6 +2,7 @@
 //! isobox guest agent as PID 1, on the built-in VMM or on qemu.
 
 pub mod error;
+pub mod host;
 pub mod image;
 pub mod vmm;
 

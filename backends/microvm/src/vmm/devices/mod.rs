@@ -1,0 +1,81 @@
+//! Legacy port-I/O devices: two 8250 UARTs and an i8042, and the dispatch of vCPU port
+//! accesses to them. Everything else on the port bus reads as 0xff and ignores writes.
+
+pub mod i8042;
+pub mod serial;
+
+use std::sync::{Arc, Mutex};
+
+pub use serial::Uart;
+
+/// The i8042 whose reset ends the VM.
+pub type I8042 = i8042::I8042<super::control::ResetTrigger>;
+
+pub const COM1_BASE: u16 = 0x3f8;
+pub const COM2_BASE: u16 = 0x2f8;
+pub const COM1_IRQ: u32 = 4;
+pub const COM2_IRQ: u32 = 3;
+pub const I8042_BASE: u16 = 0x60;
+pub const I8042_IRQ: u32 = 1;
+const UART_PORTS: u16 = 8;
+const I8042_PORTS: u16 = 5;
+
+/// The devices reachable by `in`/`out`.
+pub struct PioBus {
+    pub com1: Arc<Mutex<Uart>>,
+    pub com2: Arc<Mutex<Uart>>,
+    pub i8042: Arc<Mutex<I8042>>,
+}
+
+enum Target<'a> {
+    Uart(&'a Mutex<Uart>, u8),
+    I8042(u8),
+    None,
+}
+
+impl PioBus {
+    fn target(&self, port: u16) -> Target<'_> {
+        if (COM1_BASE..COM1_BASE + UART_PORTS).contains(&port) {
+            Target::Uart(&self.com1, (port - COM1_BASE) as u8)
+        } else if (COM2_BASE..COM2_BASE + UART_PORTS).contains(&port) {
+            Target::Uart(&self.com2, (port - COM2_BASE) as u8)
+        } else if (I8042_BASE..I8042_BASE + I8042_PORTS).contains(&port) {
+            Target::I8042((port - I8042_BASE) as u8)
+        } else {
+            Target::None
+        }
+    }
+
+    /// An `in` from `port`: byte-wide device registers, 0xff for anything else.
+    pub fn read(&self, port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+        if data.len() != 1 {
+            return;
+        }
+        data[0] = match self.target(port) {
+            Target::Uart(u, off) => lock(u).read(off),
+            Target::I8042(off) => lock(&self.i8042).read(off),
+            Target::None => 0xff,
+        };
+    }
+
+    /// An `out` to `port`. Device errors (a full or closed sink) drop the byte: a guest must
+    /// never stall on its console.
+    pub fn write(&self, port: u16, data: &[u8]) {
+        if data.len() != 1 {
+            return;
+        }
+        match self.target(port) {
+            Target::Uart(u, off) => {
+                let _ = lock(u).write(off, data[0]);
+            }
+            Target::I8042(off) => lock(&self.i8042).write(off, data[0]),
+            Target::None => {}
+        }
+    }
+}
+
+/// Locks a device even if another vCPU thread panicked while holding it.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

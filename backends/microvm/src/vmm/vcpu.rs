@@ -1,0 +1,156 @@
+//! vCPU threads: each runs KVM_RUN in a loop, hands port I/O to the device bus and turns the
+//! exits that end a VM (reset, triple fault, system events, errors) into the VM's outcome.
+//!
+//! To stop, the owner sets the "stopping" flag and sends the kick signal until the thread is
+//! gone: the signal makes a blocked KVM_RUN return EINTR, after which the flag is seen.
+
+use super::control::Control;
+use super::devices::PioBus;
+use super::VmExit;
+use crate::error::MicrovmError;
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use vmm_sys_util::signal::{register_signal_handler, unblock_signal, Killable, SIGRTMIN};
+
+/// Offset of the kick signal from SIGRTMIN.
+const KICK_SIGNAL_OFFSET: i32 = 4;
+
+pub fn kick_signal() -> i32 {
+    SIGRTMIN() + KICK_SIGNAL_OFFSET
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Installs the (empty) kick handler once per process; without SA_RESTART, so KVM_RUN returns.
+pub fn install_kick_handler() -> Result<(), MicrovmError> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        if let Err(e) = register_signal_handler(kick_signal(), on_kick) {
+            result = Err(MicrovmError::io(
+                "installing the vCPU kick signal handler",
+                std::io::Error::from_raw_os_error(e.errno()),
+            ));
+        }
+    });
+    result
+}
+
+/// Everything a vCPU thread owns.
+pub struct Vcpu {
+    pub id: u8,
+    pub fd: VcpuFd,
+    pub bus: Arc<PioBus>,
+    pub control: Arc<Control>,
+    /// vCPUs that have halted for good (HLT exits reach user space only without a usable
+    /// interrupt source); when all have, the VM is over.
+    pub halted: Arc<AtomicUsize>,
+    pub count: usize,
+}
+
+fn hv_error(reason: String) -> MicrovmError {
+    MicrovmError::Hypervisor {
+        hypervisor: "built-in VMM".into(),
+        reason,
+    }
+}
+
+impl Vcpu {
+    fn rip(&self) -> String {
+        match self.fd.get_regs() {
+            Ok(r) => format!("rip {:#x}", r.rip),
+            Err(_) => "rip unknown".into(),
+        }
+    }
+
+    /// Runs until the VM stops; records the outcome if this vCPU ends the VM.
+    pub fn run(mut self) {
+        let _ = unblock_signal(kick_signal());
+        while !self.control.is_stopping() {
+            let exit = match self.fd.run() {
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    self.bus.read(port, data);
+                    continue;
+                }
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    self.bus.write(port, data);
+                    continue;
+                }
+                Ok(VcpuExit::MmioRead(_, data)) => {
+                    data.fill(0xff);
+                    continue;
+                }
+                Ok(VcpuExit::MmioWrite(..)) | Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => {
+                    continue
+                }
+                Ok(VcpuExit::Hlt) => {
+                    if self.halted.fetch_add(1, Ordering::AcqRel) + 1 == self.count {
+                        Some(Ok(VmExit::Halted))
+                    } else {
+                        return;
+                    }
+                }
+                Ok(VcpuExit::Shutdown) => Some(Ok(VmExit::TripleFault)),
+                Ok(VcpuExit::SystemEvent(kind, _)) => Some(match kind {
+                    KVM_SYSTEM_EVENT_SHUTDOWN => Ok(VmExit::PowerOff),
+                    KVM_SYSTEM_EVENT_RESET => Ok(VmExit::Reset),
+                    KVM_SYSTEM_EVENT_CRASH => Ok(VmExit::Crashed),
+                    other => Err(hv_error(format!(
+                        "vCPU {}: unexpected system event {other}",
+                        self.id
+                    ))),
+                }),
+                Ok(VcpuExit::InternalError) => {
+                    // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+                    // active member of the union.
+                    let suberror =
+                        unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    Some(Err(hv_error(format!(
+                        "vCPU {}: KVM internal error, suberror {suberror}{} at {}",
+                        self.id,
+                        if suberror == 1 {
+                            " (instruction emulation failed)"
+                        } else {
+                            ""
+                        },
+                        self.rip()
+                    ))))
+                }
+                Ok(VcpuExit::FailEntry(reason, cpu)) => Some(Err(hv_error(format!(
+                    "vCPU {}: VM entry failed, hardware reason {reason:#x} on host CPU {cpu}",
+                    self.id
+                )))),
+                Ok(other) => {
+                    let what = format!("{other:?}");
+                    Some(Err(hv_error(format!(
+                        "vCPU {}: unhandled exit {what} at {}",
+                        self.id,
+                        self.rip()
+                    ))))
+                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) => Some(Err(MicrovmError::Kvm {
+                    what: format!("KVM_RUN (vCPU {})", self.id),
+                    source: std::io::Error::from_raw_os_error(e.errno()),
+                })),
+            };
+            if let Some(outcome) = exit {
+                self.control.finish(outcome);
+                return;
+            }
+        }
+    }
+}
+
+/// Kicks a vCPU thread until it has left KVM_RUN and ended, then joins it.
+pub fn stop_and_join(handle: JoinHandle<()>) -> std::thread::Result<()> {
+    while !handle.is_finished() {
+        let _ = handle.kill(kick_signal());
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    handle.join()
+}
