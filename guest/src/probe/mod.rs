@@ -20,7 +20,7 @@
 //!   `host_pids_visible` then means all of them are visible. Without it, it is a heuristic:
 //!   a different kernel → false; kernel threads visible while pid 1 is not ours or an isobox
 //!   agent → true; pid 1 a systemd/init → true; more than 64 non-kernel processes → true.
-//! - `network`: `{interfaces, non_loopback, source}` (`source`: "sysfs" | "procfs" | "none").
+//! - `network`: `{interfaces, non_loopback, source}` (`source`: "procfs" | "sysfs" | "none").
 //! - `hostname`: string or null.
 //! - `user`: `{uid, gid, euid, egid, groups, uid_map, gid_map, in_user_ns}`; the maps are the
 //!   raw file contents; `in_user_ns` is true when uid_map is not `0 0 4294967295`.

@@ -9,7 +9,7 @@ pub struct Network {
     pub interfaces: Vec<String>,
     /// Interfaces other than `lo`.
     pub non_loopback: usize,
-    /// "sysfs" (/sys/class/net), "procfs" (/proc/net/dev) or "none".
+    /// "procfs" (/proc/net/dev), "sysfs" (/sys/class/net, when /proc is missing) or "none".
     pub source: &'static str,
 }
 
@@ -29,18 +29,19 @@ fn from_sysfs() -> std::io::Result<Vec<String>> {
         .collect()
 }
 
+/// Prefers /proc/net/dev: it follows the reader's network namespace, while /sys/class/net
+/// follows the namespace sysfs was mounted in (a sandbox that shares the host's /sys but has
+/// its own network namespace would list the host's interfaces there).
 pub fn probe() -> (Network, Vec<String>) {
     let mut errors = Vec::new();
-    let (mut interfaces, source) = match from_sysfs() {
-        Ok(v) if !v.is_empty() => (v, "sysfs"),
-        other => {
-            if let Err(e) = other {
-                errors.push(format!("network: listing /sys/class/net: {e}"));
-            }
-            match std::fs::read_to_string("/proc/net/dev") {
-                Ok(t) => (parse_proc_net_dev(&t), "procfs"),
+    let (mut interfaces, source) = match std::fs::read_to_string("/proc/net/dev") {
+        Ok(t) => (parse_proc_net_dev(&t), "procfs"),
+        Err(e) => {
+            errors.push(format!("network: reading /proc/net/dev: {e}"));
+            match from_sysfs() {
+                Ok(v) => (v, "sysfs"),
                 Err(e) => {
-                    errors.push(format!("network: reading /proc/net/dev: {e}"));
+                    errors.push(format!("network: listing /sys/class/net: {e}"));
                     (Vec::new(), "none")
                 }
             }
