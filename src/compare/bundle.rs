@@ -105,11 +105,15 @@ impl CompareBundle {
         template["root"]["path"] = json!(rootfs.to_string_lossy());
         let dir = tmp.join("bundle");
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let probe = ["/bin/isobox-probe", "/isobox-probe", "/usr/bin/isobox-probe"]
-            .iter()
-            .find(|p| rootfs.join(p.trim_start_matches('/')).is_file())
-            .map(|p| p.to_string())
-            .ok_or_else(|| format!("no isobox-probe in the rootfs {}", rootfs.display()));
+        let probe = [
+            "/bin/isobox-probe",
+            "/isobox-probe",
+            "/usr/bin/isobox-probe",
+        ]
+        .iter()
+        .find(|p| rootfs.join(p.trim_start_matches('/')).is_file())
+        .map(|p| p.to_string())
+        .ok_or_else(|| format!("no isobox-probe in the rootfs {}", rootfs.display()));
         Ok(CompareBundle {
             dir,
             rootfs,
@@ -145,7 +149,11 @@ impl CompareBundle {
 
     /// Write config.json for `w` with `env` added to the process environment. Returns the
     /// workload's argv, or None when the workload cannot run in this bundle.
-    pub fn write_config(&self, w: Workload, env: &[(String, String)]) -> Result<Option<Vec<String>>> {
+    pub fn write_config(
+        &self,
+        w: Workload,
+        env: &[(String, String)],
+    ) -> Result<Option<Vec<String>>> {
         let Some(args) = self.args_for(w) else {
             return Ok(None);
         };
@@ -166,7 +174,11 @@ fn phase_config(template: &Value, args: &[String], env: &[(String, String)]) -> 
     config["process"]["args"] = json!(args);
     let mut vars: Vec<String> = config["process"]["env"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     for (k, v) in env {
         vars.retain(|e| e.split('=').next() != Some(k.as_str()));
@@ -177,11 +189,12 @@ fn phase_config(template: &Value, args: &[String], env: &[(String, String)]) -> 
 }
 
 /// The default config.json: the usual container namespaces and mounts, runc's default
-/// capability set, no seccomp filter, read-only root.
+/// capability set, no seccomp filter, read-only root. ociVersion 1.0.2 is the newest every
+/// runtime compared here accepts (crun 1.8 refuses 1.2.0).
 pub fn default_config() -> Value {
     let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     json!({
-        "ociVersion": isobox_common::OCI_VERSION,
+        "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": { "uid": 0, "gid": 0 },
@@ -304,7 +317,9 @@ mod tests {
 
     #[test]
     fn static_elf_detection() {
-        assert!(!is_static_elf(b"not an elf at all, not at all, not at all, not at all, x"));
+        assert!(!is_static_elf(
+            b"not an elf at all, not at all, not at all, not at all, x"
+        ));
         if let Ok(sh) = fs::read("/bin/sh") {
             // Debian's dash is dynamically linked.
             assert!(!is_static_elf(&sh));
@@ -329,14 +344,16 @@ mod tests {
         let args = b.write_config(Workload::EchoReady, &[]).unwrap().unwrap();
         assert_eq!(args, ["/bin/echo", "ready"]);
         let written: Value =
-            serde_json::from_str(&fs::read_to_string(b.dir.join("config.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
         assert_eq!(written["process"]["args"][1], "ready");
         // isobox's own strict loader accepts it, executable included.
         let loaded = isobox_common::Bundle::load(&b.dir).unwrap();
         assert_eq!(loaded.resolve_executable().unwrap(), Path::new("/bin/echo"));
         // The rootfs's echo really runs on the host.
-        let out = Command::new(b.rootfs.join("bin/echo")).arg("hi").output().unwrap();
+        let out = Command::new(b.rootfs.join("bin/echo"))
+            .arg("hi")
+            .output()
+            .unwrap();
         assert_eq!(out.stdout, b"hi\n");
     }
 }

@@ -66,6 +66,10 @@ pub fn run_measured(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // A pre_exec hook makes std fork instead of vfork: after a vfork, exec records the
+    // parent's whole peak RSS (text pages included) as the child's ru_maxrss; after a fork
+    // only the anonymous pages the child copied. SAFETY: the hook does nothing.
+    unsafe { cmd.pre_exec(|| Ok(())) };
     let shown = || {
         argv.iter()
             .map(|a| a.to_string_lossy().into_owned())

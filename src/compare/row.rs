@@ -18,13 +18,6 @@ impl<T> Measured<T> {
     pub fn na(reason: impl Into<String>) -> Self {
         Measured::NotAvailable(format!("n/a: {}", reason.into()))
     }
-
-    pub fn value(&self) -> Option<&T> {
-        match self {
-            Measured::Value(v) => Some(v),
-            Measured::NotAvailable(_) => None,
-        }
-    }
 }
 
 impl<T> Default for Measured<T> {

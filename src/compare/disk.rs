@@ -1,0 +1,161 @@
+//! What each runtime needs on disk beyond the bundle, and which hypervisor a microVM run used.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::measure::run_measured;
+use super::row::DiskPart;
+use super::runtimes::{which, Kind, Runtime};
+
+/// The files `rt` needs: its binary; for the microVM also the guest kernel and initramfs
+/// (`isobox kernel` names them), the guest agent, and the hypervisor binary when it is not the
+/// built-in VMM.
+pub fn parts(rt: &Runtime, exe: &Path, hypervisor: Option<&str>) -> Vec<DiskPart> {
+    let mut parts = Vec::new();
+    let mut add = |what: &str, path: &Path| {
+        if let Ok(meta) = fs::metadata(path) {
+            if meta.is_file() && !parts.iter().any(|p: &DiskPart| Path::new(&p.path) == path) {
+                parts.push(DiskPart {
+                    what: what.to_string(),
+                    path: path.display().to_string(),
+                    bytes: meta.len(),
+                });
+            }
+        }
+    };
+    match rt.kind {
+        Kind::Host => {}
+        Kind::Oci => {
+            if let Some((bin, _)) = rt.binary_size() {
+                add(&rt.name, &bin);
+            }
+        }
+        Kind::Isobox => {
+            add("isobox", exe);
+            if rt.backend == "microvm" {
+                for (what, path) in kernel_files(exe) {
+                    add(&what, &path);
+                }
+                if let Some(dir) = exe.parent() {
+                    add("agent", &dir.join("isobox-agent"));
+                }
+                let on_qemu = hypervisor.is_some_and(|h| h.to_ascii_lowercase().contains("qemu"));
+                if let Some(q) = which("qemu-system-x86_64").filter(|_| on_qemu) {
+                    add("qemu", &q);
+                }
+            }
+        }
+    }
+    parts
+}
+
+/// Files `isobox kernel` names on its stdout: every absolute path of an existing file, tagged
+/// by what its name suggests.
+fn kernel_files(exe: &Path) -> Vec<(String, PathBuf)> {
+    let argv: Vec<OsString> = vec![exe.into(), "kernel".into()];
+    let Ok(out) = run_measured(&argv, &[], Duration::from_secs(120)) else {
+        return Vec::new();
+    };
+    if !out.success() {
+        return Vec::new();
+    }
+    paths_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Absolute paths of existing files mentioned in `text`, with a guess at what each is.
+fn paths_in(text: &str) -> Vec<(String, PathBuf)> {
+    text.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '=')
+        .filter(|t| t.starts_with('/'))
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            let what = if name.contains("initr") || name.contains("cpio") {
+                "initramfs"
+            } else if name.contains("agent") {
+                "agent"
+            } else {
+                "kernel"
+            };
+            (what.to_string(), p)
+        })
+        .collect()
+}
+
+/// Find "hypervisor" and "accelerator" (or "accel") values in a microVM run's stderr, in the
+/// forms `hypervisor: qemu`, `hypervisor=qemu`, `accel=tcg`, `(accelerator tcg)`.
+pub fn parse_vm_label(stderr: &str) -> (Option<String>, Option<String>) {
+    let mut hyp = None;
+    let mut accel = None;
+    for line in stderr.lines() {
+        let lower = line.to_ascii_lowercase();
+        let tokens: Vec<&str> = lower
+            .split(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | ',' | '(' | ')' | ';'))
+            .filter(|t| !t.is_empty())
+            .collect();
+        for w in tokens.windows(2) {
+            match w[0] {
+                "hypervisor" if hyp.is_none() => hyp = Some(w[1].to_string()),
+                "accelerator" | "accel" if accel.is_none() => accel = Some(w[1].to_string()),
+                _ => {}
+            }
+        }
+    }
+    (hyp, accel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_label_forms() {
+        assert_eq!(
+            parse_vm_label("isobox: microvm: hypervisor: qemu, accelerator: tcg\n"),
+            (Some("qemu".into()), Some("tcg".into()))
+        );
+        assert_eq!(
+            parse_vm_label("x\nhypervisor=builtin accel=kvm\n"),
+            (Some("builtin".into()), Some("kvm".into()))
+        );
+        assert_eq!(parse_vm_label("nothing here"), (None, None));
+    }
+
+    #[test]
+    fn finds_existing_paths_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("vmlinux-6.1");
+        let i = dir.path().join("initramfs.cpio");
+        fs::write(&k, b"k").unwrap();
+        fs::write(&i, b"i").unwrap();
+        let text = format!(
+            "kernel: {}\ninitramfs=\"{}\"\nmissing /no/such/file\n",
+            k.display(),
+            i.display()
+        );
+        let found = paths_in(&text);
+        assert_eq!(found, vec![("kernel".into(), k), ("initramfs".into(), i)]);
+    }
+
+    #[test]
+    fn parts_of_an_oci_runtime_and_the_host() {
+        let tmp = Path::new("/tmp/none");
+        let rts = super::super::runtimes::discover(Path::new("/bin/sh"), tmp);
+        let host = rts.iter().find(|r| r.kind == Kind::Host).unwrap();
+        assert!(parts(host, Path::new("/bin/sh"), None).is_empty());
+        if let Some(runc) = rts.iter().find(|r| r.name == "runc" && r.binary.is_some()) {
+            let p = parts(runc, Path::new("/bin/sh"), None);
+            assert_eq!(p.len(), 1);
+            assert!(p[0].bytes > 1_000_000, "runc is a few MB: {p:?}");
+        }
+        let container = &rts[0];
+        let p = parts(container, Path::new("/bin/sh"), None);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].what, "isobox");
+    }
+}

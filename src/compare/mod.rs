@@ -1,0 +1,461 @@
+//! `isobox compare`: run the same workload under every runtime found here — isobox's container
+//! and microVM backends, runc/crun, and the bare host process — interleaved so host noise hits
+//! all alike, and report startup, first output, memory, disk and isolation side by side.
+
+mod bundle;
+mod disk;
+mod isolation;
+mod json;
+mod measure;
+mod render;
+mod report;
+mod row;
+mod runtimes;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use bundle::{CompareBundle, Workload, HOST_BOOT_ID_ENV};
+use measure::{ratio, run_measured, RunOutcome, Stats};
+use row::{Isolation, Measured, Row};
+use runtimes::{Kind, Runtime};
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Bundle to run (its rootfs should have /bin/true and /bin/echo); default: a built-in
+    /// busybox bundle with the isolation probe.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Measured runs per runtime and workload (after one warm-up run).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Print the rows as a JSON array instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write DIR/index.html with charts and the isolation matrix.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+}
+
+/// Everything gathered for one runtime while the phases run.
+struct Sample {
+    rt: Runtime,
+    error: Option<String>,
+    startup: Vec<std::time::Duration>,
+    first_output: Vec<std::time::Duration>,
+    peak_rss: u64,
+    failures: Vec<String>,
+    hypervisor: Option<String>,
+    accelerator: Option<String>,
+    isolation: Isolation,
+}
+
+impl Sample {
+    fn available(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+pub fn run(args: &CompareArgs) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs: must be at least 1");
+    }
+    let progress = Progress::new();
+    let exe = std::env::current_exe().context("finding the isobox binary (current_exe)")?;
+    let exe_dir = exe
+        .parent()
+        .context("the isobox binary has no parent directory")?
+        .to_path_buf();
+    // Everything the comparison creates lives here and goes when it is dropped.
+    let tmp = tempfile::Builder::new()
+        .prefix("isobox-compare-")
+        .tempdir()
+        .context("creating a temp dir for the comparison")?;
+    let bundle = match &args.bundle {
+        Some(b) => CompareBundle::from_user(b, tmp.path())?,
+        None => {
+            progress.phase("building the default bundle (busybox + isobox-probe)");
+            CompareBundle::build_default(tmp.path(), &exe_dir)?
+        }
+    };
+    let host_boot = bundle::host_boot_id();
+
+    let mut samples: Vec<Sample> = runtimes::discover(&exe, tmp.path())
+        .into_iter()
+        .map(|rt| Sample {
+            error: match (&rt.kind, &rt.binary) {
+                (Kind::Oci, None) => Some(format!("{} is not installed", rt.name)),
+                _ => None,
+            },
+            rt,
+            startup: Vec::new(),
+            first_output: Vec::new(),
+            peak_rss: 0,
+            failures: Vec::new(),
+            hypervisor: None,
+            accelerator: None,
+            isolation: Isolation::default(),
+        })
+        .collect();
+    let mut ids = IdGen::default();
+
+    // Warm-up: one untimed run each, which also decides who is available.
+    let true_args = bundle
+        .write_config(Workload::True, &[])?
+        .context("the bundle has no workload to run")?;
+    progress.phase("warm-up: one run per runtime");
+    for s in samples.iter_mut().filter(|s| s.available()) {
+        progress.step(&format!("warm-up {}", s.rt_label()));
+        match one_run(&s.rt, &bundle, &mut ids, &true_args, &[]) {
+            Ok(out) if out.success() => s.note_vm_label(&out),
+            Ok(out) => s.error = Some(out.error_line()),
+            Err(e) => s.error = Some(first_line(&format!("{e:#}"))),
+        }
+    }
+
+    // Startup: /bin/true, round-robin so each run of every runtime sees the same host.
+    progress.phase(&format!("startup: {} runs of {:?}", args.runs, true_args));
+    for i in 0..args.runs {
+        for s in rotated(&mut samples, i) {
+            progress.step(&format!("startup {}/{} {}", i + 1, args.runs, s.rt_label()));
+            match one_run(&s.rt, &bundle, &mut ids, &true_args, &[]) {
+                Ok(out) if out.success() => {
+                    s.startup.push(out.wall);
+                    s.peak_rss = s.peak_rss.max(out.peak_rss_bytes);
+                    s.note_vm_label(&out);
+                }
+                Ok(out) => s.failures.push(out.error_line()),
+                Err(e) => s.failures.push(first_line(&format!("{e:#}"))),
+            }
+        }
+    }
+
+    // First output: `echo ready`.
+    if let Some(echo_args) = bundle.write_config(Workload::EchoReady, &[])? {
+        progress.phase(&format!(
+            "first output: {} runs of {:?}",
+            args.runs, echo_args
+        ));
+        for i in 0..args.runs {
+            for s in rotated(&mut samples, i) {
+                progress.step(&format!(
+                    "first output {}/{} {}",
+                    i + 1,
+                    args.runs,
+                    s.rt_label()
+                ));
+                match one_run(&s.rt, &bundle, &mut ids, &echo_args, &[]) {
+                    Ok(out) if out.success() => {
+                        if let Some(t) = out.first_output {
+                            s.first_output.push(t);
+                        }
+                    }
+                    Ok(out) => s.failures.push(out.error_line()),
+                    Err(e) => s.failures.push(first_line(&format!("{e:#}"))),
+                }
+            }
+        }
+
+        // Host syscalls: one `echo ready` run under strace per runtime.
+        match runtimes::which("strace") {
+            None => {
+                for s in &mut samples {
+                    s.isolation.host_syscalls = Measured::na("strace missing");
+                }
+            }
+            Some(strace) => {
+                progress.phase("host syscalls: one run per runtime under strace -f -c");
+                for (n, s) in samples.iter_mut().enumerate() {
+                    if !s.available() {
+                        s.isolation.host_syscalls = Measured::na("runtime unavailable");
+                        continue;
+                    }
+                    progress.step(&format!("strace {}", s.rt_label()));
+                    let out = tmp.path().join(format!("strace-{n}.txt"));
+                    s.isolation.host_syscalls =
+                        host_syscalls(&s.rt, &bundle, &mut ids, &echo_args, &strace, &out);
+                }
+            }
+        }
+    }
+
+    // Isolation: the probe once per runtime.
+    let probe_env: Vec<(String, String)> = host_boot
+        .iter()
+        .map(|b| (HOST_BOOT_ID_ENV.to_string(), b.clone()))
+        .collect();
+    match bundle.write_config(Workload::Probe, &probe_env)? {
+        Some(probe_args) => {
+            progress.phase("isolation: the probe once per runtime");
+            for s in samples.iter_mut().filter(|s| s.available()) {
+                progress.step(&format!("probe {}", s.rt_label()));
+                match one_run(&s.rt, &bundle, &mut ids, &probe_args, &probe_env) {
+                    Ok(out) => match isolation::find_probe_json(&out.stdout) {
+                        Some(v) => {
+                            isolation::apply_probe(&mut s.isolation, &v, host_boot.as_deref())
+                        }
+                        None => {
+                            s.isolation.probe_error =
+                                Some(format!("no probe JSON in its output: {}", out.error_line()))
+                        }
+                    },
+                    Err(e) => s.isolation.probe_error = Some(first_line(&format!("{e:#}"))),
+                }
+            }
+        }
+        None => {
+            let why = bundle.probe.clone().err().unwrap_or_default();
+            for s in &mut samples {
+                s.isolation.probe_error = Some(why.clone());
+            }
+        }
+    }
+    progress.done();
+
+    let rows = assemble(samples, &exe);
+    if args.json {
+        println!("{}", json::render(&rows)?);
+    } else {
+        print!("{}", render::table(&rows));
+    }
+    if let Some(dir) = &args.report {
+        let host = host_summary(args.runs);
+        let path = report::write(dir, &rows, &host)?;
+        eprintln!("report: {}", path.display());
+    }
+    // Removing the temp dir here (not only on drop) reports a failure to clean up.
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.close()
+        .with_context(|| format!("removing {}", tmp_path.display()))?;
+    Ok(())
+}
+
+/// Turn what was gathered into rows: statistics, ratio to runc, disk, explanation.
+fn assemble(samples: Vec<Sample>, exe: &std::path::Path) -> Vec<Row> {
+    let runc_startup = samples
+        .iter()
+        .find(|s| s.rt.name == "runc" && s.available())
+        .and_then(|s| Stats::of_durations(&s.startup));
+    samples
+        .into_iter()
+        .map(|s| {
+            let startup = Stats::of_durations(&s.startup);
+            let mut error = s.error.clone();
+            if error.is_none() && startup.is_none() {
+                error = Some(format!(
+                    "every run failed: {}",
+                    s.failures.first().cloned().unwrap_or_default()
+                ));
+            }
+            let available = error.is_none();
+            let disk = if available {
+                disk::parts(&s.rt, exe, s.hypervisor.as_deref())
+            } else {
+                Vec::new()
+            };
+            let mut row = Row {
+                runtime: s.rt.name.clone(),
+                backend: s.rt.backend.clone(),
+                available,
+                error,
+                binary: s.rt.binary.as_ref().map(|b| b.display().to_string()),
+                startup_ms: startup,
+                first_output_ms: Stats::of_durations(&s.first_output),
+                ratio_to_runc: ratio(startup, runc_startup),
+                peak_rss_bytes: (available && s.peak_rss > 0).then_some(s.peak_rss),
+                disk_bytes: available.then(|| disk.iter().map(|p| p.bytes).sum()),
+                disk,
+                isolation: s.isolation,
+                hypervisor: s.hypervisor,
+                accelerator: s.accelerator,
+                explanation: String::new(),
+            };
+            if !available {
+                row.isolation = Isolation {
+                    host_syscalls: Measured::na("runtime unavailable"),
+                    ..Default::default()
+                };
+            }
+            row.explanation = render::explain(&row);
+            if available && !s.failures.is_empty() {
+                row.explanation.push_str(&format!(
+                    " ({} failed runs: {})",
+                    s.failures.len(),
+                    s.failures[0]
+                ));
+            }
+            row
+        })
+        .collect()
+}
+
+impl Sample {
+    fn rt_label(&self) -> String {
+        if self.rt.kind == Kind::Isobox {
+            format!("isobox/{}", self.rt.backend)
+        } else {
+            self.rt.name.clone()
+        }
+    }
+
+    /// A microVM run names its hypervisor and accelerator on stderr; keep the last seen.
+    fn note_vm_label(&mut self, out: &RunOutcome) {
+        if self.rt.backend != "microvm" {
+            return;
+        }
+        let (h, a) = disk::parse_vm_label(&String::from_utf8_lossy(&out.stderr));
+        if h.is_some() {
+            self.hypervisor = h;
+        }
+        if a.is_some() {
+            self.accelerator = a;
+        }
+    }
+}
+
+/// Run `args` once under `rt`, then remove whatever the runtime left behind.
+fn one_run(
+    rt: &Runtime,
+    bundle: &CompareBundle,
+    ids: &mut IdGen,
+    args: &[String],
+    env: &[(String, String)],
+) -> Result<RunOutcome> {
+    let id = ids.next();
+    let argv = rt.argv(bundle, &id, args);
+    let result = run_measured(&argv, env, rt.timeout);
+    rt.cleanup(&id);
+    result
+}
+
+/// Distinct host syscalls of one run under `strace -f -c`.
+fn host_syscalls(
+    rt: &Runtime,
+    bundle: &CompareBundle,
+    ids: &mut IdGen,
+    args: &[String],
+    strace: &std::path::Path,
+    out: &std::path::Path,
+) -> Measured<u64> {
+    let id = ids.next();
+    let argv = isolation::strace_argv(strace, out, &rt.argv(bundle, &id, args));
+    // Tracing slows every syscall: allow more time than a plain run.
+    let result = run_measured(&argv, &[], rt.timeout * 3);
+    rt.cleanup(&id);
+    match result {
+        Ok(run) if run.success() => match isolation::read_strace_summary(out) {
+            Ok(rows) => Measured::Value(rows.len() as u64),
+            Err(e) => Measured::na(first_line(&format!("{e:#}"))),
+        },
+        Ok(run) => Measured::na(format!("traced run failed: {}", run.error_line())),
+        Err(e) => Measured::na(first_line(&format!("{e:#}"))),
+    }
+}
+
+/// The available samples, starting at a different one each round so no runtime always runs
+/// first (right after a cold page cache) or last.
+fn rotated(samples: &mut [Sample], round: usize) -> impl Iterator<Item = &mut Sample> {
+    let n = samples.len().max(1);
+    let (a, b) = samples.split_at_mut(round % n);
+    b.iter_mut().chain(a.iter_mut()).filter(|s| s.available())
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn host_summary(runs: usize) -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "Linux {} on {cpus} CPUs; {runs} measured runs per runtime and workload, interleaved.",
+        release.trim()
+    )
+}
+
+/// Container ids unique to this comparison.
+#[derive(Default)]
+struct IdGen(u32);
+
+impl IdGen {
+    fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("isobox-cmp-{}-{}", std::process::id(), self.0)
+    }
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, a plain line per phase
+/// otherwise.
+struct Progress {
+    tty: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn phase(&self, msg: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K{msg}");
+        } else {
+            eprintln!("compare: {msg}");
+        }
+    }
+
+    fn step(&self, msg: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K  {msg}");
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_starts_at_a_different_runtime_each_round() {
+        let tmp = std::path::Path::new("/tmp/none");
+        let mut samples: Vec<Sample> = runtimes::discover(std::path::Path::new("/x"), tmp)
+            .into_iter()
+            .map(|rt| Sample {
+                rt,
+                error: None,
+                startup: vec![],
+                first_output: vec![],
+                peak_rss: 0,
+                failures: vec![],
+                hypervisor: None,
+                accelerator: None,
+                isolation: Isolation::default(),
+            })
+            .collect();
+        samples[1].error = Some("down".into());
+        let n = samples.len();
+        let order =
+            |s: &mut Vec<Sample>, r| rotated(s, r).map(|s| s.rt_label()).collect::<Vec<_>>();
+        let r0 = order(&mut samples, 0);
+        let r2 = order(&mut samples, 2);
+        assert_eq!(r0.len(), n - 1, "the unavailable one is skipped");
+        assert_eq!(r0[0], "isobox/container");
+        assert_eq!(r2[0], samples[2].rt_label());
+        assert_eq!(r2.len(), n - 1);
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let mut g = IdGen::default();
+        assert_ne!(g.next(), g.next());
+    }
+}
