@@ -1,0 +1,165 @@
+//! Starting the workload from an Exec request: environment, directory, credentials, limits.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+use isobox_common::protocol::{ExecRequest, Rlimit};
+
+/// Map an OCI rlimit name to its resource number.
+pub fn rlimit_resource(kind: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match kind {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// Split `KEY=value` entries; entries without `=` are an error.
+pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>, String> {
+    env.iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("environment entry {e:?} is not KEY=value")),
+        })
+        .collect()
+}
+
+/// Build the workload's command: stdio piped, credentials and limits applied in the child.
+pub fn command(req: &ExecRequest) -> Result<Command, String> {
+    let program = req
+        .args
+        .first()
+        .ok_or_else(|| "process.args is empty".to_string())?;
+    let env = parse_env(&req.env)?;
+    let mut limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = Vec::new();
+    for Rlimit { kind, soft, hard } in &req.rlimits {
+        let res = rlimit_resource(kind).ok_or_else(|| format!("unknown rlimit {kind:?}"))?;
+        limits.push((
+            res,
+            libc::rlimit {
+                rlim_cur: *soft,
+                rlim_max: *hard,
+            },
+        ));
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(&req.args[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(if req.cwd.is_empty() { "/" } else { &req.cwd })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (uid, gid, groups, umask) = (req.uid, req.gid, req.additional_gids.clone(), req.umask);
+    // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A new session so a Signal to the process group reaches what the workload forks.
+            libc::setsid();
+            for (res, lim) in &limits {
+                if libc::setrlimit(*res, lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
+            }
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Set the hostname (if any) and spawn the workload.
+pub fn spawn(req: &ExecRequest) -> Result<Child, String> {
+    if let Some(name) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name:?}: {e}"))?;
+    }
+    let mut cmd = command(req)?;
+    cmd.spawn().map_err(|e| {
+        format!(
+            "starting {:?} (cwd {:?}, uid {}, gid {}): {e}",
+            req.args[0], req.cwd, req.uid, req.gid
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn req(args: &[&str]) -> ExecRequest {
+        ExecRequest {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/usr/bin:/bin".into(), "GREETING=hi there".into()],
+            cwd: "/".into(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            additional_gids: vec![],
+            umask: Some(0o027),
+            rlimits: vec![Rlimit {
+                kind: "RLIMIT_NOFILE".into(),
+                soft: 77,
+                hard: 77,
+            }],
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn env_cwd_umask_and_rlimits_reach_the_child() {
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("skipped: setgroups needs root");
+            return;
+        }
+        let mut r = req(&["sh", "-c", "echo $GREETING; pwd; umask; ulimit -n"]);
+        r.cwd = "/tmp".into();
+        let mut child = spawn(&r).unwrap();
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "hi there\n/tmp\n0027\n77\n");
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        assert!(command(&req(&[])).unwrap_err().contains("args is empty"));
+        let mut r = req(&["true"]);
+        r.env.push("NOEQUALS".into());
+        assert!(command(&r).unwrap_err().contains("NOEQUALS"));
+        let mut r = req(&["true"]);
+        r.rlimits[0].kind = "RLIMIT_BOGUS".into();
+        assert!(command(&r).unwrap_err().contains("RLIMIT_BOGUS"));
+        if nix::unistd::getuid().is_root() {
+            let err = spawn(&req(&["/no/such/binary"])).unwrap_err();
+            assert!(err.contains("/no/such/binary"), "{err}");
+        }
+    }
+}
