@@ -1,0 +1,442 @@
+//! `MicrovmBackend`: the Backend trait over one host process per VM (see [`crate::host_process`]).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use isobox_common::{Backend, BackendKind, CreateOptions, Created, State};
+
+use crate::cmdline::kernel_cmdline;
+use crate::error::{MicrovmError, Result};
+use crate::host_process::config::{
+    VmHostConfig, ALL_FILES, CONSOLE_LOG, HYPERVISOR_PID, INITRAMFS, READY_FD_ENV, START_FIFO,
+};
+use crate::host_process::ready::parse_report;
+use crate::hypervisor::{
+    host_support, select, Accelerator, Hypervisor, HypervisorChoice, HYPERVISOR_ANNOTATION,
+};
+use crate::{image, qemu, vmspec};
+
+/// Option keys `create` accepts in `CreateOptions::options`.
+pub const OPT_HYPERVISOR: &str = "hypervisor";
+pub const OPT_KERNEL: &str = "kernel";
+pub const OPT_AGENT: &str = "agent";
+/// Environment variable naming the guest agent binary.
+pub const AGENT_ENV: &str = "ISOBOX_AGENT";
+/// File name of the static guest agent.
+pub const AGENT_NAME: &str = "isobox-agent";
+
+/// How long the agent may take to say Hello (software emulation is slow).
+const HELLO_TIMEOUT_TCG: u64 = 60;
+const HELLO_TIMEOUT_KVM: u64 = 20;
+
+/// The microVM backend. Each container is one host process (the isobox binary re-executed
+/// as `vm-host --state-dir DIR`), which owns the VM.
+#[derive(Debug, Clone)]
+pub struct MicrovmBackend {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl MicrovmBackend {
+    /// Re-execute the running binary as `<exe> vm-host --state-dir DIR`.
+    pub fn new() -> Result<Self> {
+        let exe = std::env::current_exe()
+            .map_err(|e| MicrovmError::io("finding the running executable", e))?;
+        Ok(Self::with_host_command(exe, ["vm-host", "--state-dir"]))
+    }
+
+    /// Run `<program> <args…> DIR` as the host process (for tests and other front ends).
+    pub fn with_host_command<I, S>(program: impl Into<PathBuf>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        MicrovmBackend {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Options parsed from `CreateOptions::options`.
+#[derive(Debug, Default)]
+struct Options {
+    hypervisor: Option<String>,
+    kernel: Option<PathBuf>,
+    agent: Option<PathBuf>,
+}
+
+fn parse_options(opts: &[(String, String)]) -> Result<Options> {
+    let mut o = Options::default();
+    for (k, v) in opts {
+        match k.as_str() {
+            OPT_HYPERVISOR => o.hypervisor = Some(v.clone()),
+            OPT_KERNEL => o.kernel = Some(PathBuf::from(v)),
+            OPT_AGENT => o.agent = Some(PathBuf::from(v)),
+            other => {
+                return Err(MicrovmError::Agent(format!(
+                    "unknown microvm option {other:?} (known: {OPT_HYPERVISOR}, {OPT_KERNEL}, {OPT_AGENT})"
+                )))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// The static agent: the `agent` option, `$ISOBOX_AGENT`, or `isobox-agent` next to the
+/// running executable (or one directory up, for test binaries in `deps/`).
+pub fn find_agent(explicit: Option<&Path>) -> Result<PathBuf> {
+    let check = |p: PathBuf, how: &str| {
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(MicrovmError::Agent(format!(
+                "{how} {}: no such file",
+                p.display()
+            )))
+        }
+    };
+    if let Some(p) = explicit {
+        return check(p.to_path_buf(), "agent option");
+    }
+    if let Some(p) = std::env::var_os(AGENT_ENV).filter(|v| !v.is_empty()) {
+        return check(PathBuf::from(p), &format!("${AGENT_ENV}"));
+    }
+    let exe = std::env::current_exe().map_err(|e| MicrovmError::io("current_exe", e))?;
+    let dirs: Vec<&Path> = exe.ancestors().skip(1).take(2).collect();
+    dirs.iter()
+        .map(|d| d.join(AGENT_NAME))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            MicrovmError::Agent(format!(
+                "{AGENT_NAME} not found next to {} (build it with `cargo build -p isobox-guest --bin {AGENT_NAME}` or set ${AGENT_ENV})",
+                exe.display()
+            ))
+        })
+}
+
+fn config_err(opts: &CreateOptions, field: &str, reason: String) -> isobox_common::Error {
+    isobox_common::Error::Config {
+        file: opts.bundle.config_path.clone(),
+        field: field.to_string(),
+        reason,
+    }
+}
+
+/// Remove every file the backend puts in a state directory.
+fn remove_files(state_dir: &Path) {
+    for f in ALL_FILES {
+        let _ = std::fs::remove_file(state_dir.join(f));
+    }
+}
+
+impl MicrovmBackend {
+    fn prepare(
+        &self,
+        opts: &CreateOptions,
+    ) -> isobox_common::Result<(VmHostConfig, Option<String>)> {
+        let o = parse_options(&opts.options)?;
+        let choice: HypervisorChoice =
+            match (&o.hypervisor, opts.bundle.annotation(HYPERVISOR_ANNOTATION)) {
+                (Some(v), _) => v.parse().map_err(MicrovmError::Agent)?,
+                (None, Some(v)) => v.parse().map_err(|r| {
+                    config_err(opts, &format!("annotations.{HYPERVISOR_ANNOTATION}"), r)
+                })?,
+                (None, None) => HypervisorChoice::Auto,
+            };
+        let sel = select(choice, &host_support())?;
+        let kernel = image::resolve_kernel(o.kernel.as_deref(), &image::ResolveOptions::default())?;
+        let agent = find_agent(o.agent.as_deref())?;
+        let qemu_binary = match sel.hypervisor {
+            Hypervisor::Qemu => Some(qemu::find_binary()?),
+            Hypervisor::Builtin => None,
+        };
+        let mem_mib = vmspec::mem_mib(&opts.bundle);
+        let initramfs = opts.state_dir.join(INITRAMFS);
+        image::build_initramfs_for_ram(&opts.bundle.rootfs, &agent, &initramfs, mem_mib)?;
+        let exec = vmspec::exec_request(&opts.bundle);
+        let cfg = VmHostConfig {
+            hypervisor: sel.hypervisor,
+            accelerator: sel.accelerator,
+            qemu_binary,
+            kernel: kernel.path.clone(),
+            initramfs,
+            cmdline: kernel_cmdline(sel.hypervisor),
+            vcpus: vmspec::vcpus(&opts.bundle),
+            mem_mib,
+            console_log: opts.state_dir.join(CONSOLE_LOG),
+            hello_timeout_secs: match sel.accelerator {
+                Accelerator::Tcg => HELLO_TIMEOUT_TCG,
+                Accelerator::Kvm => HELLO_TIMEOUT_KVM,
+            },
+            exec,
+        };
+        cfg.save(&opts.state_dir)?;
+        nix::unistd::mkfifo(
+            &opts.state_dir.join(START_FIFO),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| {
+            MicrovmError::io(
+                format!("creating {}", opts.state_dir.join(START_FIFO).display()),
+                e.into(),
+            )
+        })?;
+        Ok((cfg, sel.warning))
+    }
+
+    /// Spawn the host process and wait for its readiness report.
+    fn launch(&self, opts: &CreateOptions, cfg: &VmHostConfig) -> Result<i32> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| MicrovmError::io("creating the readiness pipe", e.into()))?;
+        let wfd = w.as_raw_fd();
+        let detach = !opts.foreground;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .arg(&opts.state_dir)
+            .env(READY_FD_ENV, wfd.to_string());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if detach {
+                    libc::setsid();
+                }
+                if libc::fcntl(wfd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            MicrovmError::io(
+                format!("starting the VM host process {}", self.program.display()),
+                e,
+            )
+        })?;
+        drop(w);
+        let timeout = Duration::from_secs(cfg.hello_timeout_secs + 30);
+        match read_report(r, timeout).and_then(|t| parse_report(&t)) {
+            Ok(()) => Ok(child.id() as i32),
+            Err(reason) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(MicrovmError::Hypervisor {
+                    hypervisor: cfg.hypervisor.as_str().into(),
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+/// Read the readiness pipe to EOF, for at most `timeout`.
+fn read_report(fd: OwnedFd, timeout: Duration) -> std::result::Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    // SAFETY: we own the descriptor.
+    let mut f = unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "the VM host process did not report within {} s",
+                timeout.as_secs()
+            ));
+        }
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("waiting for the VM host process: {e}"));
+        }
+        if n == 0 {
+            continue;
+        }
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&out).into_owned()),
+            Ok(k) => out.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the VM host process's report: {e}")),
+        }
+    }
+}
+
+fn data_str<'a>(state: &'a State, key: &str) -> Option<&'a serde_json::Value> {
+    state.data.get(key)
+}
+
+/// The hypervisor's pid, if it still runs as the process we recorded.
+fn live_hypervisor(state: &State) -> Option<i32> {
+    let pid = data_str(state, "hypervisorPid")?.as_i64()? as i32;
+    let start = data_str(state, "hypervisorStartTime")?.as_u64()?;
+    isobox_common::proc::is_alive(pid, start).then_some(pid)
+}
+
+fn wait_gone(pid: i32, start: u64, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while isobox_common::proc::is_alive(pid, start) {
+        if isobox_common::proc::state_letter(pid) == Some('Z') {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+impl Backend for MicrovmBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Microvm
+    }
+
+    fn create(&self, opts: &CreateOptions) -> isobox_common::Result<Created> {
+        let result = self.prepare(opts).and_then(|(cfg, warning)| {
+            if let Some(w) = warning {
+                eprintln!("isobox: {w}");
+            }
+            let pid = self.launch(opts, &cfg)?;
+            Ok((cfg, pid))
+        });
+        let (cfg, pid) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                remove_files(&opts.state_dir);
+                return Err(e);
+            }
+        };
+        let hv_pid: Option<i32> = std::fs::read_to_string(opts.state_dir.join(HYPERVISOR_PID))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let hv_start = hv_pid.and_then(isobox_common::proc::start_time);
+        Ok(Created {
+            pid,
+            data: serde_json::json!({
+                "hypervisor": cfg.hypervisor.as_str(),
+                "accelerator": cfg.accelerator.as_str(),
+                "kernel": cfg.kernel,
+                "vcpus": cfg.vcpus,
+                "memMib": cfg.mem_mib,
+                "consoleLog": cfg.console_log,
+                "hypervisorPid": hv_pid,
+                "hypervisorStartTime": hv_start,
+            }),
+        })
+    }
+
+    fn start(&self, state: &State) -> isobox_common::Result<()> {
+        let path = state.state_dir.join(START_FIFO);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(&path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    isobox_common::Error::BadState {
+                        id: state.id.clone(),
+                        reason:
+                            "the VM host process is not waiting for start (already started or gone)"
+                                .into(),
+                    }
+                } else {
+                    MicrovmError::io(format!("opening {}", path.display()), e).into()
+                }
+            })?;
+        let mut f = f;
+        std::io::Write::write_all(&mut f, b"s")
+            .map_err(|e| MicrovmError::io(format!("writing {}", path.display()), e))?;
+        Ok(())
+    }
+
+    fn kill(&self, state: &State, signal: i32, _all: bool) -> isobox_common::Result<()> {
+        // The host process relays the signal to the workload (SIGKILL ends the VM at once).
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(state.pid),
+            nix::sys::signal::Signal::try_from(signal)
+                .map_err(|e| MicrovmError::io(format!("signal {signal}"), e.into()))?,
+        )
+        .map_err(|e| {
+            MicrovmError::io(
+                format!(
+                    "sending signal {signal} to the VM host process {}",
+                    state.pid
+                ),
+                e.into(),
+            )
+        })?;
+        Ok(())
+    }
+
+    fn delete(&self, state: &State) -> isobox_common::Result<()> {
+        if isobox_common::proc::is_alive(state.pid, state.pid_start_time) {
+            // SAFETY: plain syscall on the recorded, still-live pid.
+            unsafe { libc::kill(state.pid, libc::SIGKILL) };
+            wait_gone(state.pid, state.pid_start_time, Duration::from_secs(5));
+        }
+        if let Some(pid) = live_hypervisor(state) {
+            // SAFETY: as above; it dies with the host process anyway.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        remove_files(&state.state_dir);
+        Ok(())
+    }
+
+    fn processes(&self, state: &State) -> isobox_common::Result<Vec<i32>> {
+        let mut pids = Vec::new();
+        if isobox_common::proc::is_alive(state.pid, state.pid_start_time) {
+            pids.push(state.pid);
+        }
+        pids.extend(live_hypervisor(state));
+        Ok(pids)
+    }
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK | libc::O_CLOEXEC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_parsed_and_unknown_keys_rejected() {
+        let o = parse_options(&[
+            ("hypervisor".into(), "qemu".into()),
+            ("kernel".into(), "/k".into()),
+        ])
+        .unwrap();
+        assert_eq!(o.hypervisor.as_deref(), Some("qemu"));
+        assert_eq!(o.kernel, Some(PathBuf::from("/k")));
+        let err = parse_options(&[("bogus".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn explicit_agent_must_exist() {
+        let err = find_agent(Some(Path::new("/no/such/agent"))).unwrap_err();
+        assert!(err.to_string().contains("/no/such/agent"));
+    }
+}

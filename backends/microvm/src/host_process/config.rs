@@ -1,0 +1,127 @@
+//! `vm.json`: what `create` tells the per-VM host process, and the other files of the state
+//! directory the two share.
+
+use std::path::{Path, PathBuf};
+
+use isobox_common::protocol::ExecRequest;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MicrovmError, Result};
+use crate::hypervisor::{Accelerator, Hypervisor};
+
+/// File names inside the container's state directory.
+pub const CONFIG_FILE: &str = "vm.json";
+pub const START_FIFO: &str = "start.fifo";
+pub const CONSOLE_LOG: &str = "console.log";
+pub const INITRAMFS: &str = "initramfs.cpio";
+pub const HYPERVISOR_LOG: &str = "hypervisor.log";
+pub const HYPERVISOR_PID: &str = "hypervisor.pid";
+
+/// Every file the backend may leave in a state directory (removed on error and on delete).
+pub const ALL_FILES: &[&str] = &[
+    CONFIG_FILE,
+    START_FIFO,
+    CONSOLE_LOG,
+    INITRAMFS,
+    HYPERVISOR_LOG,
+    HYPERVISOR_PID,
+];
+
+/// Environment variable carrying the descriptor the host process reports readiness on.
+pub const READY_FD_ENV: &str = "ISOBOX_VM_READY_FD";
+
+/// The VM the host process runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmHostConfig {
+    pub hypervisor: Hypervisor,
+    pub accelerator: Accelerator,
+    /// The qemu binary (qemu only).
+    #[serde(default)]
+    pub qemu_binary: Option<PathBuf>,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    pub vcpus: u32,
+    pub mem_mib: u64,
+    pub console_log: PathBuf,
+    /// How long to wait for the agent's Hello.
+    pub hello_timeout_secs: u64,
+    /// The workload.
+    pub exec: ExecRequest,
+}
+
+impl VmHostConfig {
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        let path = state_dir.join(CONFIG_FILE);
+        let body = serde_json::to_vec_pretty(self).map_err(|e| MicrovmError::Io {
+            context: format!("encoding {}", path.display()),
+            source: e.into(),
+        })?;
+        std::fs::write(&path, body)
+            .map_err(|e| MicrovmError::io(format!("writing {}", path.display()), e))
+    }
+
+    pub fn load(state_dir: &Path) -> Result<Self> {
+        let path = state_dir.join(CONFIG_FILE);
+        let body = std::fs::read(&path)
+            .map_err(|e| MicrovmError::io(format!("reading {}", path.display()), e))?;
+        serde_json::from_slice(&body).map_err(|e| MicrovmError::Io {
+            context: format!("parsing {}", path.display()),
+            source: e.into(),
+        })
+    }
+}
+
+/// The last `max_lines` lines of the console log, for error messages.
+pub fn console_tail(path: &Path, max_lines: usize) -> String {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => return format!("(no console log {}: {e})", path.display()),
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return format!("(console log {} is empty)", path.display());
+    }
+    let start = lines.len().saturating_sub(max_lines);
+    format!(
+        "last console lines ({}):\n  {}",
+        path.display(),
+        lines[start..].join("\n  ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_console_tail_keeps_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = VmHostConfig {
+            hypervisor: Hypervisor::Qemu,
+            accelerator: Accelerator::Tcg,
+            qemu_binary: Some("/usr/bin/qemu-system-x86_64".into()),
+            kernel: "/k".into(),
+            initramfs: dir.path().join(INITRAMFS),
+            cmdline: "console=ttyS0".into(),
+            vcpus: 1,
+            mem_mib: 256,
+            console_log: dir.path().join(CONSOLE_LOG),
+            hello_timeout_secs: 60,
+            exec: ExecRequest {
+                args: vec!["true".into()],
+                ..Default::default()
+            },
+        };
+        cfg.save(dir.path()).unwrap();
+        assert_eq!(VmHostConfig::load(dir.path()).unwrap(), cfg);
+        std::fs::write(&cfg.console_log, "a\r\n\nb\nc\nd\n").unwrap();
+        let tail = console_tail(&cfg.console_log, 2);
+        assert!(tail.ends_with("c\n  d"), "{tail}");
+        assert!(console_tail(&dir.path().join("none"), 2).contains("no console log"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The host process's helper threads; each turns one source into [`Event`]s.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use isobox_common::protocol::{self, Message};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+use super::Event;
+
+/// Signals the host process relays to the workload.
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGPWR,
+];
+
+/// Signals that stop a VM whose workload has not started yet.
+pub fn terminates_before_start(sig: i32) -> bool {
+    [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGPWR,
+    ]
+    .contains(&sig)
+}
+
+/// Block the forwarded signals in the calling thread (call before any other thread exists, so
+/// all inherit the mask) and receive them in a dedicated thread.
+pub fn signals(events: Sender<Event>) -> nix::Result<()> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    thread::spawn(move || loop {
+        match set.wait() {
+            Ok(sig) => {
+                if events.send(Event::Signal(sig as i32)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => continue,
+        }
+    });
+    Ok(())
+}
+
+/// Read the agent's frames.
+pub fn agent_reader(mut line: UnixStream, events: Sender<Event>) {
+    thread::spawn(move || loop {
+        let ev = match protocol::read_message(&mut line) {
+            Ok(Some(msg)) => Event::Agent(msg),
+            Ok(None) => Event::AgentClosed,
+            Err(e) => Event::AgentError(e.to_string()),
+        };
+        let last = !matches!(ev, Event::Agent(_));
+        if events.send(ev).is_err() || last {
+            return;
+        }
+    });
+}
+
+/// Open the start fifo for reading without blocking, so `start` (which opens it for writing
+/// without blocking) finds a reader as soon as `create` has returned.
+pub fn open_start_fifo(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Wait for a byte on the start fifo (written by `isobox start`).
+pub fn start_fifo(mut fifo: File, path: PathBuf, events: Sender<Event>) {
+    thread::spawn(move || loop {
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            continue;
+        }
+        let mut b = [0u8; 1];
+        match fifo.read(&mut b) {
+            Ok(1) => {
+                let _ = events.send(Event::Start);
+                return;
+            }
+            // A writer came and went without a byte: reopen to clear the hang-up.
+            Ok(_) => match open_start_fifo(&path) {
+                Ok(f) => fifo = f,
+                Err(e) => {
+                    let _ = events.send(Event::StartFailed(format!(
+                        "reopening {}: {e}",
+                        path.display()
+                    )));
+                    return;
+                }
+            },
+            Err(_) => continue,
+        }
+    });
+}
+
+/// The agent line's sending half, shared by the main loop and the stdin thread.
+#[derive(Clone)]
+pub struct AgentWriter(Arc<Mutex<UnixStream>>);
+
+impl AgentWriter {
+    pub fn new(line: UnixStream) -> Self {
+        AgentWriter(Arc::new(Mutex::new(line)))
+    }
+
+    pub fn send(&self, msg: &Message) -> Result<(), String> {
+        let mut line = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        protocol::write_message(&mut *line, msg).map_err(|e| e.to_string())
+    }
+}
+
+/// Copy our stdin into Stdin frames, then StdinEof.
+pub fn stdin_pump(writer: AgentWriter) {
+    thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if writer.send(&Message::Stdin(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = writer.send(&Message::StdinEof);
+    });
+}
+
+/// Write workload output to our own stdout or stderr; a closed reader is not an error.
+pub fn emit(mut out: impl Write, data: &[u8]) {
+    let _ = out.write_all(data).and_then(|_| out.flush());
+}

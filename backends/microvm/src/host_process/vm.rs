@@ -1,0 +1,163 @@
+//! Launching the VM under the chosen hypervisor and noticing when it ends.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread;
+
+use super::config::{VmHostConfig, HYPERVISOR_LOG, HYPERVISOR_PID};
+use super::Event;
+use crate::error::{MicrovmError, Result};
+use crate::hypervisor::Hypervisor;
+use crate::qemu::{self, QemuConfig};
+use crate::vmm;
+
+/// A running VM: it can be killed, and an [`Event::VmExited`] reports its end.
+pub struct RunningVm {
+    /// The hypervisor process, when it is a separate process (qemu).
+    pub pid: Option<i32>,
+    /// The built-in VMM's stop handle, when it runs in this process.
+    builtin: Option<vmm::VmHandle>,
+    exited: Arc<AtomicBool>,
+}
+
+impl RunningVm {
+    /// True once the hypervisor process is gone.
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::SeqCst)
+    }
+
+    /// Stop the VM at once (no effect once it is gone).
+    pub fn kill(&self) {
+        if let Some(h) = &self.builtin {
+            h.stop();
+        }
+        if let Some(pid) = self.pid {
+            if !self.exited.load(Ordering::SeqCst) {
+                // SAFETY: plain syscall; the pid is our unreaped child while `exited` is false.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Boot the VM with `guest_end` as the agent's serial line.
+pub fn launch(
+    cfg: &VmHostConfig,
+    state_dir: &Path,
+    guest_end: UnixStream,
+    events: Sender<Event>,
+) -> Result<RunningVm> {
+    match cfg.hypervisor {
+        Hypervisor::Qemu => launch_qemu(cfg, state_dir, guest_end, events),
+        Hypervisor::Builtin => launch_builtin(cfg, guest_end, events),
+    }
+}
+
+/// The built-in VMM, in this process: its vCPU threads run beside the relay.
+fn launch_builtin(
+    cfg: &VmHostConfig,
+    guest_end: UnixStream,
+    events: Sender<Event>,
+) -> Result<RunningVm> {
+    let console = File::create(&cfg.console_log)
+        .map_err(|e| MicrovmError::io(format!("creating {}", cfg.console_log.display()), e))?;
+    let vcpus = u8::try_from(cfg.vcpus).map_err(|_| MicrovmError::Hypervisor {
+        hypervisor: "builtin".into(),
+        reason: format!("{} vCPUs is more than the built-in VMM supports", cfg.vcpus),
+    })?;
+    let running = vmm::start(vmm::VmConfig {
+        kernel: cfg.kernel.clone(),
+        initramfs: Some(cfg.initramfs.clone()),
+        cmdline: cfg.cmdline.clone(),
+        vcpus,
+        mem_mib: cfg.mem_mib,
+        console: Box::new(console),
+        agent: Some(guest_end),
+    })?;
+    let handle = running.handle();
+    let exited = Arc::new(AtomicBool::new(false));
+    let flag = exited.clone();
+    thread::spawn(move || {
+        let how = match running.wait() {
+            Ok(exit) => format!("the built-in VMM ended: {exit:?}"),
+            Err(e) => format!("the built-in VMM failed: {e}"),
+        };
+        flag.store(true, Ordering::SeqCst);
+        let _ = events.send(Event::VmExited(how));
+    });
+    Ok(RunningVm {
+        pid: None,
+        builtin: Some(handle),
+        exited,
+    })
+}
+
+fn launch_qemu(
+    cfg: &VmHostConfig,
+    state_dir: &Path,
+    guest_end: UnixStream,
+    events: Sender<Event>,
+) -> Result<RunningVm> {
+    let binary = match &cfg.qemu_binary {
+        Some(b) => b.clone(),
+        None => qemu::find_binary()?,
+    };
+    let qcfg = QemuConfig {
+        binary,
+        kernel: cfg.kernel.clone(),
+        initramfs: cfg.initramfs.clone(),
+        cmdline: cfg.cmdline.clone(),
+        vcpus: cfg.vcpus,
+        mem_mib: cfg.mem_mib,
+        accelerator: cfg.accelerator,
+        console_log: cfg.console_log.clone(),
+    };
+    let log_path = state_dir.join(HYPERVISOR_LOG);
+    let log = File::create(&log_path)
+        .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
+    let mut child = qemu::spawn(&qcfg, OwnedFd::from(guest_end), log)?;
+    let pid = child.id() as i32;
+    let pid_path = state_dir.join(HYPERVISOR_PID);
+    if let Err(e) = std::fs::write(&pid_path, format!("{pid}\n")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(MicrovmError::io(
+            format!("writing {}", pid_path.display()),
+            e,
+        ));
+    }
+    let exited = Arc::new(AtomicBool::new(false));
+    let flag = exited.clone();
+    thread::spawn(move || {
+        let how = match child.wait() {
+            Ok(st) => match (
+                st.code(),
+                std::os::unix::process::ExitStatusExt::signal(&st),
+            ) {
+                (Some(0), _) => "qemu exited".to_string(),
+                (Some(c), _) => format!("qemu exited with status {c}: {}", tail_of(&log_path)),
+                (None, Some(s)) => format!("qemu was killed by signal {s}"),
+                _ => format!("qemu ended: {st}"),
+            },
+            Err(e) => format!("waiting for qemu: {e}"),
+        };
+        flag.store(true, Ordering::SeqCst);
+        let _ = events.send(Event::VmExited(how));
+    });
+    Ok(RunningVm {
+        pid: Some(pid),
+        builtin: None,
+        exited,
+    })
+}
+
+fn tail_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}

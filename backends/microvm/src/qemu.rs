@@ -1,0 +1,157 @@
+//! The qemu driver: a `microvm` machine with the kernel, the initramfs, the console (ttyS0) in
+//! a file and the agent's line (ttyS1, a second ISA UART) on an inherited socket.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::error::{MicrovmError, Result};
+use crate::hypervisor::Accelerator;
+
+/// Environment variable naming the qemu binary (default: `qemu-system-x86_64` on $PATH).
+pub const QEMU_ENV: &str = "ISOBOX_QEMU";
+
+/// Everything qemu needs for one VM.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    pub vcpus: u32,
+    pub mem_mib: u64,
+    pub accelerator: Accelerator,
+    /// File that receives the guest console (ttyS0).
+    pub console_log: PathBuf,
+}
+
+/// Find the qemu binary: `$ISOBOX_QEMU`, else `qemu-system-x86_64` on $PATH.
+pub fn find_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(QEMU_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-x86_64"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| MicrovmError::Hypervisor {
+            hypervisor: "qemu".into(),
+            reason: format!("qemu-system-x86_64 not found on $PATH (or set ${QEMU_ENV})"),
+        })
+}
+
+/// The argument vector; `agent_fd` is the descriptor number of the agent socket in qemu.
+pub fn args(cfg: &QemuConfig, agent_fd: i32) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    push("-M");
+    push("microvm");
+    push("-accel");
+    push(cfg.accelerator.as_str());
+    push("-cpu");
+    push(match cfg.accelerator {
+        Accelerator::Kvm => "host",
+        Accelerator::Tcg => "max",
+    });
+    push("-m");
+    push(&format!("{}M", cfg.mem_mib));
+    push("-smp");
+    push(&cfg.vcpus.to_string());
+    for s in ["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"] {
+        push(s);
+    }
+    push("-chardev");
+    a.push(chardev_file("console", &cfg.console_log));
+    let mut push = |s: &str| a.push(s.into());
+    push("-serial");
+    push("chardev:console");
+    push("-chardev");
+    push(&format!("socket,id=agent,fd={agent_fd}"));
+    push("-device");
+    push("isa-serial,chardev=agent,iobase=0x2f8,irq=3");
+    push("-kernel");
+    a.push(cfg.kernel.clone().into());
+    a.push("-initrd".into());
+    a.push(cfg.initramfs.clone().into());
+    a.push("-append".into());
+    a.push(cfg.cmdline.clone().into());
+    a
+}
+
+fn chardev_file(id: &str, path: &Path) -> OsString {
+    // qemu splits options on ','; a comma in the path is written twice.
+    let p = path.to_string_lossy().replace(',', ",,");
+    format!("file,id={id},path={p}").into()
+}
+
+/// Start qemu. It gets `agent` as its agent socket, /dev/null as stdin, `log` for its own
+/// stdout/stderr, and dies with the calling thread's process (PR_SET_PDEATHSIG), so no qemu
+/// outlives the host process.
+pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
+    let fd = agent.as_raw_fd();
+    let mut cmd = Command::new(&cfg.binary);
+    cmd.args(args(cfg, fd))
+        .stdin(Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map_err(|e| MicrovmError::io("duplicating qemu.log", e))?,
+        )
+        .stderr(log);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Keep the agent socket across exec.
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| MicrovmError::Hypervisor {
+        hypervisor: "qemu".into(),
+        reason: format!("starting {}: {e}", cfg.binary.display()),
+    })?;
+    drop(agent);
+    Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_wire_console_agent_uart_and_resources() {
+        let cfg = QemuConfig {
+            binary: "qemu-system-x86_64".into(),
+            kernel: "/k/vmlinuz".into(),
+            initramfs: "/s/initramfs.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            vcpus: 2,
+            mem_mib: 512,
+            accelerator: Accelerator::Tcg,
+            console_log: "/s,x/console.log".into(),
+        };
+        let a: Vec<String> = args(&cfg, 7)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let joined = a.join(" ");
+        assert!(
+            joined.contains("-accel tcg -cpu max -m 512M -smp 2"),
+            "{joined}"
+        );
+        assert!(joined.contains("-no-reboot"));
+        assert!(joined.contains("file,id=console,path=/s,,x/console.log"));
+        assert!(joined.contains("socket,id=agent,fd=7"));
+        assert!(joined.contains("isa-serial,chardev=agent,iobase=0x2f8,irq=3"));
+        assert!(
+            joined.ends_with("-kernel /k/vmlinuz -initrd /s/initramfs.cpio -append console=ttyS0")
+        );
+    }
+}

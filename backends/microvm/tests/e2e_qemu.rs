@@ -1,0 +1,377 @@
+//! End to end under qemu (TCG here): a busybox bundle through the Backend trait, with the real
+//! guest kernel, the static agent as /init and the VM host process. Needs root, qemu, a guest
+//! kernel (`$ISOBOX_KERNEL`, the cache, or provisioned) and cargo to build the agent; skips
+//! with the reason otherwise.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use isobox_common::{Backend, Bundle, CreateOptions, State, Status};
+use isobox_microvm::backend::MicrovmBackend;
+use serde_json::{json, Value};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cargo_build(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--quiet"])
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cargo build {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+struct Env {
+    agent: PathBuf,
+    vm_host: PathBuf,
+    kernel: PathBuf,
+    release: Option<String>,
+}
+
+/// Everything the tests need, or why they cannot run.
+fn env() -> Result<Env, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root".into());
+    }
+    isobox_microvm::qemu::find_binary().map_err(|e| e.to_string())?;
+    if !Path::new(BUSYBOX).is_file() {
+        return Err(format!("{BUSYBOX} is missing"));
+    }
+    let kernel = isobox_microvm::image::resolve_kernel(
+        None,
+        &isobox_microvm::image::ResolveOptions::default(),
+    )
+    .map_err(|e| format!("no guest kernel: {e}"))?;
+    cargo_build(&["-p", "isobox-guest", "--bin", "isobox-agent"])?;
+    cargo_build(&["-p", "isobox-microvm", "--example", "vm_host"])?;
+    let target = workspace().join("target/x86_64-unknown-linux-gnu/debug");
+    Ok(Env {
+        agent: target.join("isobox-agent"),
+        vm_host: target.join("examples/vm_host"),
+        kernel: kernel.path,
+        release: kernel.release,
+    })
+}
+
+macro_rules! need_env {
+    () => {
+        match env() {
+            Ok(e) => e,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
+fn make_bundle(dir: &Path, process: Value) -> Bundle {
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "work"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "echo", "cat", "hostname", "uname", "sleep", "true", "pwd", "id",
+    ] {
+        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    // Present and executable, but its interpreter is missing: execve fails with ENOENT.
+    let broken = rootfs.join("bin/broken");
+    fs::write(&broken, "#!/no/such/interpreter\n").unwrap();
+    fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": "rootfs"},
+        "hostname": "vm-test-host",
+        "linux": {"namespaces": [{"type": "uts"}, {"type": "pid"}, {"type": "mount"}], "resources": {"memory": {"limit": 256u64 << 20}}}
+    });
+    fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    Bundle::load(dir).unwrap()
+}
+
+fn process(args: &[&str]) -> Value {
+    json!({
+        "user": {"uid": 0, "gid": 0},
+        "args": args,
+        "env": ["PATH=/bin", "FOO=bar baz"],
+        "cwd": "/work"
+    })
+}
+
+/// A backend whose host process writes its stdout/stderr next to the state dir and reads
+/// `<state>.in` as stdin, so the test can look at what the workload printed.
+fn backend(env: &Env) -> MicrovmBackend {
+    MicrovmBackend::with_host_command(
+        "/bin/sh",
+        vec![
+            "-c".to_string(),
+            r#"exec "$0" vm-host --state-dir "$1" <"$1.in" >"$1.out" 2>"$1.err""#.to_string(),
+            env.vm_host.display().to_string(),
+        ],
+    )
+}
+
+struct Vm {
+    _tmp: tempfile::TempDir,
+    state_dir: PathBuf,
+    opts: CreateOptions,
+}
+
+fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) -> Vm {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle_dir = tmp.path().join("bundle");
+    fs::create_dir(&bundle_dir).unwrap();
+    let bundle = make_bundle(&bundle_dir, process(args));
+    let state_dir = tmp.path().join("state");
+    fs::create_dir(&state_dir).unwrap();
+    fs::write(tmp.path().join("state.in"), stdin).unwrap();
+    let mut options = vec![
+        ("hypervisor".to_string(), "qemu".to_string()),
+        ("kernel".to_string(), env.kernel.display().to_string()),
+        ("agent".to_string(), env.agent.display().to_string()),
+    ];
+    options.extend(extra);
+    let opts = CreateOptions {
+        id: "vm1".into(),
+        bundle,
+        state_dir: state_dir.clone(),
+        foreground: true,
+        options,
+    };
+    Vm {
+        _tmp: tmp,
+        state_dir,
+        opts,
+    }
+}
+
+fn state_for(vm: &Vm, created: &isobox_common::Created) -> State {
+    State {
+        oci_version: isobox_common::OCI_VERSION.into(),
+        id: vm.opts.id.clone(),
+        status: Status::Created,
+        pid: created.pid,
+        bundle: vm.opts.bundle.dir.clone(),
+        annotations: Default::default(),
+        backend: isobox_common::BackendKind::Microvm,
+        pid_start_time: isobox_common::proc::start_time(created.pid).unwrap(),
+        created: "2026-01-01T00:00:00Z".into(),
+        started: false,
+        state_dir: vm.state_dir.clone(),
+        data: created.data.clone(),
+    }
+}
+
+/// Wait for our child `pid`; its exit code (128+N for signal N).
+fn wait_code(pid: i32) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    match waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap() {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        other => panic!("unexpected wait status {other:?}"),
+    }
+}
+
+fn read(vm: &Vm, ext: &str) -> String {
+    fs::read_to_string(vm.state_dir.with_extension(ext)).unwrap_or_default()
+}
+
+fn assert_clean(vm: &Vm, state: &State) {
+    let hv = state.data["hypervisorPid"].as_i64().unwrap() as i32;
+    let start = state.data["hypervisorStartTime"].as_u64().unwrap();
+    assert!(
+        !isobox_common::proc::is_alive(hv, start),
+        "qemu {hv} still runs"
+    );
+    let left: Vec<_> = fs::read_dir(&vm.state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the state dir: {left:?}");
+}
+
+#[test]
+fn workload_output_hostname_kernel_env_cwd_stdin_and_exit_code() {
+    let env = need_env!();
+    let script = "echo out; echo err >&2; hostname; uname -r; echo \"$FOO\"; pwd; \
+                  read line; echo \"in:$line\"; exit 3";
+    let vm = prepare(&env, &["sh", "-c", script], "typed\n", vec![]);
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    assert_eq!(created.data["hypervisor"], "qemu");
+    assert!(["tcg", "kvm"].contains(&created.data["accelerator"].as_str().unwrap()));
+    let state = state_for(&vm, &created);
+    assert_eq!(
+        b.processes(&state).unwrap().len(),
+        2,
+        "host process and qemu"
+    );
+    b.start(&state).unwrap();
+    assert_eq!(wait_code(created.pid), 3, "stderr: {}", read(&vm, "err"));
+    let out = read(&vm, "out");
+    let lines: Vec<&str> = out.lines().collect();
+    let host_release = nix::sys::utsname::uname()
+        .unwrap()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(lines.len(), 6, "{out:?}");
+    assert_eq!(lines[0], "out");
+    assert_eq!(lines[1], "vm-test-host");
+    // The guest kernel's release, not the host's.
+    match &env.release {
+        Some(r) => assert_eq!(lines[2], r),
+        None => assert!(!lines[2].is_empty()),
+    }
+    if env.release.as_deref() != Some(host_release.as_str()) {
+        assert_ne!(lines[2], host_release);
+    }
+    assert_eq!(lines[3], "bar baz");
+    assert_eq!(lines[4], "/work");
+    assert_eq!(lines[5], "in:typed");
+    assert_eq!(read(&vm, "err"), "err\n");
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+}
+
+#[test]
+fn sigterm_to_the_host_process_stops_the_workload() {
+    let env = need_env!();
+    let vm = prepare(&env, &["sleep", "100"], "", vec![]);
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
+    b.start(&state).unwrap();
+    // Give the agent time to start sleep; a signal before Exec arrives would end the VM too.
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    b.kill(&state, libc::SIGTERM, false).unwrap();
+    assert_eq!(
+        wait_code(created.pid),
+        128 + libc::SIGTERM,
+        "stderr: {}",
+        read(&vm, "err")
+    );
+    eprintln!("stopped {:?} after SIGTERM", t.elapsed());
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+}
+
+#[test]
+fn unrunnable_executable_reports_an_error_and_exit_127() {
+    let env = need_env!();
+    let vm = prepare(&env, &["/bin/broken"], "", vec![]);
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
+    b.start(&state).unwrap();
+    assert_eq!(wait_code(created.pid), 127);
+    assert!(
+        read(&vm, "err").contains("/bin/broken"),
+        "{}",
+        read(&vm, "err")
+    );
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+}
+
+#[test]
+fn true_end_to_end_wall_time() {
+    let env = need_env!();
+    let vm = prepare(&env, &["true"], "", vec![]);
+    let b = backend(&env);
+    let t = Instant::now();
+    let created = b.create(&vm.opts).unwrap();
+    let booted = t.elapsed();
+    let state = state_for(&vm, &created);
+    b.start(&state).unwrap();
+    assert_eq!(wait_code(created.pid), 0);
+    let total = t.elapsed();
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+    eprintln!(
+        "true under qemu {}: create {booted:?}, create+start+exit {total:?}",
+        created.data["accelerator"]
+    );
+}
+
+#[test]
+fn create_errors_leave_nothing_behind() {
+    let env = need_env!();
+    // Not a kernel.
+    let vm = prepare(&env, &["true"], "", vec![]);
+    let not_kernel = vm.opts.bundle.config_path.clone();
+    let mut opts = vm.opts.options.clone();
+    opts.retain(|(k, _)| k != "kernel");
+    opts.push(("kernel".into(), not_kernel.display().to_string()));
+    let o = CreateOptions {
+        options: opts,
+        ..clone_opts(&vm.opts)
+    };
+    let err = backend(&env).create(&o).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+    assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
+
+    // An /init that ends the VM without ever saying Hello.
+    let fake = vm.state_dir.with_extension("fake-agent");
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho fake init here\nexec /bin/busybox reboot -f\n",
+    )
+    .unwrap();
+    let mut opts = vm.opts.options.clone();
+    opts.retain(|(k, _)| k != "agent");
+    opts.push(("agent".into(), fake.display().to_string()));
+    let o = CreateOptions {
+        options: opts,
+        ..clone_opts(&vm.opts)
+    };
+    let err = backend(&env).create(&o).unwrap_err().to_string();
+    assert!(err.contains("before the guest agent said Hello"), "{err}");
+    assert!(
+        err.contains("fake init here"),
+        "the console tail is in the error: {err}"
+    );
+    assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
+
+    // An unknown option.
+    let mut opts = vm.opts.options.clone();
+    opts.push(("frobnicate".into(), "1".into()));
+    let o = CreateOptions {
+        options: opts,
+        ..clone_opts(&vm.opts)
+    };
+    assert!(backend(&env)
+        .create(&o)
+        .unwrap_err()
+        .to_string()
+        .contains("frobnicate"));
+}
+
+fn clone_opts(o: &CreateOptions) -> CreateOptions {
+    CreateOptions {
+        id: o.id.clone(),
+        bundle: o.bundle.clone(),
+        state_dir: o.state_dir.clone(),
+        foreground: o.foreground,
+        options: o.options.clone(),
+    }
+}
