@@ -138,6 +138,19 @@ fn wait(pid: i32) -> i32 {
 
 /// Child: allocate and touch STEP_MIB at a time, reporting each finished step.
 fn eat_memory(fd: i32, steps: u64) -> ! {
+    // Be the OOM killer's first choice, so a limit kills this child and not the probe.
+    let score = b"1000";
+    // SAFETY: a static NUL-terminated path and a local buffer; raw calls only after fork.
+    unsafe {
+        let adj = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if adj >= 0 {
+            libc::write(adj, score.as_ptr().cast(), score.len());
+            libc::close(adj);
+        }
+    }
     let len = (STEP_MIB << 20) as usize;
     for step in 1..=steps {
         // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
