@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 pub const PROBE_IN_ROOTFS: &str = "/bin/isobox-probe";
 /// The environment variable through which the probe learns the host's boot id.
 pub const HOST_BOOT_ID_ENV: &str = "ISOBOX_PROBE_HOST_BOOT_ID";
+/// The environment variable through which the probe learns host pids to look for.
+pub const HOST_PIDS_ENV: &str = "ISOBOX_PROBE_HOST_PIDS";
 const HOST_BUSYBOX: &str = "/bin/busybox";
 
 /// What one phase runs.

@@ -35,14 +35,24 @@ fn pick<'a>(v: &'a Value, paths: &[&str]) -> Option<&'a Value> {
 /// Fill the probe's half of `Isolation` from its JSON. `host_boot_id` decides
 /// `shared_kernel` when the probe reports only the boot id it saw.
 pub fn apply_probe(iso: &mut Isolation, probe: &Value, host_boot_id: Option<&str>) {
-    iso.shared_kernel = pick(probe, &["/shared_kernel", "/kernel/shared"])
-        .and_then(Value::as_bool)
-        .or_else(|| {
-            let seen = pick(probe, &["/boot_id", "/kernel/boot_id"])?.as_str()?;
-            Some(seen.trim() == host_boot_id?.trim())
-        });
-    iso.host_pids_visible =
-        pick(probe, &["/host_pids_visible", "/pids/host_visible"]).and_then(Value::as_bool);
+    iso.shared_kernel = pick(
+        probe,
+        &["/kernel/shared_kernel", "/shared_kernel", "/kernel/shared"],
+    )
+    .and_then(Value::as_bool)
+    .or_else(|| {
+        let seen = pick(probe, &["/boot_id", "/kernel/boot_id"])?.as_str()?;
+        Some(seen.trim() == host_boot_id?.trim())
+    });
+    iso.host_pids_visible = pick(
+        probe,
+        &[
+            "/processes/host_pids_visible",
+            "/host_pids_visible",
+            "/pids/host_visible",
+        ],
+    )
+    .and_then(Value::as_bool);
 
     match pick(
         probe,
@@ -54,19 +64,15 @@ pub fn apply_probe(iso: &mut Isolation, probe: &Value, host_boot_id: Option<&str
         ],
     ) {
         Some(Value::Number(n)) => iso.capabilities = n.as_u64().map(|n| n as u32),
-        Some(Value::Array(names)) => {
-            iso.capability_names = names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect();
-            iso.capabilities = Some(names.len() as u32);
-        }
+        Some(Value::Array(names)) => set_cap_names(iso, names),
+        // isobox-probe's form: {"hex": "00000000a80425fb", "names": [...]}.
+        Some(Value::Object(set)) => match (set.get("names"), set.get("hex")) {
+            (Some(Value::Array(names)), _) => set_cap_names(iso, names),
+            (_, Some(Value::String(hex))) => iso.capabilities = count_mask(hex),
+            _ => {}
+        },
         // A CapEff mask as /proc/self/status prints it.
-        Some(Value::String(hex)) => {
-            iso.capabilities = u64::from_str_radix(hex.trim_start_matches("0x"), 16)
-                .ok()
-                .map(u64::count_ones)
-        }
+        Some(Value::String(hex)) => iso.capabilities = count_mask(hex),
         _ => {}
     }
     if let Some(n) = pick(
@@ -78,21 +84,42 @@ pub fn apply_probe(iso: &mut Isolation, probe: &Value, host_boot_id: Option<&str
         iso.capabilities = Some(n as u32);
     }
 
-    iso.seccomp =
-        pick(probe, &["/seccomp/mode", "/seccomp_mode", "/seccomp"]).and_then(|s| match s {
-            Value::Number(n) => Some(seccomp_name(n.as_u64()?).to_string()),
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        });
+    let seccomp_paths = [
+        "/capabilities/seccomp",
+        "/seccomp/mode",
+        "/seccomp_mode",
+        "/seccomp",
+    ];
+    iso.seccomp = pick(probe, &seccomp_paths).and_then(|s| match s {
+        Value::Number(n) => Some(seccomp_name(n.as_u64()?).to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    });
     iso.syscalls_reachable = pick(
         probe,
         &[
+            "/syscalls/counts/reachable",
             "/syscalls_reachable",
             "/syscalls/reachable",
             "/reachable_syscalls",
         ],
     )
     .and_then(|v| v.as_u64().or_else(|| v.as_array().map(|a| a.len() as u64)));
+}
+
+fn set_cap_names(iso: &mut Isolation, names: &[Value]) {
+    iso.capability_names = names
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    iso.capabilities = Some(names.len() as u32);
+}
+
+/// Set bits of a capability mask as /proc/PID/status prints it.
+fn count_mask(hex: &str) -> Option<u32> {
+    u64::from_str_radix(hex.trim_start_matches("0x"), 16)
+        .ok()
+        .map(u64::count_ones)
 }
 
 /// The names /proc/PID/status uses for `Seccomp:` 0, 1, 2.
@@ -260,6 +287,33 @@ mod tests {
         assert_eq!(iso.capability_names, ["CAP_KILL", "CAP_AUDIT_WRITE"]);
         assert_eq!(iso.seccomp.as_deref(), Some("filter"));
         assert_eq!(iso.syscalls_reachable, Some(301));
+    }
+
+    #[test]
+    fn probe_fields_in_isobox_probe_form() {
+        let probe = json!({
+            "schema": 1,
+            "kernel": {"boot_id": "b1", "shared_kernel": true},
+            "processes": {"visible": 2, "host_pids_visible": false},
+            "capabilities": {
+                "effective": {"hex": "00000000a80425fb", "names": ["cap_chown", "cap_kill"]},
+                "seccomp": "filter"
+            },
+            "syscalls": {"counts": {"reachable": 273, "blocked": 40}, "reachable": ["read"]}
+        });
+        let mut iso = Isolation::default();
+        apply_probe(&mut iso, &probe, Some("other"));
+        assert_eq!(iso.shared_kernel, Some(true), "the probe's verdict wins");
+        assert_eq!(iso.host_pids_visible, Some(false));
+        assert_eq!(iso.capabilities, Some(2));
+        assert_eq!(iso.capability_names, ["cap_chown", "cap_kill"]);
+        assert_eq!(iso.seccomp.as_deref(), Some("filter"));
+        assert_eq!(iso.syscalls_reachable, Some(273));
+
+        let mut iso = Isolation::default();
+        let hex_only = json!({"capabilities": {"effective": {"hex": "00000000a80425fb"}}});
+        apply_probe(&mut iso, &hex_only, None);
+        assert_eq!(iso.capabilities, Some(14));
     }
 
     #[test]

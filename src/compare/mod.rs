@@ -182,10 +182,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
 
     // Isolation: the probe once per runtime.
-    let probe_env: Vec<(String, String)> = host_boot
-        .iter()
-        .map(|b| (HOST_BOOT_ID_ENV.to_string(), b.clone()))
-        .collect();
+    let probe_env = probe_env(host_boot.as_deref());
     match bundle.write_config(Workload::Probe, &probe_env)? {
         Some(probe_args) => {
             progress.phase("isolation: the probe once per runtime");
@@ -360,6 +357,23 @@ fn rotated(samples: &mut [Sample], round: usize) -> impl Iterator<Item = &mut Sa
     let n = samples.len().max(1);
     let (a, b) = samples.split_at_mut(round % n);
     b.iter_mut().chain(a.iter_mut()).filter(|s| s.available())
+}
+
+/// What the probe needs to tell the host from a sandbox: the host's boot id, and host pids
+/// (init and this process, with start times so a recycled pid does not match) to look for.
+fn probe_env(host_boot: Option<&str>) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Some(b) = host_boot {
+        env.push((HOST_BOOT_ID_ENV.to_string(), b.to_string()));
+    }
+    let pids: Vec<String> = [1, std::process::id() as i32]
+        .iter()
+        .filter_map(|&p| Some(format!("{p}:{}", isobox_common::proc::start_time(p)?)))
+        .collect();
+    if !pids.is_empty() {
+        env.push((bundle::HOST_PIDS_ENV.to_string(), pids.join(",")));
+    }
+    env
 }
 
 fn first_line(s: &str) -> String {
