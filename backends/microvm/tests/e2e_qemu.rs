@@ -62,7 +62,10 @@ fn env() -> Result<Env, String> {
     cargo_build(&["-p", "isobox-microvm", "--example", "vm_host"])?;
     let target = workspace().join("target/x86_64-unknown-linux-gnu/debug");
     Ok(Env {
-        agent: target.join("isobox-agent"),
+        // $ISOBOX_AGENT picks another build (e.g. a stripped release agent for timing).
+        agent: std::env::var_os("ISOBOX_AGENT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("isobox-agent")),
         vm_host: target.join("examples/vm_host"),
         kernel: kernel.path,
         release: kernel.release,
@@ -374,4 +377,52 @@ fn clone_opts(o: &CreateOptions) -> CreateOptions {
         foreground: o.foreground,
         options: o.options.clone(),
     }
+}
+
+/// The built-in VMM boots the same guest on hardware KVM; where the host cannot (a nested PVM
+/// hypervisor, no KVM) create must fail with the reason and leave nothing behind.
+#[test]
+fn builtin_vmm_runs_the_workload_or_fails_cleanly() {
+    let env = need_env!();
+    let vm = prepare(&env, &["sh", "-c", "echo builtin; exit 4"], "", vec![]);
+    let mut opts = vm.opts.options.clone();
+    opts.retain(|(k, _)| k != "hypervisor");
+    opts.push(("hypervisor".into(), "builtin".into()));
+    let o = CreateOptions {
+        options: opts,
+        ..clone_opts(&vm.opts)
+    };
+    let b = backend(&env);
+    match b.create(&o) {
+        Ok(created) => {
+            assert_eq!(created.data["hypervisor"], "builtin");
+            let state = state_for(&vm, &created);
+            b.start(&state).unwrap();
+            assert_eq!(wait_code(created.pid), 4, "stderr: {}", read(&vm, "err"));
+            assert_eq!(read(&vm, "out"), "builtin\n");
+            b.delete(&state).unwrap();
+        }
+        Err(e) => {
+            let host = isobox_microvm::host::detect();
+            eprintln!("built-in VMM on {host:?}: {e}");
+            assert_ne!(host, isobox_microvm::host::HostKind::HardwareKvm, "{e}");
+            assert!(e.to_string().contains("builtin"), "{e}");
+            assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
+        }
+    }
+}
+
+/// `kill` of a created (not started) container stops its VM.
+#[test]
+fn sigterm_before_start_stops_the_vm() {
+    let env = need_env!();
+    let vm = prepare(&env, &["true"], "", vec![]);
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
+    b.kill(&state, libc::SIGTERM, false).unwrap();
+    assert_eq!(wait_code(created.pid), 128 + libc::SIGTERM);
+    assert!(b.processes(&state).unwrap().is_empty());
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
 }

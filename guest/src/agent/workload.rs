@@ -1,9 +1,15 @@
 //! Starting the workload from an Exec request: environment, directory, credentials, limits.
 
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use isobox_common::protocol::{ExecRequest, Rlimit};
+
+/// PATH when the workload's environment has none (runc's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Map an OCI rlimit name to its resource number.
 pub fn rlimit_resource(kind: &str) -> Option<libc::__rlimit_resource_t> {
@@ -38,13 +44,82 @@ pub fn parse_env(env: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Build the workload's command: stdio piped, credentials and limits applied in the child.
+/// Find `program` the way runc does: a name with a slash is taken as is, else the first
+/// executable regular file of that name in the workload's `PATH`.
+pub fn resolve_program(program: &str, env: &[(String, String)]) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| format!("executable {program:?} not found in $PATH ({path})"))
+}
+
+/// argv/envp for execve, with the strings they point into.
+struct ExecPtrs {
+    _strings: (Vec<CString>, Vec<CString>),
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers refer into the heap buffers of `_strings`, owned alongside them and
+// never mutated; they are only read in the forked child.
+unsafe impl Send for ExecPtrs {}
+unsafe impl Sync for ExecPtrs {}
+
+impl ExecPtrs {
+    fn new(args: Vec<CString>, env: Vec<CString>) -> Self {
+        let ptrs = |v: &[CString]| {
+            let mut p: Vec<*const libc::c_char> = v.iter().map(|s| s.as_ptr()).collect();
+            p.push(std::ptr::null());
+            p
+        };
+        ExecPtrs {
+            argv: ptrs(&args),
+            envp: ptrs(&env),
+            _strings: (args, env),
+        }
+    }
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{what} {s:?} contains a NUL byte"))
+}
+
+/// Build the workload's command: stdio piped, credentials and limits applied in the child,
+/// which then calls execve itself (no shell fallback on ENOEXEC, unlike execvp).
 pub fn command(req: &ExecRequest) -> Result<Command, String> {
     let program = req
         .args
         .first()
         .ok_or_else(|| "process.args is empty".to_string())?;
     let env = parse_env(&req.env)?;
+    let path = resolve_program(program, &env)?;
+    let c_path = cstring(&path.to_string_lossy(), "executable")?;
+    let c_args: Vec<CString> = req
+        .args
+        .iter()
+        .map(|a| cstring(a, "argument"))
+        .collect::<Result<_, _>>()?;
+    let c_env: Vec<CString> = req
+        .env
+        .iter()
+        .map(|e| cstring(e, "environment entry"))
+        .collect::<Result<_, _>>()?;
+    // Pointer arrays built before fork: the child allocates nothing.
+    let exec_ptrs = ExecPtrs::new(c_args, c_env);
     let mut limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = Vec::new();
     for Rlimit { kind, soft, hard } in &req.rlimits {
         let res = rlimit_resource(kind).ok_or_else(|| format!("unknown rlimit {kind:?}"))?;
@@ -84,7 +159,10 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
             {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            // Borrow the whole struct so the closure captures it, not its raw-pointer fields.
+            let ptrs = &exec_ptrs;
+            libc::execve(c_path.as_ptr(), ptrs.argv.as_ptr(), ptrs.envp.as_ptr());
+            Err(std::io::Error::last_os_error())
         });
     }
     Ok(cmd)
@@ -157,9 +235,19 @@ mod tests {
         let mut r = req(&["true"]);
         r.rlimits[0].kind = "RLIMIT_BOGUS".into();
         assert!(command(&r).unwrap_err().contains("RLIMIT_BOGUS"));
+        assert!(command(&req(&["no-such-program-here"]))
+            .unwrap_err()
+            .contains("not found in $PATH"));
         if nix::unistd::getuid().is_root() {
             let err = spawn(&req(&["/no/such/binary"])).unwrap_err();
             assert!(err.contains("/no/such/binary"), "{err}");
+            // A file of NULs is not run through a shell (execvp would do that).
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("zeros");
+            std::fs::write(&f, [0u8; 32]).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let err = spawn(&req(&[f.to_str().unwrap()])).unwrap_err();
+            assert!(err.contains("Exec format error"), "{err}");
         }
     }
 }
