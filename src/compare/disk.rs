@@ -87,26 +87,35 @@ fn paths_in(text: &str) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// Find "hypervisor" and "accelerator" (or "accel") values in a microVM run's stderr, in the
-/// forms `hypervisor: qemu`, `hypervisor=qemu`, `accel=tcg`, `(accelerator tcg)`.
+/// The hypervisor and accelerator a microVM run names on stderr ("software-emulated (qemu
+/// TCG, …)", "hypervisor: qemu, accelerator: tcg"): the first known name of each.
 pub fn parse_vm_label(stderr: &str) -> (Option<String>, Option<String>) {
-    let mut hyp = None;
-    let mut accel = None;
-    for line in stderr.lines() {
-        let lower = line.to_ascii_lowercase();
-        let tokens: Vec<&str> = lower
-            .split(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | ',' | '(' | ')' | ';'))
-            .filter(|t| !t.is_empty())
-            .collect();
-        for w in tokens.windows(2) {
-            match w[0] {
-                "hypervisor" if hyp.is_none() => hyp = Some(w[1].to_string()),
-                "accelerator" | "accel" if accel.is_none() => accel = Some(w[1].to_string()),
-                _ => {}
-            }
-        }
+    const HYPERVISORS: &[&str] = &["qemu", "builtin", "firecracker", "cloud-hypervisor"];
+    const ACCELERATORS: &[&str] = &["tcg", "kvm"];
+    let lower = stderr.to_ascii_lowercase();
+    let tokens: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let first = |names: &[&str]| {
+        tokens
+            .iter()
+            .find(|t| names.contains(t))
+            .map(|t| t.to_string())
+    };
+    (first(HYPERVISORS), first(ACCELERATORS))
+}
+
+/// What `run --backend microvm` picks on this host when no hypervisor is named.
+pub fn auto_vm_label() -> (Option<String>, Option<String>) {
+    use isobox_microvm::hypervisor::{host_support, select, HypervisorChoice};
+    match select(HypervisorChoice::Auto, &host_support()) {
+        Ok(sel) => (
+            Some(sel.hypervisor.as_str().to_string()),
+            Some(sel.accelerator.as_str().to_string()),
+        ),
+        Err(_) => (None, None),
     }
-    (hyp, accel)
 }
 
 #[cfg(test)]
@@ -122,6 +131,13 @@ mod tests {
         assert_eq!(
             parse_vm_label("x\nhypervisor=builtin accel=kvm\n"),
             (Some("builtin".into()), Some("kvm".into()))
+        );
+        assert_eq!(
+            parse_vm_label(
+                "isobox: warning: the microVM is software-emulated (qemu TCG, much slower): \
+                 nested PVM KVM: /dev/kvm works (or a hypervisor underneath)"
+            ),
+            (Some("qemu".into()), Some("tcg".into()))
         );
         assert_eq!(parse_vm_label("nothing here"), (None, None));
     }

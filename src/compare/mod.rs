@@ -247,8 +247,13 @@ fn assemble(samples: Vec<Sample>, exe: &std::path::Path) -> Vec<Row> {
                 ));
             }
             let available = error.is_none();
+            let (mut hypervisor, mut accelerator) = (s.hypervisor.clone(), s.accelerator.clone());
+            if available && s.rt.backend == "microvm" && hypervisor.is_none() {
+                // Quiet runs (hardware KVM) do not name it: ask the same selection `run` used.
+                (hypervisor, accelerator) = disk::auto_vm_label();
+            }
             let disk = if available {
-                disk::parts(&s.rt, exe, s.hypervisor.as_deref())
+                disk::parts(&s.rt, exe, hypervisor.as_deref())
             } else {
                 Vec::new()
             };
@@ -265,8 +270,8 @@ fn assemble(samples: Vec<Sample>, exe: &std::path::Path) -> Vec<Row> {
                 disk_bytes: available.then(|| disk.iter().map(|p| p.bytes).sum()),
                 disk,
                 isolation: s.isolation,
-                hypervisor: s.hypervisor,
-                accelerator: s.accelerator,
+                hypervisor,
+                accelerator,
                 explanation: String::new(),
             };
             if !available {

@@ -99,8 +99,10 @@ pub fn explain(row: &Row) -> String {
         if iso.seccomp.as_deref() == Some("disabled") && row.backend == "container" {
             parts.push("no seccomp filter".into());
         }
-        if let Some(c) = iso.capabilities {
-            parts.push(format!("{c} capabilities"));
+        match (iso.capabilities, row.backend.as_str()) {
+            (Some(c), "microvm") => parts.push(format!("{c} capabilities, inside the guest only")),
+            (Some(c), _) => parts.push(format!("{c} capabilities")),
+            (None, _) => {}
         }
     }
     match (row.runtime.as_str(), row.ratio_to_runc) {
