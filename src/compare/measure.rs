@@ -6,6 +6,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -175,6 +176,9 @@ fn wait_exit(pid: libc::pid_t, timeout: Duration) -> Result<()> {
                 bail!("poll on pidfd of {pid}: {err}");
             }
         }
+        if interrupted() {
+            bail!("interrupted, killed");
+        }
     }
 }
 
@@ -202,6 +206,31 @@ fn reap(pid: libc::pid_t) -> Result<(i32, libc::rusage)> {
         -1
     };
     Ok((code, usage))
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Catch SIGINT, SIGTERM and SIGHUP so a run in progress is killed and the caller can clean up
+/// (the children sit in their own process groups, so a terminal's ^C does not reach them).
+pub fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
+/// True once one of the signals `catch_interrupts` handles arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// min/median/max of a series, in milliseconds.

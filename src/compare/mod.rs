@@ -63,6 +63,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         bail!("--runs: must be at least 1");
     }
     let progress = Progress::new();
+    measure::catch_interrupts();
     let exe = std::env::current_exe().context("finding the isobox binary (current_exe)")?;
     let exe_dir = exe
         .parent()
@@ -107,6 +108,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         .context("the bundle has no workload to run")?;
     progress.phase("warm-up: one run per runtime");
     for s in samples.iter_mut().filter(|s| s.available()) {
+        check_interrupt()?;
         progress.step(&format!("warm-up {}", s.rt_label()));
         match one_run(&s.rt, &bundle, &mut ids, &true_args, &[]) {
             Ok(out) if out.success() => s.note_vm_label(&out),
@@ -119,6 +121,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     progress.phase(&format!("startup: {} runs of {:?}", args.runs, true_args));
     for i in 0..args.runs {
         for s in rotated(&mut samples, i) {
+            check_interrupt()?;
             progress.step(&format!("startup {}/{} {}", i + 1, args.runs, s.rt_label()));
             match one_run(&s.rt, &bundle, &mut ids, &true_args, &[]) {
                 Ok(out) if out.success() => {
@@ -140,6 +143,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         ));
         for i in 0..args.runs {
             for s in rotated(&mut samples, i) {
+                check_interrupt()?;
                 progress.step(&format!(
                     "first output {}/{} {}",
                     i + 1,
@@ -172,6 +176,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
                         s.isolation.host_syscalls = Measured::na("runtime unavailable");
                         continue;
                     }
+                    check_interrupt()?;
                     progress.step(&format!("strace {}", s.rt_label()));
                     let out = tmp.path().join(format!("strace-{n}.txt"));
                     s.isolation.host_syscalls =
@@ -181,12 +186,15 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         }
     }
 
+    check_interrupt()?;
+
     // Isolation: the probe once per runtime.
     let probe_env = probe_env(host_boot.as_deref());
     match bundle.write_config(Workload::Probe, &probe_env)? {
         Some(probe_args) => {
             progress.phase("isolation: the probe once per runtime");
             for s in samples.iter_mut().filter(|s| s.available()) {
+                check_interrupt()?;
                 progress.step(&format!("probe {}", s.rt_label()));
                 match one_run(&s.rt, &bundle, &mut ids, &probe_args, &probe_env) {
                     Ok(out) => match isolation::find_probe_json(&out.stdout) {
@@ -209,6 +217,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             }
         }
     }
+    check_interrupt()?;
     progress.done();
 
     let rows = assemble(samples, &exe);
@@ -332,6 +341,14 @@ fn one_run(
     result
 }
 
+/// Stop the comparison once a signal arrived; the caller's temp dir goes on the way out.
+fn check_interrupt() -> Result<()> {
+    if measure::interrupted() {
+        bail!("interrupted: stopped, and removed what the runs left behind");
+    }
+    Ok(())
+}
+
 /// Distinct host syscalls of one run under `strace -f -c`.
 fn host_syscalls(
     rt: &Runtime,
@@ -346,6 +363,9 @@ fn host_syscalls(
     // Tracing slows every syscall: allow more time than a plain run.
     let result = run_measured(&argv, &[], rt.timeout * 3);
     rt.cleanup(&id);
+    if measure::interrupted() {
+        return Measured::na("interrupted");
+    }
     match result {
         Ok(run) if run.success() => match isolation::read_strace_summary(out) {
             Ok(rows) => Measured::Value(rows.len() as u64),
