@@ -426,3 +426,68 @@ fn sigterm_before_start_stops_the_vm() {
     b.delete(&state).unwrap();
     assert_clean(&vm, &state);
 }
+
+/// Stray bytes on the agent line are a clear create error, and the VM is gone afterwards.
+#[test]
+fn garbage_on_the_agent_line_fails_create_cleanly() {
+    let env = need_env!();
+    let vm = prepare(&env, &["true"], "", vec![]);
+    let fake = vm.state_dir.with_extension("noisy-agent");
+    fs::write(
+        &fake,
+        "#!/bin/sh\n/bin/busybox mount -t devtmpfs dev /dev\necho 'not a frame' >/dev/ttyS1\n/bin/busybox sleep 1000\n",
+    )
+    .unwrap();
+    let mut opts = vm.opts.options.clone();
+    opts.retain(|(k, _)| k != "agent");
+    opts.push(("agent".into(), fake.display().to_string()));
+    let o = CreateOptions {
+        options: opts,
+        ..clone_opts(&vm.opts)
+    };
+    let err = backend(&env).create(&o).unwrap_err().to_string();
+    assert!(err.contains("bad frame magic"), "{err}");
+    assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let state = vm.state_dir.display().to_string();
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains(&state),
+        "a process still refers to {state}"
+    );
+}
+
+/// Every byte value survives both directions; large output is relayed completely.
+#[test]
+fn stdio_is_8_bit_clean_both_ways() {
+    let env = need_env!();
+    let input: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    let script = "md5sum >&2; head -c 300000 /dev/urandom >/tmp/x; md5sum </tmp/x >&2; cat /tmp/x";
+    let vm = prepare(&env, &["sh", "-c", script], "", vec![]);
+    fs::write(vm.state_dir.with_extension("in"), &input).unwrap();
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
+    let t = Instant::now();
+    b.start(&state).unwrap();
+    assert_eq!(wait_code(created.pid), 0, "stderr: {}", read(&vm, "err"));
+    eprintln!("200 kB in, 300 kB out in {:?}", t.elapsed());
+    let md5 = |data: &[u8]| {
+        let f = vm.state_dir.with_extension("md5-input");
+        fs::write(&f, data).unwrap();
+        let out = Command::new(BUSYBOX)
+            .args(["md5sum"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)[..32].to_string()
+    };
+    let err = read(&vm, "err");
+    let sums: Vec<&str> = err.lines().map(|l| &l[..32]).collect();
+    assert_eq!(sums.len(), 2, "{err}");
+    assert_eq!(sums[0], md5(&input), "stdin reached the guest intact");
+    let out = fs::read(vm.state_dir.with_extension("out")).unwrap();
+    assert_eq!(out.len(), 300_000, "stderr: {err}");
+    assert_eq!(sums[1], md5(&out), "stdout reached the host intact");
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+}

@@ -23,6 +23,8 @@ use vm::RunningVm;
 
 /// Exit code of the host process when the VM or the agent failed.
 pub const VM_FAILED: i32 = 255;
+/// Events queued before the agent reader waits for the relay.
+const EVENT_QUEUE: usize = 64;
 /// How long a VM may take to end after the workload's Exit before it is killed.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
 
@@ -61,7 +63,9 @@ struct Host {
 
 fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     let cfg = VmHostConfig::load(state_dir).map_err(|e| e.to_string())?;
-    let (tx, events) = mpsc::channel();
+    // Bounded: when our stdout is slow, the agent reader stops reading, and the back-pressure
+    // travels through the serial line to the workload's pipes instead of filling our memory.
+    let (tx, events) = mpsc::sync_channel(EVENT_QUEUE);
     threads::signals(tx.clone()).map_err(|e| format!("blocking signals: {e}"))?;
     let (host_end, guest_end) =
         UnixStream::pair().map_err(|e| format!("creating the agent socket pair: {e}"))?;
