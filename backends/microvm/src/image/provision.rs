@@ -57,7 +57,7 @@ fn mib(n: u64) -> String {
 }
 
 /// Downloads, unpacks and caches the current Debian cloud kernel under `data_dir`. Concurrent
-/// callers serialise on a lock file; one that finds the kernel already stored downloads nothing.
+/// callers serialise on a lock file, so two never write the cache at once.
 pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionReport> {
     let started = Instant::now();
     let say = Progress(progress);
@@ -110,10 +110,12 @@ pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionRepo
     let deb_bytes = file_len(&pkg_deb)?;
 
     say.say(format!(
-        "unpacking boot/vmlinuz-* from {} ({})",
+        "downloaded {} ({}) in {:.1} s; unpacking boot/vmlinuz-*",
         file_name(&pkg_deb),
-        mib(deb_bytes)
+        mib(deb_bytes),
+        started.elapsed().as_secs_f64()
     ));
+    let step = Instant::now();
     let bz_tmp = work.path().join("vmlinuz");
     let found = {
         let f = File::create(&bz_tmp)
@@ -145,12 +147,15 @@ pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionRepo
 
     let vmlinux = dir.join(format!("vmlinux-{release}"));
     say.say(format!(
-        "decompressing {} ({}) to {}",
+        "unpacked {} ({}) in {:.1} s; decompressing it to {}",
         inner.display(),
         mib(bzimage_bytes),
+        step.elapsed().as_secs_f64(),
         vmlinux.display()
     ));
+    let step = Instant::now();
     let extracted = bzimage::extract_vmlinux(&bz_tmp, &vmlinux)?;
+    let decompress_secs = step.elapsed().as_secs_f64();
     let bzimage = dir.join(format!("vmlinuz-{release}"));
     std::fs::set_permissions(&bz_tmp, std::fs::Permissions::from_mode(0o644))
         .and_then(|_| std::fs::rename(&bz_tmp, &bzimage))
@@ -167,7 +172,7 @@ pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionRepo
         elapsed: started.elapsed(),
     };
     say.say(format!(
-        "stored {} ({}, from a {} payload) in {:.1} s",
+        "stored {} ({}, {} payload decompressed in {decompress_secs:.1} s); {:.1} s in all",
         report.vmlinux.display(),
         mib(report.vmlinux_bytes),
         report.compression,
