@@ -47,7 +47,7 @@ impl Backend for ContainerBackend {
         }
         let d = data(state)?;
         let fifo = state.state_dir.join(sync::EXEC_FIFO);
-        sync::release(&fifo, || proc::is_alive(state.pid, state.pid_start_time))?;
+        sync::release(&fifo)?;
         let mut running = state.clone();
         running.status = Status::Running;
         // A failing poststart hook is only a warning (runtime-spec lifecycle, step 9).

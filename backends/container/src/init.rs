@@ -28,8 +28,8 @@ pub struct InitPlan<'a> {
     pub devices: Vec<Node>,
     pub caps: Option<CapMasks>,
     pub cgroup_mode: Option<CgroupMode>,
-    /// O_PATH descriptor of the state directory (holds the exec fifo).
-    pub state_dir: OwnedFd,
+    /// The exec fifo, open read-write (see `sync::open_fifo`).
+    pub fifo: OwnedFd,
     pub foreground: bool,
 }
 
@@ -234,11 +234,11 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
 
 /// Wait for `start`, then become the workload. Returns only the reason it could not.
 fn after_start(plan: &InitPlan, host_pid: i32) -> String {
-    if let Err(e) = sync::wait_for_start(plan.state_dir.as_raw_fd()) {
+    if let Err(e) = sync::wait_for_start(&plan.fifo) {
         return e.to_string();
     }
     // SAFETY: closing a descriptor this process owns; the fd is not used again.
-    unsafe { libc::close(plan.state_dir.as_raw_fd()) };
+    unsafe { libc::close(plan.fifo.as_raw_fd()) };
     let start_container = hooks_of(plan.bundle, |h| h.start_container());
     if !start_container.is_empty() {
         let state = state_json(plan.id, "running", host_pid, plan.bundle);

@@ -49,7 +49,7 @@ fn thread_count() -> Option<u64> {
     rest.split_whitespace().nth(17)?.parse().ok()
 }
 
-fn build_plan<'a>(opts: &'a CreateOptions) -> Result<InitPlan<'a>, Error> {
+fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>, Error> {
     let bundle = &opts.bundle;
     let cfg = |(field, reason): (String, String)| Error::Config {
         file: bundle.config_path.clone(),
@@ -96,12 +96,6 @@ fn build_plan<'a>(opts: &'a CreateOptions) -> Result<InitPlan<'a>, Error> {
     } else {
         None
     };
-    let dir = nix::fcntl::open(
-        &opts.state_dir,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys(format!("opening {}", opts.state_dir.display()), e))?;
     Ok(InitPlan {
         id: &opts.id,
         bundle,
@@ -111,7 +105,7 @@ fn build_plan<'a>(opts: &'a CreateOptions) -> Result<InitPlan<'a>, Error> {
         devices: devs,
         caps,
         cgroup_mode,
-        state_dir: dir,
+        fifo,
         foreground: opts.foreground,
     })
 }
@@ -175,7 +169,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created, Error> {
                 .into(),
         ))));
     }
-    let plan = build_plan(opts)?;
     let config = &opts.bundle.config_path;
     let fifo = opts.state_dir.join(sync::EXEC_FIFO);
     sync::make_fifo(&fifo).map_err(|e| to_common(e, config))?;
@@ -183,6 +176,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created, Error> {
         fifo: &fifo,
         cgroup: None,
         pid: None,
+    };
+    let plan = sync::open_fifo(&fifo)
+        .map_err(|e| to_common(e, config))
+        .and_then(|fd| build_plan(opts, fd));
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => {
+            undo.run();
+            return Err(e);
+        }
     };
     let result = create_in(&plan, opts, &mut undo);
     if result.is_err() {

@@ -1,12 +1,9 @@
 //! Talking to the container init while it is set up (a SOCK_SEQPACKET pair, one message per
 //! step) and the exec fifo that holds it between `create` and `start`.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
@@ -122,77 +119,67 @@ impl AsFd for Channel {
 /// Name of the exec fifo in the state directory.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
-/// Make the exec fifo (owner-writable only, so only root in the host can release it).
+/// Make the exec fifo (root-only: only the host's root can release the container).
 pub fn make_fifo(path: &Path) -> Result<()> {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(|e| ContainerError::io(format!("creating {}", path.display()), e.into()))
 }
 
-/// Child side: block until `start` opens the fifo, then write one byte. `dir` is an O_PATH
-/// descriptor of the state directory opened before pivot_root, so the fifo is reachable
-/// after the host's tree is gone.
-pub fn wait_for_start(dir: RawFd) -> Result<()> {
-    let name = std::ffi::CString::new(EXEC_FIFO).expect("no NUL");
-    let fd = loop {
-        // SAFETY: openat with a valid directory descriptor and C string.
-        let fd = unsafe { libc::openat(dir, name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        if fd >= 0 {
-            break fd;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(ContainerError::io("opening the exec fifo", err));
-        }
-    };
-    // SAFETY: fd was just opened and is owned here.
-    let file = unsafe { File::from_raw_fd(fd) };
-    nix::unistd::write(&file, b"0")
-        .map_err(|e| ContainerError::io("writing the exec fifo", e.into()))?;
-    Ok(())
-}
-
-/// `start` side: open the fifo, wait for the init's byte while the init is alive, then remove
-/// the fifo. `alive` is asked between waits so a dead init does not block `start` forever.
-pub fn release(path: &Path, alive: impl Fn() -> bool) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
+/// Open the fifo for the init, read-write so the open does not block. The init inherits the
+/// descriptor through clone, so it needs no path (nor rights) to the state directory after
+/// pivot_root or in a user namespace.
+pub fn open_fifo(path: &Path) -> Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| ContainerError::io(format!("opening {}", path.display()), e))?;
+    Ok(file.into())
+}
+
+/// Init side: block until `start` writes its byte into the fifo.
+pub fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let mut b = [0u8; 1];
     loop {
-        let mut fds = [libc::pollfd {
-            fd: file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: polling one valid descriptor.
-        let n = unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                1,
-                Duration::from_millis(100).as_millis() as i32,
-            )
-        };
-        if n > 0 && fds[0].revents & libc::POLLIN != 0 {
-            let mut b = [0u8; 1];
-            match file.read(&mut b) {
-                Ok(1) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(ContainerError::io(format!("reading {}", path.display()), e)),
+        match nix::unistd::read(fifo, &mut b) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {
+                return Err(ContainerError::Init(
+                    "the exec fifo closed before start".into(),
+                ))
             }
-        }
-        if n > 0 && fds[0].revents & libc::POLLHUP != 0 && !alive() {
-            return Err(ContainerError::Init(
-                "the container process exited before it was started".into(),
-            ));
-        }
-        if n == 0 && !alive() {
-            return Err(ContainerError::Init(
-                "the container process exited before it was started".into(),
-            ));
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(ContainerError::io("reading the exec fifo", e.into())),
         }
     }
+}
+
+/// `start` side: write the byte that releases the init and remove the fifo. With no init
+/// holding the fifo open (it died), opening it fails at once instead of blocking.
+pub fn release(path: &Path) -> Result<()> {
+    let file = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            let _ = std::fs::remove_file(path);
+            return Err(ContainerError::Init(
+                "the container process exited before it was started".into(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ContainerError::Init(format!(
+                "{} is gone: the container was already started",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(ContainerError::io(format!("opening {}", path.display()), e)),
+    };
+    nix::unistd::write(&file, b"0")
+        .map_err(|e| ContainerError::io(format!("writing {}", path.display()), e.into()))?;
     let _ = std::fs::remove_file(path);
     Ok(())
 }
@@ -228,25 +215,27 @@ mod tests {
     }
 
     #[test]
-    fn fifo_releases_a_waiting_writer() {
+    fn fifo_releases_the_waiting_init() {
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join(EXEC_FIFO);
         make_fifo(&fifo).unwrap();
-        let dir = File::open(tmp.path()).unwrap();
-        let fd = dir.as_raw_fd();
-        let writer = std::thread::spawn(move || wait_for_start(fd));
-        release(&fifo, || true).unwrap();
-        writer.join().unwrap().unwrap();
+        let fd = open_fifo(&fifo).unwrap();
+        let waiter = std::thread::spawn(move || wait_for_start(&fd));
+        release(&fifo).unwrap();
+        waiter.join().unwrap().unwrap();
         assert!(!fifo.exists());
-        drop(dir);
+        let err = release(&fifo).unwrap_err();
+        assert!(err.to_string().contains("already started"), "{err}");
     }
 
     #[test]
-    fn fifo_release_fails_when_the_process_is_gone() {
+    fn fifo_release_fails_when_the_init_is_gone() {
         let tmp = tempfile::tempdir().unwrap();
         let fifo = tmp.path().join(EXEC_FIFO);
         make_fifo(&fifo).unwrap();
-        let err = release(&fifo, || false).unwrap_err();
+        drop(open_fifo(&fifo).unwrap());
+        let err = release(&fifo).unwrap_err();
         assert!(err.to_string().contains("exited before"), "{err}");
+        assert!(!fifo.exists());
     }
 }

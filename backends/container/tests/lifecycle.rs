@@ -1,0 +1,448 @@
+//! Backend-level lifecycle tests on real namespaces and cgroups (root only; skipped
+//! otherwise). They run without the libtest harness because `create` must be called from a
+//! single-threaded process.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use isobox_common::{proc, Backend, BackendKind, Bundle, CreateOptions, State, Status};
+use isobox_container::{BackendData, ContainerBackend};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    config: Value,
+}
+
+impl Fixture {
+    fn sh(script: &str) -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("isobox-ctr-")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+        for app in [
+            "sh", "echo", "cat", "id", "hostname", "sleep", "touch", "ls", "grep", "mount",
+        ] {
+            symlink("busybox", bin.join(app)).unwrap();
+        }
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+        let config = json!({
+            "ociVersion": "1.2.0",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["/bin/sh", "-c", script],
+                "env": ["PATH=/bin"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID"],
+                    "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                },
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs"},
+            "hostname": "ctr-test",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/out", "type": "bind", "source": out.to_str().unwrap(), "options": ["rbind", "rw"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
+                "maskedPaths": ["/proc/kcore"],
+                "readonlyPaths": ["/proc/sys"]
+            }
+        });
+        let f = Fixture { dir, config };
+        f.write();
+        f
+    }
+
+    fn write(&self) {
+        fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn out(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.path().join("out").join(name)).unwrap_or_default()
+    }
+}
+
+struct Running {
+    state: State,
+    state_dir: tempfile::TempDir,
+}
+
+fn options(f: &Fixture, id: &str, state_dir: &Path) -> CreateOptions {
+    CreateOptions {
+        id: id.into(),
+        bundle: Bundle::load(f.dir.path()).unwrap(),
+        state_dir: state_dir.to_path_buf(),
+        foreground: true,
+        options: Vec::new(),
+    }
+}
+
+fn create(f: &Fixture, id: &str) -> Result<Running, (isobox_common::Error, tempfile::TempDir)> {
+    let state_dir = tempfile::tempdir().unwrap();
+    let opts = options(f, id, state_dir.path());
+    match ContainerBackend.create(&opts) {
+        Ok(c) => Ok(Running {
+            state: State {
+                oci_version: isobox_common::OCI_VERSION.into(),
+                id: id.into(),
+                status: Status::Created,
+                pid: c.pid,
+                bundle: opts.bundle.dir.clone(),
+                annotations: Default::default(),
+                backend: BackendKind::Container,
+                pid_start_time: proc::start_time(c.pid).unwrap(),
+                created: String::new(),
+                started: false,
+                state_dir: state_dir.path().to_path_buf(),
+                data: c.data,
+            },
+            state_dir,
+        }),
+        Err(e) => Err((e, state_dir)),
+    }
+}
+
+/// Start, wait for the exit code, delete; checks the cgroup is gone afterwards.
+fn run_to_exit(f: &Fixture, id: &str) -> i32 {
+    let mut r = create(f, id).map_err(|(e, _)| e).expect("create");
+    ContainerBackend.start(&r.state).expect("start");
+    r.state.started = true;
+    let code = match waitpid(Pid::from_raw(r.state.pid), None).unwrap() {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        other => panic!("unexpected {other:?}"),
+    };
+    delete(&mut r);
+    code
+}
+
+fn delete(r: &mut Running) {
+    r.state.status = Status::Stopped;
+    ContainerBackend.delete(&r.state).expect("delete");
+    let data: BackendData = serde_json::from_value(r.state.data.clone()).unwrap();
+    for p in &data.cgroup.paths {
+        assert!(!p.exists(), "cgroup {} left behind", p.display());
+    }
+    let _ = &r.state_dir;
+}
+
+fn no_children_left() {
+    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        Err(nix::errno::Errno::ECHILD) => {}
+        other => panic!("a child process was left behind: {other:?}"),
+    }
+}
+
+/// No directory named after `id` under the host's cgroup hierarchies.
+fn no_cgroup_named(id: &str) {
+    fn walk(dir: &Path, id: &str, depth: usize) {
+        if depth == 0 {
+            return;
+        }
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && !p.is_symlink() {
+                assert_ne!(
+                    e.file_name().to_str(),
+                    Some(id),
+                    "cgroup {} left behind",
+                    p.display()
+                );
+                walk(&p, id, depth - 1);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), id, 4);
+}
+
+fn test_exit_code_and_isolation() {
+    let f = Fixture::sh(
+        "hostname > /out/host; id -u > /out/uid; echo $$ > /out/pid; ls /dev > /out/dev; exit 3",
+    );
+    assert_eq!(run_to_exit(&f, "ctr-exit"), 3);
+    assert_eq!(f.out("host").trim(), "ctr-test");
+    assert_eq!(
+        f.out("pid").trim(),
+        "1",
+        "the workload is pid 1 of its pid namespace"
+    );
+    let dev = f.out("dev");
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "stdin", "fd",
+    ] {
+        assert!(dev.lines().any(|l| l == d), "/dev/{d} missing: {dev}");
+    }
+    no_children_left();
+}
+
+fn test_user_and_capabilities() {
+    let mut f = Fixture::sh("id -u > /out/uid; id -G > /out/groups; grep -E 'Cap(Eff|Bnd|Amb)|NoNewPrivs' /proc/self/status > /out/caps");
+    f.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
+    // A non-root user keeps only ambient capabilities across execve.
+    f.config["process"]["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+    f.config["process"]["capabilities"]["ambient"] = json!(["CAP_KILL"]);
+    f.write();
+    assert_eq!(run_to_exit(&f, "ctr-user"), 0);
+    assert_eq!(f.out("uid").trim(), "1000");
+    assert_eq!(
+        f.out("groups").split_whitespace().collect::<Vec<_>>(),
+        ["1001", "1002"]
+    );
+    let caps = f.out("caps");
+    // Bounding: KILL (5), SETGID (6), SETUID (7), NET_BIND_SERVICE (10); after execve as uid
+    // 1000 only the ambient KILL is left effective.
+    assert!(caps.contains("CapEff:\t0000000000000020"), "{caps}");
+    assert!(caps.contains("CapAmb:\t0000000000000020"), "{caps}");
+    assert!(caps.contains("CapBnd:\t00000000000004e0"), "{caps}");
+    assert!(caps.contains("NoNewPrivs:\t1"), "{caps}");
+}
+
+fn test_user_namespace() {
+    let mut f = Fixture::sh("cat /proc/self/uid_map > /out/map; id -u > /out/uid");
+    f.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    f.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    f.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    f.write();
+    let rootfs = f.dir.path().join("rootfs");
+    nix::unistd::chown(
+        &rootfs,
+        Some(nix::unistd::Uid::from_raw(100000)),
+        Some(nix::unistd::Gid::from_raw(100000)),
+    )
+    .unwrap();
+    assert_eq!(run_to_exit(&f, "ctr-userns"), 0);
+    assert_eq!(
+        f.out("map").split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(f.out("uid").trim(), "0");
+}
+
+fn test_readonly_root_and_masks() {
+    let mut f = Fixture::sh("touch /x 2>/dev/null && echo writable > /out/root; cat /proc/version | wc -c > /out/version; ls /proc/sys/fs | wc -l > /out/fs; (echo 1 > /proc/sys/kernel/ns_last_pid && echo rw > /out/sys) 2>/dev/null; exit 0");
+    f.config["root"]["readonly"] = json!(true);
+    f.config["linux"]["maskedPaths"] =
+        json!(["/proc/version", "/proc/sys/fs", "/proc/nonexistent"]);
+    f.write();
+    symlink("busybox", f.dir.path().join("rootfs/bin/wc")).unwrap();
+    assert_eq!(run_to_exit(&f, "ctr-ro"), 0);
+    assert_eq!(f.out("root"), "", "the root is read-only");
+    assert_eq!(
+        f.out("version").trim(),
+        "0",
+        "/proc/version is masked by /dev/null"
+    );
+    assert_eq!(
+        f.out("fs").trim(),
+        "0",
+        "/proc/sys/fs is masked by an empty tmpfs"
+    );
+    assert_eq!(f.out("sys"), "", "/proc/sys is read-only");
+}
+
+fn test_hooks_in_order() {
+    let mut f = Fixture::sh("echo workload >> /out/log");
+    let out = f.dir.path().join("out");
+    let host_hook = |kind: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{kind}.json; echo {kind} >> {}/log", out.display(), out.display())]});
+    f.config["hooks"] = json!({
+        "prestart": [host_hook("prestart")],
+        "createRuntime": [host_hook("createRuntime")],
+        "createContainer": [host_hook("createContainer")],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer >> /out/log"]}],
+        "poststart": [host_hook("poststart")],
+        "poststop": [host_hook("poststop")]
+    });
+    f.write();
+    let mut r = create(&f, "ctr-hooks").map_err(|(e, _)| e).expect("create");
+    ContainerBackend.start(&r.state).expect("start");
+    waitpid(Pid::from_raw(r.state.pid), None).unwrap();
+    delete(&mut r);
+    let log = f.out("log");
+    let order: Vec<&str> = log.lines().collect();
+    // poststart runs after start returns, concurrently with the workload.
+    let mut expected = vec![
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+    ];
+    assert_eq!(&order[..4], &expected[..], "{log}");
+    expected = vec!["poststart", "workload"];
+    let mut mid = order[4..6].to_vec();
+    mid.sort();
+    assert_eq!(mid, expected, "{log}");
+    assert_eq!(order[6], "poststop", "{log}");
+    let st: Value = serde_json::from_str(&f.out("createRuntime.json")).unwrap();
+    assert_eq!(st["id"], "ctr-hooks");
+    assert_eq!(st["pid"], r.state.pid);
+    assert_eq!(st["status"], "creating");
+}
+
+fn test_kill_processes_and_start_twice() {
+    let f = Fixture::sh("sleep 100");
+    let mut r = create(&f, "ctr-kill").map_err(|(e, _)| e).expect("create");
+    ContainerBackend.start(&r.state).expect("start");
+    r.state.started = true;
+    r.state.refresh();
+    assert_eq!(r.state.status, Status::Running);
+    let err = ContainerBackend.start(&r.state).unwrap_err();
+    assert!(err.to_string().contains("running"), "{err}");
+    let pids = ContainerBackend.processes(&r.state).unwrap();
+    assert!(pids.contains(&r.state.pid), "{pids:?}");
+    ContainerBackend
+        .kill(&r.state, libc::SIGKILL, false)
+        .unwrap();
+    assert!(matches!(
+        waitpid(Pid::from_raw(r.state.pid), None).unwrap(),
+        WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+    ));
+    delete(&mut r);
+}
+
+fn test_bad_mount_leaves_nothing() {
+    let mut f = Fixture::sh("true");
+    f.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/bad", "type": "nosuchfs", "source": "none"}));
+    f.write();
+    let (err, state_dir) = match create(&f, "ctr-badmount") {
+        Ok(_) => panic!("a mount of an unknown filesystem type must fail"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("mounts[3]") && msg.contains("/bad"), "{msg}");
+    assert!(
+        !state_dir.path().join("exec.fifo").exists(),
+        "fifo left behind"
+    );
+    no_children_left();
+    no_cgroup_named("ctr-badmount");
+}
+
+fn test_bad_exec_exits_127() {
+    let f = Fixture::sh("true");
+    // Executable bits but not a program: execve fails with ENOEXEC after start.
+    let bad = f.dir.path().join("rootfs/bin/bad");
+    fs::write(&bad, b"\x01\x02garbage").unwrap();
+    fs::set_permissions(&bad, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut f = f;
+    f.config["process"]["args"] = json!(["bad"]);
+    f.write();
+    // The message goes to the container's stderr: capture ours for the duration.
+    let log = f.dir.path().join("stderr");
+    let file = fs::File::create(&log).unwrap();
+    let saved = nix::unistd::dup(std::io::stderr()).unwrap();
+    nix::unistd::dup2_stderr(&file).unwrap();
+    let code = run_to_exit(&f, "ctr-badexec");
+    nix::unistd::dup2_stderr(&saved).unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 127, "{text}");
+    assert!(
+        text.contains("\"bad\"") && text.contains("PATH=/bin"),
+        "{text}"
+    );
+}
+
+fn test_resource_error_names_config() {
+    let mut f = Fixture::sh("true");
+    f.config["linux"]["resources"] = json!({"cpu": {"cpus": "4096"}});
+    f.write();
+    match create(&f, "ctr-res") {
+        Ok(mut r) => {
+            // A host that has the CPU accepts it; nothing to check then.
+            let _ = ContainerBackend.kill(&r.state, libc::SIGKILL, false);
+            let _ = waitpid(Pid::from_raw(r.state.pid), None);
+            delete(&mut r);
+        }
+        Err((e, _)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("config.json") && msg.contains("linux.resources.cpu"),
+                "{msg}"
+            );
+        }
+    }
+    no_children_left();
+    no_cgroup_named("ctr-res");
+}
+
+fn main() {
+    let tests: &[(&str, fn())] = &[
+        ("exit_code_and_isolation", test_exit_code_and_isolation),
+        ("user_and_capabilities", test_user_and_capabilities),
+        ("user_namespace", test_user_namespace),
+        ("readonly_root_and_masks", test_readonly_root_and_masks),
+        ("hooks_in_order", test_hooks_in_order),
+        (
+            "kill_processes_and_start_twice",
+            test_kill_processes_and_start_twice,
+        ),
+        ("bad_mount_leaves_nothing", test_bad_mount_leaves_nothing),
+        ("bad_exec_exits_127", test_bad_exec_exits_127),
+        (
+            "resource_error_names_config",
+            test_resource_error_names_config,
+        ),
+    ];
+    let skip = if !nix::unistd::geteuid().is_root() {
+        Some("not root")
+    } else if !Path::new(BUSYBOX).exists() {
+        Some("no /bin/busybox")
+    } else {
+        None
+    };
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        if let Some(why) = skip {
+            println!("test {name} ... skipped ({why})");
+            skipped += 1;
+            continue;
+        }
+        match std::panic::catch_unwind(test) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
+    let _ = PathBuf::new();
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
