@@ -115,21 +115,16 @@ pub(crate) mod fake {
         }
     }
 
-    /// Give a new directory empty copies of its parent's control files, except the ones
-    /// only a root cgroup has (marked by a `.rootonly` file listing them).
+    /// Give a new directory copies of its parent's control files.
     pub fn populate(dir: &Path) {
         let Some(parent) = dir.parent() else { return };
         if on_cgroupfs(parent) {
             return;
         }
-        let root_only = fs::read_to_string(parent.join(".rootonly")).unwrap_or_default();
         for entry in fs::read_dir(parent).unwrap().flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if !entry.file_type().unwrap().is_file()
-                || name.starts_with('.')
-                || root_only.split_whitespace().any(|r| r == name)
-            {
+            if !entry.file_type().unwrap().is_file() {
                 continue;
             }
             let value = match &*name {

@@ -5,10 +5,6 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::{files, v1, v2};
 use crate::error::Result;
 
@@ -69,27 +65,31 @@ pub(crate) fn is_frozen(paths: &[PathBuf]) -> Result<bool> {
     }
 }
 
-fn send(pids: &[i32], signal: Signal) {
+fn send(pids: &[i32], signal: i32) {
     for &pid in pids {
-        // Gone already (ESRCH) is fine: it left the cgroup on its own.
-        let _ = kill(Pid::from_raw(pid), signal);
+        if pid <= 0 {
+            continue;
+        }
+        // Raw kill(2): realtime signals have no nix::Signal. Gone already (ESRCH) is fine.
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(pid, signal) };
     }
 }
 
 /// Signal every process, frozen so none can fork past the list. A cgroup paused before
 /// stays paused.
 pub(crate) fn signal_all(paths: &[PathBuf], signal: i32) -> Result<()> {
-    let sig = Signal::try_from(signal).map_err(|_| {
-        files::cg_err(
+    if !(0..=libc::SIGRTMAX()).contains(&signal) {
+        return Err(files::cg_err(
             paths.first().map(|p| p.as_path()).unwrap_or(Path::new("")),
-            format!("signal {signal}: {}", Errno::EINVAL.desc()),
-        )
-    })?;
+            format!("signal {signal}: not a signal number"),
+        ));
+    }
     let was_frozen = is_frozen(paths).unwrap_or(false);
     let froze = !was_frozen && freeze(paths).unwrap_or(false);
     let list = pids(paths);
     if let Ok(list) = &list {
-        send(list, sig);
+        send(list, signal);
     }
     if froze {
         thaw(paths)?;
@@ -147,7 +147,7 @@ fn kill_all(paths: &[PathBuf]) -> Result<()> {
                 }
             } else {
                 let froze = freeze(paths).unwrap_or(false);
-                send(&pids(paths)?, Signal::SIGKILL);
+                send(&pids(paths)?, libc::SIGKILL);
                 if froze || is_frozen(paths).unwrap_or(false) {
                     thaw(paths)?;
                 }

@@ -1,1 +1,486 @@
+//! Unit tests on temporary directory trees laid out like v1, v2 and hybrid /sys/fs/cgroup.
+//! `files::fake` makes mkdir/rmdir there behave like the kernel's.
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+};
+use tempfile::TempDir;
+
+use super::*;
+use crate::error::ContainerError;
+
+const MIB: i64 = 1024 * 1024;
+
+struct Tree {
+    _tmp: TempDir,
+    root: PathBuf,
+    h: Hierarchy,
+}
+
+fn put(dir: &Path, files: &[(&str, &str)]) {
+    fs::create_dir_all(dir).unwrap();
+    for (name, value) in files {
+        fs::write(dir.join(name), value).unwrap();
+    }
+}
+
+/// v1 hierarchies (cpu and cpuacct co-mounted), plus a controller-less unified one if hybrid.
+fn v1_tree(hybrid: bool, memsw: bool) -> Tree {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path().to_path_buf();
+    let common = [("cgroup.procs", ""), ("tasks", "")];
+    let mut mounts = Vec::new();
+    let mut add = |dir: &str, ctls: &[&str], files: &[(&str, &str)]| {
+        let d = root.join(dir);
+        put(&d, &common);
+        put(&d, files);
+        mounts.push(V1Mount {
+            controllers: ctls.iter().map(|s| s.to_string()).collect(),
+            mount: d,
+        });
+    };
+    add(
+        "cpu,cpuacct",
+        &["cpu", "cpuacct"],
+        &[
+            ("cpu.shares", "1024"),
+            ("cpu.cfs_quota_us", "-1"),
+            ("cpu.cfs_period_us", "100000"),
+            ("cpuacct.usage", "0"),
+        ],
+    );
+    add(
+        "cpuset",
+        &["cpuset"],
+        &[("cpuset.cpus", "0-1"), ("cpuset.mems", "0")],
+    );
+    let mut mem = vec![
+        ("memory.limit_in_bytes", "9223372036854771712"),
+        ("memory.soft_limit_in_bytes", "9223372036854771712"),
+        ("memory.usage_in_bytes", "0"),
+        ("memory.swappiness", "60"),
+    ];
+    if memsw {
+        mem.push(("memory.memsw.limit_in_bytes", "9223372036854771712"));
+    }
+    add("memory", &["memory"], &mem);
+    add(
+        "pids",
+        &["pids"],
+        &[("pids.max", "max"), ("pids.current", "0")],
+    );
+    add("freezer", &["freezer"], &[("freezer.state", "THAWED")]);
+    add(
+        "devices",
+        &["devices"],
+        &[
+            ("devices.allow", ""),
+            ("devices.deny", ""),
+            ("devices.list", "a *:* rwm"),
+        ],
+    );
+    let unified = hybrid.then(|| {
+        let u = root.join("unified");
+        put(
+            &u,
+            &[
+                ("cgroup.procs", ""),
+                ("cgroup.controllers", "hugetlb"),
+                ("cgroup.subtree_control", ""),
+                ("cgroup.freeze", "0"),
+                ("cgroup.kill", ""),
+                ("hugetlb.2MB.max", "max"),
+            ],
+        );
+        u
+    });
+    let h = Hierarchy::v1(mounts, unified);
+    Tree { _tmp: tmp, root, h }
+}
+
+fn v2_tree(controllers: &str, swap_file: bool) -> Tree {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path().join("cgroup");
+    let mut files = vec![
+        ("cgroup.procs", ""),
+        ("cgroup.controllers", controllers),
+        ("cgroup.subtree_control", ""),
+        ("cgroup.freeze", "0"),
+        ("cgroup.kill", ""),
+        ("memory.max", "max"),
+        ("memory.low", "0"),
+        ("cpu.weight", "100"),
+        ("cpu.max", "max 100000"),
+        ("cpuset.cpus", ""),
+        ("pids.max", "max"),
+    ];
+    if swap_file {
+        files.push(("memory.swap.max", "max"));
+    }
+    put(&root, &files);
+    let h = Hierarchy::v2(&root);
+    Tree { _tmp: tmp, root, h }
+}
+
+fn limits(limit: i64, swap: Option<i64>) -> LinuxResources {
+    let mut mem = LinuxMemoryBuilder::default()
+        .limit(limit)
+        .reservation(16 * MIB);
+    if let Some(s) = swap {
+        mem = mem.swap(s);
+    }
+    LinuxResourcesBuilder::default()
+        .memory(mem.build().unwrap())
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(512u64)
+                .quota(50_000i64)
+                .period(100_000u64)
+                .cpus("1")
+                .build()
+                .unwrap(),
+        )
+        .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    fs::read_to_string(p.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+        .trim()
+        .to_string()
+}
+
+/// Every directory below `root` whose name is not one the fixture made.
+fn dirs_named(root: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                if e.file_name() == name {
+                    found.push(e.path());
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+fn resource_err(e: ContainerError) -> (String, String) {
+    match e {
+        ContainerError::Resource { field, reason } => (field, reason),
+        other => panic!("expected a Resource error, got {other:?}"),
+    }
+}
+
+#[test]
+fn conversions() {
+    assert_eq!(shares_to_weight(2), 1);
+    assert_eq!(shares_to_weight(1024), 39);
+    assert_eq!(shares_to_weight(262_144), 10_000);
+    assert_eq!(shares_to_weight(0), 1, "clamped to the v1 minimum");
+    assert_eq!(blkio_weight_to_io(10), 1);
+    assert_eq!(blkio_weight_to_io(1000), 10_000);
+    assert_eq!(
+        swap_to_v2(Some(32 * MIB), Some(64 * MIB)).unwrap().unwrap(),
+        (32 * MIB).to_string()
+    );
+    assert_eq!(
+        swap_to_v2(Some(32 * MIB), Some(32 * MIB)).unwrap().unwrap(),
+        "0"
+    );
+    assert_eq!(
+        swap_to_v2(Some(32 * MIB), Some(-1)).unwrap().unwrap(),
+        "max"
+    );
+    assert_eq!(swap_to_v2(Some(32 * MIB), None).unwrap(), None);
+    for (limit, swap) in [
+        (Some(64 * MIB), Some(32 * MIB)),
+        (None, Some(32 * MIB)),
+        (Some(-1), Some(MIB)),
+    ] {
+        let (field, _) = resource_err(swap_to_v2(limit, swap).unwrap_err());
+        assert_eq!(field, "linux.resources.memory.swap");
+    }
+}
+
+#[test]
+fn v1_writes_every_limit_to_its_controller() {
+    let t = v1_tree(false, true);
+    let res = limits(32 * MIB, Some(64 * MIB));
+    let cg = Cgroup::create_in(&t.h, None, "c1", Some(&res)).unwrap();
+    assert_eq!(cg.mode, Mode::V1);
+    assert_eq!(cg.paths.len(), 6);
+    let d = |ctl: &str| t.root.join(ctl).join("isobox/c1");
+    assert!(cg.paths.contains(&d("cpu,cpuacct")) && cg.paths.contains(&d("memory")));
+    assert_eq!(
+        read(d("memory").join("memory.limit_in_bytes")),
+        (32 * MIB).to_string()
+    );
+    assert_eq!(
+        read(d("memory").join("memory.memsw.limit_in_bytes")),
+        (64 * MIB).to_string()
+    );
+    assert_eq!(
+        read(d("memory").join("memory.soft_limit_in_bytes")),
+        (16 * MIB).to_string()
+    );
+    assert_eq!(read(d("cpu,cpuacct").join("cpu.shares")), "512");
+    assert_eq!(read(d("cpu,cpuacct").join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(d("cpu,cpuacct").join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read(d("pids").join("pids.max")), "10");
+    // cpuset: the bundle's cpus, and mems inherited from the root down through /isobox.
+    assert_eq!(read(d("cpuset").join("cpuset.cpus")), "1");
+    assert_eq!(read(d("cpuset").join("cpuset.mems")), "0");
+    assert_eq!(read(t.root.join("cpuset/isobox/cpuset.cpus")), "0-1");
+    assert!(cg.parents.contains(&t.root.join("memory/isobox")));
+    assert!(!t.root.join("unified").exists());
+}
+
+#[test]
+fn v1_pids_unlimited_and_devices() {
+    let t = v1_tree(false, true);
+    let res = LinuxResourcesBuilder::default()
+        .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
+        .devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    let cg = Cgroup::create_in(&t.h, None, "c2", Some(&res)).unwrap();
+    let d = t.root.join("pids/isobox/c2");
+    assert_eq!(read(d.join("pids.max")), "max");
+    // Deny-all went to devices.deny; the default allowlist follows it in devices.allow.
+    assert_eq!(read(t.root.join("devices/isobox/c2/devices.deny")), "a");
+    assert_eq!(
+        read(t.root.join("devices/isobox/c2/devices.allow")),
+        "c 10:200 rwm"
+    );
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn device_rules() {
+    let rule = |t, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default().typ(t).access(access);
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        resources::device_rule(&b.build().unwrap())
+    };
+    assert_eq!(
+        rule(LinuxDeviceType::C, Some(1), Some(3), "rw")
+            .unwrap()
+            .unwrap(),
+        "c 1:3 rw"
+    );
+    assert_eq!(
+        rule(LinuxDeviceType::B, Some(8), None, "m")
+            .unwrap()
+            .unwrap(),
+        "b 8:* m"
+    );
+    assert_eq!(
+        rule(LinuxDeviceType::A, Some(1), None, "r")
+            .unwrap()
+            .unwrap(),
+        "a"
+    );
+    assert_eq!(rule(LinuxDeviceType::P, None, None, "r").unwrap(), None);
+    let (field, _) = resource_err(rule(LinuxDeviceType::C, None, None, "rx").unwrap_err());
+    assert_eq!(field, "linux.resources.devices");
+}
+
+#[test]
+fn v1_without_swap_accounting_names_the_field_and_leaves_nothing() {
+    let t = v1_tree(false, false);
+    let res = limits(32 * MIB, Some(64 * MIB));
+    let err = Cgroup::create_in(&t.h, None, "c3", Some(&res)).unwrap_err();
+    let (field, reason) = resource_err(err);
+    assert_eq!(field, "linux.resources.memory.swap");
+    assert!(reason.contains("memory.memsw.limit_in_bytes"), "{reason}");
+    assert!(
+        dirs_named(&t.root, "isobox").is_empty(),
+        "{:?}",
+        dirs_named(&t.root, "isobox")
+    );
+}
+
+#[test]
+fn hybrid_adds_the_unified_dir_and_uses_its_controllers() {
+    let t = v1_tree(true, true);
+    let mut res = limits(32 * MIB, None);
+    res.set_hugepage_limits(Some(vec![LinuxHugepageLimitBuilder::default()
+        .page_size("2MB")
+        .limit(4 * MIB)
+        .build()
+        .unwrap()]));
+    let cg = Cgroup::create_in(&t.h, Some(Path::new("/a/b")), "ignored", Some(&res)).unwrap();
+    assert_eq!(cg.mode, Mode::Hybrid);
+    let u = t.root.join("unified/a/b");
+    assert_eq!(cg.paths.last(), Some(&u));
+    assert_eq!(read(u.join("hugetlb.2MB.max")), (4 * MIB).to_string());
+    // hugetlb handed down from the unified root through /a to /a/b.
+    assert_eq!(
+        read(t.root.join("unified/cgroup.subtree_control")),
+        "+hugetlb"
+    );
+    assert_eq!(
+        read(t.root.join("unified/a/cgroup.subtree_control")),
+        "+hugetlb"
+    );
+    assert_eq!(
+        read(t.root.join("memory/a/b/memory.limit_in_bytes")),
+        (32 * MIB).to_string()
+    );
+    // /a was made here, so it is ours to remove; the roots are not.
+    assert!(cg.parents.contains(&t.root.join("unified/a")));
+    assert_eq!(cg.parents.len(), 7);
+
+    cg.add(4_000_000).unwrap();
+    for p in &cg.paths {
+        assert_eq!(read(p.join("cgroup.procs")), "4000000");
+    }
+    assert_eq!(cg.pids().unwrap(), [4_000_000]);
+    // Leave the fake pid out of destroy's way: nothing real may be signalled.
+    for p in &cg.paths {
+        fs::write(p.join("cgroup.procs"), "").unwrap();
+    }
+    cg.destroy().unwrap();
+    assert!(dirs_named(&t.root, "a").is_empty());
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn v2_converts_and_delegates() {
+    let t = v2_tree("cpuset cpu io memory hugetlb pids", true);
+    let res = limits(32 * MIB, Some(96 * MIB));
+    let cg = Cgroup::create_in(&t.h, None, "c4", Some(&res)).unwrap();
+    assert_eq!(cg.mode, Mode::V2);
+    let d = t.root.join("isobox/c4");
+    assert_eq!(cg.paths, [d.clone()]);
+    assert_eq!(read(d.join("memory.max")), (32 * MIB).to_string());
+    assert_eq!(read(d.join("memory.swap.max")), (64 * MIB).to_string());
+    assert_eq!(read(d.join("memory.low")), (16 * MIB).to_string());
+    assert_eq!(
+        read(d.join("cpu.weight")),
+        shares_to_weight(512).to_string()
+    );
+    assert_eq!(read(d.join("cpu.max")), "50000 100000");
+    assert_eq!(read(d.join("cpuset.cpus")), "1");
+    assert_eq!(read(d.join("pids.max")), "10");
+    for dir in [t.root.clone(), t.root.join("isobox")] {
+        let enabled = read(dir.join("cgroup.subtree_control"));
+        for c in ["+memory", "+cpu", "+cpuset", "+pids"] {
+            assert!(
+                enabled.split(' ').any(|e| e == c),
+                "{}: {enabled}",
+                dir.display()
+            );
+        }
+    }
+    cg.destroy().unwrap();
+    assert!(!t.root.join("isobox").exists());
+}
+
+#[test]
+fn v2_quota_without_period_and_unlimited() {
+    let t = v2_tree("cpu memory pids", true);
+    let res = LinuxResourcesBuilder::default()
+        .cpu(LinuxCpuBuilder::default().quota(-1i64).build().unwrap())
+        .memory(LinuxMemoryBuilder::default().limit(-1).build().unwrap())
+        .build()
+        .unwrap();
+    let cg = Cgroup::create_in(&t.h, None, "c5", Some(&res)).unwrap();
+    assert_eq!(read(cg.paths[0].join("cpu.max")), "max");
+    assert_eq!(read(cg.paths[0].join("memory.max")), "max");
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn v2_missing_controller_or_file_is_a_resource_error() {
+    let t = v2_tree("cpu memory", true);
+    let err = Cgroup::create_in(&t.h, None, "c6", Some(&limits(32 * MIB, None))).unwrap_err();
+    let (field, reason) = resource_err(err);
+    // cpu.cpus needs cpuset, which this host lacks; the check runs before any mkdir.
+    assert_eq!(field, "linux.resources.cpu.cpus");
+    assert!(
+        reason.contains("cpuset controller is not available"),
+        "{reason}"
+    );
+    assert!(!t.root.join("isobox").exists());
+
+    let t = v2_tree("cpuset cpu memory pids", false);
+    let err =
+        Cgroup::create_in(&t.h, None, "c7", Some(&limits(32 * MIB, Some(64 * MIB)))).unwrap_err();
+    let (field, reason) = resource_err(err);
+    assert_eq!(field, "linux.resources.memory.swap");
+    assert!(reason.contains("memory.swap.max"), "{reason}");
+    assert!(
+        !t.root.join("isobox").exists(),
+        "made directories are removed"
+    );
+}
+
+#[test]
+fn cleanup_keeps_what_it_did_not_make() {
+    let t = v1_tree(false, false);
+    fs::create_dir(t.root.join("memory/keep")).unwrap();
+    let res = limits(32 * MIB, Some(64 * MIB));
+    assert!(Cgroup::create_in(&t.h, Some(Path::new("/keep/c")), "x", Some(&res)).is_err());
+    assert!(t.root.join("memory/keep").is_dir());
+    assert!(!t.root.join("memory/keep/c").exists());
+    assert!(!t.root.join("pids/keep").exists());
+
+    // And destroy leaves a parent it did not make.
+    let cg = Cgroup::create_in(&t.h, Some(Path::new("/keep/c")), "x", None).unwrap();
+    assert!(!cg.parents.contains(&t.root.join("memory/keep")));
+    assert!(cg.parents.contains(&t.root.join("pids/keep")));
+    cg.destroy().unwrap();
+    assert!(t.root.join("memory/keep").is_dir());
+    assert!(!t.root.join("pids/keep").exists());
+}
+
+#[test]
+fn busy_leaf_and_systemd_paths_are_refused() {
+    let t = v1_tree(false, true);
+    put(&t.root.join("pids/busy"), &[("cgroup.procs", "1\n")]);
+    let err = Cgroup::create_in(&t.h, Some(Path::new("/busy")), "x", None).unwrap_err();
+    assert!(err.to_string().contains("holds processes [1]"), "{err}");
+    assert!(!t.root.join("memory/busy").exists());
+    assert!(t.root.join("pids/busy").exists());
+
+    let err =
+        Cgroup::create_in(&t.h, Some(Path::new("user.slice:isobox:x")), "x", None).unwrap_err();
+    let (field, reason) = resource_err(err);
+    assert_eq!(field, "linux.cgroupsPath");
+    assert!(reason.contains("systemd"), "{reason}");
+}
+
+#[test]
+fn state_round_trip() {
+    let t = v2_tree("cpu memory pids", true);
+    let cg = Cgroup::create_in(&t.h, None, "c8", None).unwrap();
+    let json = serde_json::to_string(&cg).unwrap();
+    assert!(json.contains("\"mode\":\"v2\""), "{json}");
+    let back: Cgroup = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.paths, cg.paths);
+    assert_eq!(back.parents, cg.parents);
+    // An older state without `parents` still loads.
+    let old: Cgroup = serde_json::from_str(r#"{"mode":"hybrid","paths":["/x"]}"#).unwrap();
+    assert!(old.parents.is_empty());
+    back.destroy().unwrap();
+    assert!(!t.root.join("isobox").exists());
+}

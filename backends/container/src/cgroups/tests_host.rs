@@ -1,1 +1,200 @@
+//! Tests on the host's real cgroups. They need root and a mounted cgroup file system, and
+//! skip (printing why) without them.
 
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+};
+
+use super::*;
+use crate::error::ContainerError;
+
+const MIB: i64 = 1024 * 1024;
+
+fn host() -> Option<Hierarchy> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skip: needs root to make cgroups");
+        return None;
+    }
+    match Hierarchy::host() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("skip: no usable cgroup hierarchy: {e}");
+            None
+        }
+    }
+}
+
+/// A cgroups path of this test alone, so parents it makes are its own to check.
+fn test_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/isobox-test-{}-{name}/c", std::process::id()))
+}
+
+/// A `sleep` child, killed and reaped when dropped (also when an assertion fails).
+struct Sleeper(Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Sleeper {
+    // Not inheriting stdout: a leftover child would hold the test harness's pipe open.
+    Sleeper(
+        Command::new("sleep")
+            .arg("1000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sleep"),
+    )
+}
+
+/// Destroys the cgroup when dropped, so a failed assertion leaves nothing behind.
+struct Guard<'a>(&'a Cgroup);
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.destroy();
+    }
+}
+
+/// The value of `file` in whichever of the cgroup's directories has it.
+fn value(cg: &Cgroup, file: &str) -> Option<String> {
+    cg.paths
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p.join(file)).ok())
+        .map(|s| s.trim().to_string())
+}
+
+fn all_gone(cg: &Cgroup) {
+    for p in cg.paths.iter().chain(&cg.parents) {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn limits_processes_and_destroy() {
+    let Some(h) = host() else { return };
+    let res = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(32 * MIB)
+                .build()
+                .unwrap(),
+        )
+        .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
+        .cpu(
+            LinuxCpuBuilder::default()
+                .quota(20_000i64)
+                .period(100_000u64)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let path = test_path("limits");
+    let cg = Cgroup::create_in(&h, Some(&path), "limits", Some(&res)).unwrap();
+    let _guard = Guard(&cg);
+    assert_eq!(cg.mode, detect().unwrap());
+    assert!(!cg.parents.is_empty());
+    let mib32 = (32 * MIB).to_string();
+    match cg.mode {
+        Mode::V2 => {
+            assert_eq!(value(&cg, "memory.max").as_deref(), Some(&*mib32));
+            assert_eq!(value(&cg, "cpu.max").as_deref(), Some("20000 100000"));
+        }
+        Mode::V1 | Mode::Hybrid => {
+            assert_eq!(
+                value(&cg, "memory.limit_in_bytes").as_deref(),
+                Some(&*mib32)
+            );
+            assert_eq!(value(&cg, "cpu.cfs_quota_us").as_deref(), Some("20000"));
+            assert_eq!(value(&cg, "cpu.cfs_period_us").as_deref(), Some("100000"));
+        }
+    }
+    assert_eq!(value(&cg, "pids.max").as_deref(), Some("10"));
+
+    let mut child = sleeper();
+    let pid = child.0.id() as i32;
+    cg.add(pid).unwrap();
+    assert_eq!(cg.pids().unwrap(), [pid]);
+    let stats = cg.stats().unwrap();
+    // v1 does not move a joining task's charge, so only the figure's presence is certain.
+    assert!(stats.memory_current.is_some(), "{stats:?}");
+    assert_eq!(stats.pids_current, Some(1));
+
+    cg.destroy().unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    all_gone(&cg);
+    cg.destroy().expect("destroy twice");
+}
+
+#[test]
+fn kernel_refusal_names_the_field_and_leaves_nothing() {
+    let Some(h) = host() else { return };
+    // The kernel's minimum CFS quota is 1 ms.
+    let res = LinuxResourcesBuilder::default()
+        .cpu(LinuxCpuBuilder::default().quota(500i64).build().unwrap())
+        .build()
+        .unwrap();
+    let path = test_path("refused");
+    let err = Cgroup::create_in(&h, Some(&path), "refused", Some(&res)).unwrap_err();
+    match err {
+        ContainerError::Resource { field, reason } => {
+            assert_eq!(field, "linux.resources.cpu.quota");
+            assert!(reason.contains("invalid argument"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let top = path
+        .parent()
+        .unwrap()
+        .strip_prefix("/")
+        .unwrap()
+        .to_path_buf();
+    for m in
+        h.v1.iter()
+            .map(|m| m.mount.clone())
+            .chain(h.unified.clone())
+    {
+        assert!(
+            !m.join(&top).exists(),
+            "{} left behind",
+            m.join(&top).display()
+        );
+    }
+}
+
+#[test]
+fn freeze_signal_and_default_path() {
+    let Some(h) = host() else { return };
+    let id = format!("isobox-test-{}-sig", std::process::id());
+    let cg = Cgroup::create_in(&h, None, &id, None).unwrap();
+    let _guard = Guard(&cg);
+    assert!(cg
+        .paths
+        .iter()
+        .all(|p| p.ends_with(Path::new(DEFAULT_PARENT).join(&id))));
+    let mut child = sleeper();
+    cg.add(child.0.id() as i32).unwrap();
+    if cg.freeze().unwrap() {
+        assert!(cg.is_frozen().unwrap());
+        cg.thaw().unwrap();
+        assert!(!cg.is_frozen().unwrap());
+    }
+    cg.signal_all(libc::SIGTERM).unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(!cg.is_frozen().unwrap(), "signal_all thaws what it froze");
+    cg.destroy().unwrap();
+    for p in &cg.paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}

@@ -18,7 +18,7 @@ pub(crate) struct Wanted {
 
 /// Enable `wanted` in cgroup.subtree_control of `root` and of each directory between it and
 /// `leaf`, so `leaf` gets the controllers' files. Only controllers missing from a directory
-/// are written, one at a time so a refusal names its controller.
+/// are written; if the kernel refuses, one at a time so the error names the controller.
 pub(crate) fn enable_controllers(root: &Path, leaf: &Path, wanted: &[Wanted]) -> Result<()> {
     let Ok(rel) = leaf.strip_prefix(root) else {
         return Err(files::cg_err(leaf, format!("not below {}", root.display())));
@@ -33,10 +33,22 @@ pub(crate) fn enable_controllers(root: &Path, leaf: &Path, wanted: &[Wanted]) ->
     for dir in dirs {
         let file = dir.join("cgroup.subtree_control");
         let enabled = files::read_cg(&file)?;
-        for w in wanted {
-            if enabled.split_whitespace().any(|c| c == w.controller) {
-                continue;
-            }
+        let missing: Vec<&Wanted> = wanted
+            .iter()
+            .filter(|w| !enabled.split_whitespace().any(|c| c == w.controller))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let all: Vec<String> = missing
+            .iter()
+            .map(|w| format!("+{}", w.controller))
+            .collect();
+        if files::write(&file, &all.join(" ")).is_ok() {
+            continue;
+        }
+        // One at a time, to name the refused controller and to skip optional ones.
+        for w in missing {
             let Err(e) = files::write(&file, &format!("+{}", w.controller)) else {
                 continue;
             };
