@@ -137,6 +137,36 @@ fn every_supported_payload_format_unpacks_to_the_original_elf() {
     assert!(leftovers(d.path()).is_empty());
 }
 
+#[test]
+fn a_bzimage_kernel_converts_to_a_cached_vmlinux_once() {
+    let elf = tiny_elf();
+    let d = tempfile::tempdir().unwrap();
+    let bz = d.path().join("bzImage");
+    std::fs::write(&bz, bzimage(&compress(Compression::Lz4Legacy, &elf))).unwrap();
+    let data = d.path().join("data");
+    let k = inspect_kernel(&bz, KernelSource::Env).unwrap();
+    let v = k.to_vmlinux(&data).unwrap();
+    assert_eq!(v.format, KernelFormat::Vmlinux);
+    assert_eq!(v.source, KernelSource::Env);
+    assert_eq!(v.release.as_deref(), Some("9.9.9-synthetic"));
+    assert!(
+        v.path.starts_with(data.join("kernels/extracted")),
+        "{}",
+        v.path.display()
+    );
+    assert!(std::fs::read(&v.path).unwrap() == elf);
+    // The second call reuses the file.
+    let mtime = std::fs::metadata(&v.path).unwrap().modified().unwrap();
+    let again = k.to_vmlinux(&data).unwrap();
+    assert_eq!(again.path, v.path);
+    assert_eq!(
+        std::fs::metadata(&v.path).unwrap().modified().unwrap(),
+        mtime
+    );
+    // A vmlinux is returned as it is.
+    assert_eq!(v.to_vmlinux(&data).unwrap(), v);
+}
+
 fn extract_err(img: &[u8]) -> (String, Vec<String>) {
     let d = tempfile::tempdir().unwrap();
     let bz = d.path().join("bzImage");

@@ -130,6 +130,61 @@ fn not_a_kernel(path: &Path, why: impl fmt::Display) -> MicrovmError {
     }
 }
 
+impl KernelInfo {
+    /// This kernel as an uncompressed vmlinux, which boots without running the decompressor
+    /// (slow when it is emulated). A bzImage is decompressed once into
+    /// `<data>/kernels/extracted/`, keyed by its path, size and modification time; later calls
+    /// reuse that file.
+    pub fn to_vmlinux(&self, data_dir: &Path) -> Result<KernelInfo> {
+        if self.format == KernelFormat::Vmlinux {
+            return Ok(self.clone());
+        }
+        let meta = std::fs::metadata(&self.path).map_err(|e| MicrovmError::Kernel {
+            path: self.path.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let key = {
+            use std::os::unix::fs::MetadataExt;
+            let mut h = Fnv::default();
+            h.write(self.path.as_os_str().as_encoded_bytes());
+            h.write(&meta.len().to_le_bytes());
+            h.write(&meta.mtime().to_le_bytes());
+            h.write(&meta.mtime_nsec().to_le_bytes());
+            h.0
+        };
+        let dir = kernels_dir(data_dir).join("extracted");
+        let out = dir.join(format!(
+            "vmlinux-{}-{key:016x}",
+            self.release.as_deref().unwrap_or("unknown")
+        ));
+        if !out.is_file() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| MicrovmError::io(format!("create {}", dir.display()), e))?;
+            bzimage::extract_vmlinux(&self.path, &out)?;
+        }
+        let mut info = inspect_kernel(&out, self.source)?;
+        info.release = self.release.clone();
+        Ok(info)
+    }
+}
+
+/// FNV-1a: a stable, dependency-free hash for cache keys.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 /// Checks that `path` is an x86-64 ELF vmlinux or a bzImage and describes it.
 pub fn inspect_kernel(path: &Path, source: KernelSource) -> Result<KernelInfo> {
     let meta = std::fs::metadata(path).map_err(|e| MicrovmError::Kernel {
