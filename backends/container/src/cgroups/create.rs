@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxResources;
 use super::detect::Hierarchy;
 use super::resources::{self, Flavor, Setting};
 use super::v2::Wanted;
-use super::{files, path, v1, v2, Cgroup, Mode};
+use super::{bpf, files, path, v1, v2, Cgroup, Mode};
 use crate::error::{ContainerError, Result};
 
 /// Controllers worth having on v2 for accounting even when no limit needs them.
@@ -29,8 +29,24 @@ pub(crate) fn create(
         None => Vec::new(),
     };
 
+    let devices = res
+        .and_then(|r| r.devices().as_deref())
+        .filter(|d| !d.is_empty());
+    let bpf_devices = match devices {
+        Some(d) if flavor("devices") == Ok(Flavor::V2) => Some(resources::device_rules(d)?),
+        _ => None,
+    };
+
     let mut made: Vec<PathBuf> = Vec::new();
-    let result = build(h, &resolved, &v2_available, &settings, &mut made);
+    let result = build(h, &resolved, &v2_available, &settings, &mut made).and_then(|cg| {
+        if let (Some(rules), Some(dir)) = (&bpf_devices, v2::unified_dir(&cg.paths)) {
+            bpf::attach(dir, rules).map_err(|reason| ContainerError::Resource {
+                field: "linux.resources.devices".into(),
+                reason,
+            })?;
+        }
+        Ok(cg)
+    });
     match result {
         Ok(cg) => Ok(cg),
         Err(e) => {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
+mod bpf;
 mod create;
 mod detect;
 mod files;

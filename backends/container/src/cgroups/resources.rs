@@ -439,22 +439,31 @@ pub(crate) fn device_rule(r: &LinuxDeviceCgroup) -> Result<Option<String>> {
     )))
 }
 
-fn devices_v1(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Setting>> {
+/// The bundle's device rules then the defaults, as (allow, rule) in devices.allow syntax.
+/// Later rules win over earlier ones, as in the v1 controller.
+pub(crate) fn device_rules(rules: &[LinuxDeviceCgroup]) -> Result<Vec<(bool, String)>> {
     let mut out = Vec::new();
     for r in rules {
         if let Some(rule) = device_rule(r)? {
-            let file = if r.allow() {
+            out.push((r.allow(), rule));
+        }
+    }
+    out.extend(DEFAULT_ALLOWED.iter().map(|r| (true, r.to_string())));
+    Ok(out)
+}
+
+fn devices_v1(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Setting>> {
+    Ok(device_rules(rules)?
+        .into_iter()
+        .map(|(allow, rule)| {
+            let file = if allow {
                 "devices.allow"
             } else {
                 "devices.deny"
             };
-            out.push(set("devices", file, rule, "devices"));
-        }
-    }
-    for rule in DEFAULT_ALLOWED {
-        out.push(set("devices", "devices.allow", rule, "devices"));
-    }
-    Ok(out)
+            set("devices", file, rule, "devices")
+        })
+        .collect())
 }
 
 fn block_io(b: &LinuxBlockIo, f: Flavor) -> Result<Vec<Setting>> {

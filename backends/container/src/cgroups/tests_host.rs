@@ -198,3 +198,47 @@ fn freeze_signal_and_default_path() {
         assert!(!p.exists(), "{} left behind", p.display());
     }
 }
+
+#[test]
+fn bpf_device_filter_denies_and_allows() {
+    let Some(h) = host() else { return };
+    if h.unified.is_none() {
+        eprintln!("skip: no unified hierarchy to attach a device program to");
+        return;
+    }
+    let path = test_path("bpf");
+    let cg = Cgroup::create_in(&h, Some(&path), "bpf", None).unwrap();
+    let _guard = Guard(&cg);
+    let dir = v2::unified_dir(&cg.paths).unwrap().to_path_buf();
+    let deny_all = vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .unwrap()];
+    let rules = resources::device_rules(&deny_all).unwrap();
+    if let Err(e) = bpf::attach(&dir, &rules) {
+        eprintln!("skip: this kernel refuses cgroup device programs: {e}");
+        return;
+    }
+    // /dev/null is on the default allowlist, /dev/kmsg (1:11) is not. The shell joins the
+    // cgroup before it reads its go-ahead line, so both opens happen inside.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "read go; dd if=/dev/null count=0 2>/dev/null || exit 10; \
+              dd if=/dev/kmsg count=0 2>/dev/null && exit 20; exit 0",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    cg.add(child.id() as i32).unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "10: /dev/null refused, 20: /dev/kmsg allowed"
+    );
+}
