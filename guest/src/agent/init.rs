@@ -12,7 +12,9 @@ pub const AGENT_TTY: &str = "/dev/ttyS1";
 
 /// Log one line to the console (ttyS0, the VM's console.log on the host).
 pub fn log(msg: &str) {
-    eprintln!("isobox-agent: {msg}");
+    use std::io::Write;
+    // Not eprintln!: it panics when the console fails, and a panic in PID 1 panics the kernel.
+    let _ = writeln!(std::io::stderr(), "isobox-agent: {msg}");
 }
 
 /// Mount /proc, /sys, /dev, /dev/pts, /dev/shm, /tmp and /run. A failure is logged and the
