@@ -80,9 +80,10 @@ fn parse_options(opts: &[(String, String)]) -> Result<Options> {
             OPT_KERNEL => o.kernel = Some(PathBuf::from(v)),
             OPT_AGENT => o.agent = Some(PathBuf::from(v)),
             other => {
-                return Err(MicrovmError::Agent(format!(
-                    "unknown microvm option {other:?} (known: {OPT_HYPERVISOR}, {OPT_KERNEL}, {OPT_AGENT})"
-                )))
+                return Err(MicrovmError::InvalidOption {
+                    key: other.to_string(),
+                    reason: format!("unknown (known: {OPT_HYPERVISOR}, {OPT_KERNEL}, {OPT_AGENT})"),
+                })
             }
         }
     }
@@ -144,7 +145,10 @@ impl MicrovmBackend {
         let o = parse_options(&opts.options)?;
         let choice: HypervisorChoice =
             match (&o.hypervisor, opts.bundle.annotation(HYPERVISOR_ANNOTATION)) {
-                (Some(v), _) => v.parse().map_err(MicrovmError::Agent)?,
+                (Some(v), _) => v.parse().map_err(|reason| MicrovmError::InvalidOption {
+                    key: OPT_HYPERVISOR.into(),
+                    reason,
+                })?,
                 (None, Some(v)) => v.parse().map_err(|r| {
                     config_err(opts, &format!("annotations.{HYPERVISOR_ANNOTATION}"), r)
                 })?,

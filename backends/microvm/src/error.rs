@@ -34,6 +34,9 @@ pub enum MicrovmError {
     /// The hypervisor process (built-in VMM or qemu) failed or died.
     #[error("{hypervisor}: {reason}")]
     Hypervisor { hypervisor: String, reason: String },
+    /// A backend option (`--hypervisor`, `--kernel`, …) is unknown or has a bad value.
+    #[error("microvm option {key}: {reason}")]
+    InvalidOption { key: String, reason: String },
     /// The guest agent misbehaved or never answered.
     #[error("guest agent: {0}")]
     Agent(String),
