@@ -105,28 +105,16 @@ fn build(
                 .iter()
                 .any(|m| m.mount == mount && m.controllers.iter().any(|c| c == "cpuset"));
         let leaf = mount.join(&resolved.relative);
-        let mut dir = mount.to_path_buf();
-        let comps: Vec<_> = resolved.relative.components().collect();
-        for (i, c) in comps.iter().enumerate() {
-            dir.push(c);
-            let is_leaf = i + 1 == comps.len();
-            let new = mkdir_retrying(&dir)?;
-            if new {
-                made.push(dir.clone());
-                if !is_leaf {
-                    parents.insert(dir.clone());
-                }
-            } else if is_leaf {
-                let busy = files::procs(&dir)?;
-                if !busy.is_empty() {
-                    return Err(files::cg_err(
-                        &dir,
-                        format!("already exists and holds processes {busy:?}"),
-                    ));
-                }
-            }
-            if cpuset {
-                v1::cpuset_copy_down(&dir)?;
+        // A concurrent destroy may remove a shared parent (e.g. /isobox) between our
+        // finding it and making its child: then walk down again, a few times at most.
+        let mut walks = 0;
+        while !make_path(mount, &resolved.relative, cpuset, made, &mut parents)? {
+            walks += 1;
+            if walks == 3 {
+                return Err(files::cg_err(
+                    &leaf,
+                    "a parent kept vanishing while making it",
+                ));
             }
         }
         if let Some(owned) = &resolved.owned_parent {
@@ -167,23 +155,44 @@ fn build(
     })
 }
 
-/// mkdir, tolerating a concurrent destroy removing a shared parent (e.g. /isobox) between
-/// our making it and making its child.
-fn mkdir_retrying(dir: &Path) -> Result<bool> {
-    let mut tries = 0;
-    loop {
-        match files::mkdir(dir) {
-            Err(ContainerError::Cgroup { .. })
-                if tries < 3 && dir.parent().is_some_and(|p| !p.exists()) =>
-            {
-                if let Some(p) = dir.parent() {
-                    let _ = std::fs::create_dir(p);
-                }
-                tries += 1;
+/// Make each missing directory from `mount` down to `mount/rel`, recording what was made.
+/// Ok(false) when a parent vanished under us (the caller walks again).
+fn make_path(
+    mount: &Path,
+    rel: &Path,
+    cpuset: bool,
+    made: &mut Vec<PathBuf>,
+    parents: &mut BTreeSet<PathBuf>,
+) -> Result<bool> {
+    let mut dir = mount.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        dir.push(c);
+        let is_leaf = i + 1 == comps.len();
+        let new = match files::mkdir(&dir) {
+            Ok(new) => new,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i > 0 => return Ok(false),
+            Err(e) => return Err(files::cg_err(&dir, format!("mkdir: {e}"))),
+        };
+        if new {
+            made.push(dir.clone());
+            if !is_leaf {
+                parents.insert(dir.clone());
             }
-            r => return r,
+        } else if is_leaf {
+            let busy = files::procs(&dir)?;
+            if !busy.is_empty() {
+                return Err(files::cg_err(
+                    &dir,
+                    format!("already exists and holds processes {busy:?}"),
+                ));
+            }
+        }
+        if cpuset {
+            v1::cpuset_copy_down(&dir)?;
         }
     }
+    Ok(true)
 }
 
 /// The controllers to delegate on v2: those a setting needs (an error if refused), plus

@@ -53,7 +53,7 @@ pub(crate) fn procs(dir: &Path) -> Result<Vec<i32>> {
 }
 
 /// Make one cgroup directory. Ok(true) if made here, Ok(false) if it already existed.
-pub(crate) fn mkdir(dir: &Path) -> Result<bool> {
+pub(crate) fn mkdir(dir: &Path) -> io::Result<bool> {
     match fs::create_dir(dir) {
         Ok(()) => {
             #[cfg(test)]
@@ -61,7 +61,7 @@ pub(crate) fn mkdir(dir: &Path) -> Result<bool> {
             Ok(true)
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(cg_err(dir, format!("mkdir: {}", why(&e)))),
+        Err(e) => Err(e),
     }
 }
 

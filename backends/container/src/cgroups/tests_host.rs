@@ -242,3 +242,85 @@ fn bpf_device_filter_denies_and_allows() {
         "10: /dev/null refused, 20: /dev/kmsg allowed"
     );
 }
+
+/// Cost of a cgroup's make + destroy here (prints figures, asserts none).
+/// `cargo test -p isobox-container cgroups::tests_host::measure -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_create_destroy() {
+    let Some(h) = host() else { return };
+    let res = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(32 * MIB)
+                .build()
+                .unwrap(),
+        )
+        .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
+        .build()
+        .unwrap();
+    let mut create = Vec::new();
+    let mut destroy = Vec::new();
+    for i in 0..50 {
+        let id = format!("isobox-test-{}-m{i}", std::process::id());
+        let t = std::time::Instant::now();
+        let cg = Cgroup::create(None, &id, Some(&res)).unwrap();
+        create.push(t.elapsed());
+        let t = std::time::Instant::now();
+        cg.destroy().unwrap();
+        destroy.push(t.elapsed());
+    }
+    create.sort();
+    destroy.sort();
+    eprintln!(
+        "{:?}: create median {:?} (min {:?}), destroy median {:?} (min {:?}), {} dirs",
+        h.mode,
+        create[25],
+        create[0],
+        destroy[25],
+        destroy[0],
+        Cgroup::create_in(&h, None, "isobox-test-count", None)
+            .map(|c| {
+                let n = c.paths.len();
+                let _ = c.destroy();
+                n
+            })
+            .unwrap_or(0)
+    );
+}
+
+/// Containers come and go at once under a shared parent: one's destroy removing the empty
+/// parent it made must not break another's create.
+#[test]
+fn concurrent_create_destroy_share_the_parent() {
+    let Some(h) = host() else { return };
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let id = format!("w{w}-{i}");
+                    let path = test_path("shared").with_file_name(&id);
+                    let cg = Cgroup::create_in(&h, Some(&path), &id, None)
+                        .unwrap_or_else(|e| panic!("{id}: {e}"));
+                    cg.destroy().unwrap_or_else(|e| panic!("{id}: {e}"));
+                    assert!(cg.paths.iter().all(|p| !p.exists()));
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+    // The last one out may have found the parent made by another: remove it here.
+    let top = test_path("shared");
+    let top = top.parent().unwrap().strip_prefix("/").unwrap();
+    for m in
+        h.v1.iter()
+            .map(|m| m.mount.clone())
+            .chain(h.unified.clone())
+    {
+        let _ = std::fs::remove_dir(m.join(top));
+    }
+    for r in results {
+        r.unwrap();
+    }
+}
