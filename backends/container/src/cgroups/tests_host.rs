@@ -324,3 +324,75 @@ fn concurrent_create_destroy_share_the_parent() {
         r.unwrap();
     }
 }
+
+/// The pure-v2 code paths on the real unified hierarchy (on a hybrid host it has no
+/// controllers): a missing controller, the BPF device allowlist made by `create`, and
+/// cgroup.kill in destroy.
+#[test]
+fn v2_mode_on_the_unified_hierarchy() {
+    let Some(h) = host() else { return };
+    let Some(unified) = h.unified.clone() else {
+        eprintln!("skip: no unified hierarchy");
+        return;
+    };
+    let v2 = Hierarchy::v2(unified);
+    let available = v2.v2_available().unwrap();
+
+    if !available.iter().any(|c| c == "pids") {
+        let res = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(10).build().unwrap())
+            .build()
+            .unwrap();
+        let path = test_path("v2pids");
+        match Cgroup::create_in(&v2, Some(&path), "x", Some(&res)).unwrap_err() {
+            ContainerError::Resource { field, reason } => {
+                assert_eq!(field, "linux.resources.pids.limit");
+                assert!(
+                    reason.contains("cgroup.controllers does not list it"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    let res = LinuxResourcesBuilder::default()
+        .devices(vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    let path = test_path("v2");
+    let cg = Cgroup::create_in(&v2, Some(&path), "v2", Some(&res)).unwrap();
+    let _guard = Guard(&cg);
+    assert_eq!(cg.paths.len(), 1);
+    let mut probe = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "read go; dd if=/dev/null count=0 2>/dev/null || exit 10; \
+              dd if=/dev/kmsg count=0 2>/dev/null && exit 20; exit 0",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    cg.add(probe.id() as i32).unwrap();
+    use std::io::Write;
+    probe.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(
+        probe.wait().unwrap().code(),
+        Some(0),
+        "10: null refused, 20: kmsg allowed"
+    );
+
+    let mut child = sleeper();
+    cg.add(child.0.id() as i32).unwrap();
+    assert!(cg.freeze().unwrap());
+    assert!(cg.is_frozen().unwrap());
+    // Frozen, and still killed: cgroup.kill reaches frozen tasks.
+    cg.destroy().unwrap();
+    assert_eq!(child.0.wait().unwrap().signal(), Some(libc::SIGKILL));
+    all_gone(&cg);
+}
