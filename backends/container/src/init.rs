@@ -2,7 +2,7 @@
 //! to "created" reports errors to the parent over the setup channel; after `start` releases
 //! it, errors go to the container's stderr and the process exits 127.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use isobox_common::{hooks, Bundle};
 use nix::mount::MsFlags;
@@ -16,7 +16,7 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self, MountContext, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{exec, rlimits, rootfs, user};
+use crate::{exec, fds, rlimits, rootfs, user};
 
 /// Everything the init needs, computed and validated by the parent before clone.
 pub struct InitPlan<'a> {
@@ -103,6 +103,11 @@ fn expect(chan: &Channel, want: &str) -> Result<Msg> {
 /// The child's entry point after clone. Never returns.
 pub fn run(plan: &InitPlan, chan: Channel) -> ! {
     reset_signals();
+    // The caller's descriptors must not live on in the init: a held flock (the state lock)
+    // would block the next `start` until the workload execs.
+    let mut keep = vec![chan.as_fd().as_raw_fd(), plan.fifo.as_raw_fd()];
+    keep.extend(plan.ns.joins.iter().map(|j| j.fd.as_raw_fd()));
+    fds::close_all_except(&keep);
     let setup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(plan, &chan)));
     let host_pid = match setup {
         Ok(Ok(pid)) => pid,

@@ -12,6 +12,7 @@ pub mod cgroups;
 mod devices;
 pub mod error;
 mod exec;
+mod fds;
 mod init;
 pub mod mount_opts;
 mod mountinfo;

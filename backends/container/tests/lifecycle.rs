@@ -390,6 +390,67 @@ fn test_resource_error_names_config() {
     no_cgroup_named("ctr-res");
 }
 
+fn flock(file: &fs::File, flags: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on an open file.
+    unsafe { libc::flock(file.as_raw_fd(), flags) == 0 }
+}
+
+fn test_init_does_not_hold_callers_descriptors() {
+    let f = Fixture::sh("true");
+    // Like the CLI: hold the state lock around create, then let it go.
+    let lock_path = f.dir.path().join("lock");
+    let lock = fs::File::create(&lock_path).unwrap();
+    assert!(flock(&lock, libc::LOCK_EX));
+    let mut r = create(&f, "ctr-fds").map_err(|(e, _)| e).expect("create");
+    drop(lock);
+    let other = fs::File::open(&lock_path).unwrap();
+    assert!(
+        flock(&other, libc::LOCK_EX | libc::LOCK_NB),
+        "the created init still holds the caller's lock"
+    );
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{}/fd", r.state.pid))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(fds.len(), 4, "stdio and the exec fifo only: {fds:?}");
+    ContainerBackend.start(&r.state).expect("start");
+    waitpid(Pid::from_raw(r.state.pid), None).unwrap();
+    delete(&mut r);
+}
+
+fn test_join_namespaces_by_path() {
+    let first = Fixture::sh("sleep 100");
+    let mut a = create(&first, "ctr-join-a")
+        .map_err(|(e, _)| e)
+        .expect("create a");
+    ContainerBackend.start(&a.state).expect("start a");
+    let mut f = Fixture::sh("hostname > /out/host; echo $$ > /out/pid");
+    let ns = |t: &str, n: &str| json!({"type": t, "path": format!("/proc/{}/ns/{n}", a.state.pid)});
+    f.config["linux"]["namespaces"] =
+        json!([ns("uts", "uts"), ns("pid", "pid"), {"type": "mount"}]);
+    f.config.as_object_mut().unwrap().remove("hostname");
+    f.write();
+    let code = run_to_exit(&f, "ctr-join-b");
+    ContainerBackend
+        .kill(&a.state, libc::SIGKILL, false)
+        .unwrap();
+    waitpid(Pid::from_raw(a.state.pid), None).unwrap();
+    delete(&mut a);
+    assert_eq!(code, 0);
+    assert_eq!(
+        f.out("host").trim(),
+        "ctr-test",
+        "joined the first container's uts namespace"
+    );
+    let pid: i32 = f.out("pid").trim().parse().unwrap();
+    assert!(
+        pid > 1,
+        "joined the first container's pid namespace (pid {pid})"
+    );
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("exit_code_and_isolation", test_exit_code_and_isolation),
@@ -407,6 +468,11 @@ fn main() {
             "resource_error_names_config",
             test_resource_error_names_config,
         ),
+        (
+            "init_does_not_hold_callers_descriptors",
+            test_init_does_not_hold_callers_descriptors,
+        ),
+        ("join_namespaces_by_path", test_join_namespaces_by_path),
     ];
     let skip = if !nix::unistd::geteuid().is_root() {
         Some("not root")
