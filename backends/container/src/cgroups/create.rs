@@ -61,6 +61,12 @@ pub(crate) fn create(
 
 /// Which version holds `controller` here, or why none does.
 fn flavor(h: &Hierarchy, v2_available: &[String], controller: &str) -> Result<Flavor, String> {
+    if controller == "cgroup" {
+        return match &h.unified {
+            Some(_) => Ok(Flavor::V2),
+            None => Err("this host has no cgroup v2 hierarchy".into()),
+        };
+    }
     if h.v1_mount(controller).is_some() {
         return Ok(Flavor::V1);
     }

@@ -163,23 +163,24 @@ pub(crate) fn settings(
             if key.contains('/') || !key.contains('.') || key.starts_with('.') {
                 return Err(refuse(&field, "not a cgroup v2 file name"));
             }
-            if controller != "cgroup" {
-                let f = flavor(controller).map_err(|why| refuse(&field, why))?;
-                if f == Flavor::V1 {
-                    return Err(refuse(
+            let controller: &'static str = V2_CONTROLLERS
+                .iter()
+                .find(|k| **k == controller)
+                .copied()
+                .ok_or_else(|| {
+                    refuse(
                         &field,
-                        format!("{controller} is a cgroup v1 controller here"),
-                    ));
-                }
+                        format!("unknown cgroup v2 controller {controller:?}"),
+                    )
+                })?;
+            // `cgroup` stands for the core files every v2 cgroup has.
+            let f = flavor(controller).map_err(|why| refuse(&field, why))?;
+            if f == Flavor::V1 {
+                return Err(refuse(
+                    &field,
+                    format!("{controller} is a cgroup v1 controller on this host"),
+                ));
             }
-            let controller: &'static str = match controller {
-                "cgroup" => "cgroup",
-                c => V2_CONTROLLERS
-                    .iter()
-                    .find(|k| **k == c)
-                    .copied()
-                    .ok_or_else(|| refuse(&field, format!("unknown cgroup v2 controller {c:?}")))?,
-            };
             out.push(set(controller, key, &u[key], &field));
         }
     }
@@ -187,7 +188,7 @@ pub(crate) fn settings(
 }
 
 const V2_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuset", "io", "memory", "hugetlb", "pids", "rdma", "misc",
+    "cgroup", "cpu", "cpuset", "io", "memory", "hugetlb", "pids", "rdma", "misc",
 ];
 
 #[allow(deprecated)] // kernel: obsolete and ignored, but it still says a memory field is set

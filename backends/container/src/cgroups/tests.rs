@@ -485,3 +485,46 @@ fn state_round_trip() {
     back.destroy().unwrap();
     assert!(!t.root.join("isobox").exists());
 }
+
+#[test]
+fn unified_keys_go_to_v2_only() {
+    let unified = |k: &str, v: &str| {
+        LinuxResourcesBuilder::default()
+            .unified(std::collections::HashMap::from([(
+                k.to_string(),
+                v.to_string(),
+            )]))
+            .build()
+            .unwrap()
+    };
+    let t = v2_tree("cpu memory pids", true);
+    fs::write(t.root.join("memory.high"), "max").unwrap();
+    let cg = Cgroup::create_in(&t.h, None, "u1", Some(&unified("memory.high", "1000000"))).unwrap();
+    assert_eq!(read(cg.paths[0].join("memory.high")), "1000000");
+    cg.destroy().unwrap();
+
+    for (tree, key, needle) in [
+        (
+            v1_tree(false, true),
+            "cgroup.max.depth",
+            "no cgroup v2 hierarchy",
+        ),
+        (v1_tree(true, true), "memory.high", "cgroup v1 controller"),
+        (
+            v2_tree("memory", true),
+            "../memory.max",
+            "not a cgroup v2 file",
+        ),
+        (
+            v2_tree("memory", true),
+            "bogus.x",
+            "unknown cgroup v2 controller",
+        ),
+    ] {
+        let err = Cgroup::create_in(&tree.h, None, "u2", Some(&unified(key, "1"))).unwrap_err();
+        let (field, reason) = resource_err(err);
+        assert_eq!(field, format!("linux.resources.unified.{key}"));
+        assert!(reason.contains(needle), "{key}: {reason}");
+        assert!(dirs_named(&tree.root, "isobox").is_empty());
+    }
+}
