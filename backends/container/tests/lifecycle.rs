@@ -451,6 +451,54 @@ fn test_join_namespaces_by_path() {
     );
 }
 
+fn test_process_settings() {
+    let mut f = Fixture::sh(
+        "ulimit -n > /out/nofile; umask > /out/umask; pwd > /out/cwd; echo \"$HOME $GREETING\" > /out/env; \
+         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl",
+    );
+    f.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+    f.config["process"]["user"]["umask"] = json!(0o027);
+    f.config["process"]["cwd"] = json!("/out");
+    f.config["process"]["env"] = json!(["PATH=/bin", "GREETING=hi"]);
+    f.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.write();
+    assert_eq!(run_to_exit(&f, "ctr-proc"), 0);
+    assert_eq!(f.out("nofile").trim(), "321");
+    assert_eq!(f.out("umask").trim(), "0027");
+    assert_eq!(f.out("cwd").trim(), "/out");
+    assert_eq!(
+        f.out("env").trim(),
+        "/ hi",
+        "HOME defaults to / without /etc/passwd"
+    );
+    assert_eq!(
+        f.out("sysctl").trim(),
+        "1",
+        "sysctl written in the container's network namespace"
+    );
+}
+
+fn test_kill_all() {
+    let f = Fixture::sh("sleep 100 & sleep 100 & wait");
+    let mut r = create(&f, "ctr-killall")
+        .map_err(|(e, _)| e)
+        .expect("create");
+    ContainerBackend.start(&r.state).expect("start");
+    // Wait (bounded) until both sleeps are in the cgroup.
+    for _ in 0..500 {
+        if ContainerBackend.processes(&r.state).unwrap().len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(ContainerBackend.processes(&r.state).unwrap().len() >= 3);
+    ContainerBackend
+        .kill(&r.state, libc::SIGKILL, true)
+        .unwrap();
+    waitpid(Pid::from_raw(r.state.pid), None).unwrap();
+    delete(&mut r);
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         ("exit_code_and_isolation", test_exit_code_and_isolation),
@@ -473,6 +521,8 @@ fn main() {
             test_init_does_not_hold_callers_descriptors,
         ),
         ("join_namespaces_by_path", test_join_namespaces_by_path),
+        ("process_settings", test_process_settings),
+        ("kill_all", test_kill_all),
     ];
     let skip = if !nix::unistd::geteuid().is_root() {
         Some("not root")
