@@ -138,21 +138,20 @@ fn build(
             "no cgroup hierarchy is mounted",
         ));
     }
-    let leaf_of = |f: Flavor, controller: &str| -> PathBuf {
-        let mount = match f {
-            Flavor::V1 => h.v1_mount(controller).map(|m| m.mount.clone()),
-            Flavor::V2 => h.unified.clone(),
-        };
-        // `settings` only holds controllers `flavor` found, so the mount exists.
-        mount.unwrap_or_default().join(&resolved.relative)
-    };
     for s in settings {
-        let f = if s.controller == "cgroup" || h.v1_mount(s.controller).is_none() {
-            Flavor::V2
+        let mount = if s.controller == "cgroup" || h.v1_mount(s.controller).is_none() {
+            h.unified.as_deref()
         } else {
-            Flavor::V1
+            h.v1_mount(s.controller).map(|m| m.mount.as_path())
         };
-        apply(&leaf_of(f, s.controller), s)?;
+        // `settings` holds only controllers `flavor` found, so this is a safety net.
+        let Some(mount) = mount else {
+            return Err(ContainerError::Resource {
+                field: s.field.clone(),
+                reason: format!("no hierarchy holds the {} controller", s.controller),
+            });
+        };
+        apply(&mount.join(&resolved.relative), s)?;
     }
     Ok(Cgroup {
         mode: h.mode,

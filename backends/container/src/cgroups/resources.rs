@@ -108,7 +108,11 @@ pub(crate) fn settings(
             out.extend(devices_v1(rules)?);
         }
     }
-    if let Some(b) = res.block_io() {
+    if let Some(b) = res
+        .block_io()
+        .as_ref()
+        .filter(|b| **b != LinuxBlockIo::default())
+    {
         let f = need("blkio", "blockIO").or_else(|_| need("io", "blockIO"))?;
         out.extend(block_io(b, f)?);
     }

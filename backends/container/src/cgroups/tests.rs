@@ -528,3 +528,69 @@ fn unified_keys_go_to_v2_only() {
         assert!(dirs_named(&tree.root, "isobox").is_empty());
     }
 }
+
+#[test]
+fn block_io_picks_the_file_the_scheduler_offers() {
+    use oci_spec::runtime::{LinuxBlockIoBuilder, LinuxThrottleDeviceBuilder};
+    let res = LinuxResourcesBuilder::default()
+        .block_io(
+            LinuxBlockIoBuilder::default()
+                .weight(500u16)
+                .throttle_read_bps_device(vec![LinuxThrottleDeviceBuilder::default()
+                    .major(8)
+                    .minor(0)
+                    .rate(1_048_576u64)
+                    .build()
+                    .unwrap()])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    // v1 with BFQ: no blkio.weight, only blkio.bfq.weight.
+    let t = v1_tree(false, true);
+    let blkio = t.root.join("blkio");
+    put(
+        &blkio,
+        &[
+            ("cgroup.procs", ""),
+            ("blkio.bfq.weight", "100"),
+            ("blkio.throttle.read_bps_device", ""),
+        ],
+    );
+    let mut h = t.h.clone();
+    h.v1.push(V1Mount {
+        controllers: vec!["blkio".into()],
+        mount: blkio.clone(),
+    });
+    let cg = Cgroup::create_in(&h, None, "b1", Some(&res)).unwrap();
+    let d = blkio.join("isobox/b1");
+    assert_eq!(read(d.join("blkio.bfq.weight")), "500");
+    assert_eq!(
+        read(d.join("blkio.throttle.read_bps_device")),
+        "8:0 1048576"
+    );
+    cg.destroy().unwrap();
+
+    // v2: io.max, and the weight mapped onto io.weight's range.
+    let t = v2_tree("io memory", true);
+    put(&t.root, &[("io.weight", "default 100"), ("io.max", "")]);
+    let cg = Cgroup::create_in(&t.h, None, "b2", Some(&res)).unwrap();
+    assert_eq!(
+        read(cg.paths[0].join("io.weight")),
+        blkio_weight_to_io(500).to_string()
+    );
+    assert_eq!(read(cg.paths[0].join("io.max")), "8:0 rbps=1048576");
+    cg.destroy().unwrap();
+
+    // An empty blockIO asks for nothing, so a host without the controller is fine.
+    let t = v2_tree("memory", true);
+    let empty = LinuxResourcesBuilder::default()
+        .block_io(LinuxBlockIoBuilder::default().build().unwrap())
+        .build()
+        .unwrap();
+    Cgroup::create_in(&t.h, None, "b3", Some(&empty))
+        .unwrap()
+        .destroy()
+        .unwrap();
+}
