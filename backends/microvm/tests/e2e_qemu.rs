@@ -136,6 +136,19 @@ struct Vm {
     _tmp: tempfile::TempDir,
     state_dir: PathBuf,
     opts: CreateOptions,
+    /// The host process, killed on drop so a failing test leaves no VM behind.
+    host_pid: std::cell::Cell<Option<i32>>,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Some(pid) = self.host_pid.get() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+        }
+    }
 }
 
 fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) -> Vm {
@@ -163,10 +176,12 @@ fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) 
         _tmp: tmp,
         state_dir,
         opts,
+        host_pid: Default::default(),
     }
 }
 
 fn state_for(vm: &Vm, created: &isobox_common::Created) -> State {
+    vm.host_pid.set(Some(created.pid));
     State {
         oci_version: isobox_common::OCI_VERSION.into(),
         id: vm.opts.id.clone(),
@@ -219,9 +234,9 @@ fn workload_output_hostname_kernel_env_cwd_stdin_and_exit_code() {
     let vm = prepare(&env, &["sh", "-c", script], "typed\n", vec![]);
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
     assert_eq!(created.data["hypervisor"], "qemu");
     assert!(["tcg", "kvm"].contains(&created.data["accelerator"].as_str().unwrap()));
-    let state = state_for(&vm, &created);
     assert_eq!(
         b.processes(&state).unwrap().len(),
         2,
@@ -395,8 +410,8 @@ fn builtin_vmm_runs_the_workload_or_fails_cleanly() {
     let b = backend(&env);
     match b.create(&o) {
         Ok(created) => {
-            assert_eq!(created.data["hypervisor"], "builtin");
             let state = state_for(&vm, &created);
+            assert_eq!(created.data["hypervisor"], "builtin");
             b.start(&state).unwrap();
             assert_eq!(wait_code(created.pid), 4, "stderr: {}", read(&vm, "err"));
             assert_eq!(read(&vm, "out"), "builtin\n");
