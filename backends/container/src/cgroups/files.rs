@@ -5,7 +5,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, ErrorKind, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{ContainerError, Result};
 
@@ -50,6 +50,25 @@ pub(crate) fn procs(dir: &Path) -> Result<Vec<i32>> {
                 .map_err(|_| cg_err(&file, format!("not a pid: {s:?}")))
         })
         .collect()
+}
+
+/// `dir` and every cgroup below it (ones the container made itself, e.g. with its own
+/// cgroup namespace), deepest first, so they can be removed in this order.
+pub(crate) fn tree_deepest_first(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        if let Ok(entries) = fs::read_dir(&all[i]) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    all.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    all.reverse();
+    all
 }
 
 /// Make one cgroup directory. Ok(true) if made here, Ok(false) if it already existed.

@@ -20,10 +20,13 @@ pub(crate) fn add(paths: &[PathBuf], pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Every pid in the cgroups and in any cgroup below them.
 pub(crate) fn pids(paths: &[PathBuf]) -> Result<Vec<i32>> {
     let mut all = BTreeSet::new();
-    for dir in paths {
-        all.extend(files::procs(dir)?);
+    for top in paths {
+        for dir in files::tree_deepest_first(top) {
+            all.extend(files::procs(&dir)?);
+        }
     }
     Ok(all.into_iter().collect())
 }
@@ -104,8 +107,10 @@ pub(crate) fn destroy(paths: &[PathBuf], parents: &[PathBuf]) -> Result<()> {
     if !live.is_empty() {
         kill_all(&live)?;
         let deadline = Instant::now() + EMPTY_TIMEOUT;
-        for dir in live.iter().rev() {
-            remove(dir, deadline)?;
+        for top in live.iter().rev() {
+            for dir in files::tree_deepest_first(top) {
+                remove(&dir, deadline)?;
+            }
         }
     }
     let mut parents: Vec<&PathBuf> = parents.iter().collect();

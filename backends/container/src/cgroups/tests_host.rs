@@ -396,3 +396,27 @@ fn v2_mode_on_the_unified_hierarchy() {
     assert_eq!(child.0.wait().unwrap().signal(), Some(libc::SIGKILL));
     all_gone(&cg);
 }
+
+/// A container may make cgroups of its own below its cgroup: their processes count as the
+/// container's, and destroy kills them and removes those cgroups too.
+#[test]
+fn nested_cgroups_are_listed_killed_and_removed() {
+    let Some(h) = host() else { return };
+    let path = test_path("nested");
+    let cg = Cgroup::create_in(&h, Some(&path), "nested", None).unwrap();
+    let _guard = Guard(&cg);
+    let mut child = sleeper();
+    let pid = child.0.id() as i32;
+    for p in &cg.paths {
+        let sub = p.join("inner");
+        std::fs::create_dir(&sub).unwrap();
+        if sub.join("cpuset.cpus").exists() {
+            v1::cpuset_copy_down(&sub).unwrap();
+        }
+        std::fs::write(sub.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+    assert_eq!(cg.pids().unwrap(), [pid]);
+    cg.destroy().unwrap();
+    assert_eq!(child.0.wait().unwrap().signal(), Some(libc::SIGKILL));
+    all_gone(&cg);
+}
