@@ -163,7 +163,8 @@ impl MicrovmBackend {
         };
         let mem_mib = vmspec::mem_mib(&opts.bundle);
         let initramfs = opts.state_dir.join(INITRAMFS);
-        image::build_initramfs_for_ram(&opts.bundle.rootfs, &agent, &initramfs, mem_mib)?;
+        let initramfs_info =
+            image::build_initramfs_for_ram(&opts.bundle.rootfs, &agent, &initramfs, mem_mib)?;
         let exec = vmspec::exec_request(&opts.bundle);
         let cfg = VmHostConfig {
             hypervisor: sel.hypervisor,
@@ -175,6 +176,7 @@ impl MicrovmBackend {
             vcpus: vmspec::vcpus(&opts.bundle),
             mem_mib,
             console_log: opts.state_dir.join(CONSOLE_LOG),
+            initramfs_bytes: initramfs_info.size_bytes,
             hello_timeout_secs: match sel.accelerator {
                 Accelerator::Tcg => HELLO_TIMEOUT_TCG,
                 Accelerator::Kvm => HELLO_TIMEOUT_KVM,
@@ -338,6 +340,7 @@ impl Backend for MicrovmBackend {
                 "vcpus": cfg.vcpus,
                 "memMib": cfg.mem_mib,
                 "consoleLog": cfg.console_log,
+                "initramfsBytes": cfg.initramfs_bytes,
                 "hypervisorPid": hv_pid,
                 "hypervisorStartTime": hv_start,
             }),

@@ -72,3 +72,55 @@ pub fn mem_mib(bundle: &Bundle) -> u64 {
         .map(|l| (l as u64).div_ceil(1 << 20).max(MIN_MEM_MIB))
         .unwrap_or(DEFAULT_MEM_MIB)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(linux: serde_json::Value) -> (tempfile::TempDir, Bundle) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rootfs/bin")).unwrap();
+        std::fs::copy("/bin/sh", dir.path().join("rootfs/bin/sh")).unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "user": {"uid": 5, "gid": 6, "additionalGids": [7], "umask": 18},
+                "args": ["/bin/sh", "-c", "true"],
+                "env": ["A=1"],
+                "cwd": "/w",
+                "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}]
+            },
+            "root": {"path": "rootfs"},
+            "linux": linux
+        });
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        let b = Bundle::load(dir.path()).unwrap();
+        (dir, b)
+    }
+
+    #[test]
+    fn exec_request_carries_the_process() {
+        let (_d, b) = bundle(serde_json::json!({}));
+        let r = exec_request(&b);
+        assert_eq!(r.args, vec!["/bin/sh", "-c", "true"]);
+        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (5, 6, vec![7]));
+        assert_eq!((r.umask, r.cwd.as_str()), (Some(18), "/w"));
+        assert_eq!(r.rlimits[0].kind, "RLIMIT_NOFILE");
+        assert_eq!((r.rlimits[0].soft, r.rlimits[0].hard), (10, 20));
+        assert_eq!((vcpus(&b), mem_mib(&b)), (1, DEFAULT_MEM_MIB));
+    }
+
+    #[test]
+    fn vcpus_and_memory_follow_the_resources() {
+        let (_d, b) = bundle(serde_json::json!({"resources": {
+            "cpu": {"quota": 150000, "period": 100000},
+            "memory": {"limit": 300 * 1024 * 1024 + 1}
+        }}));
+        assert_eq!((vcpus(&b), mem_mib(&b)), (2, 301));
+        let (_d, b) = bundle(serde_json::json!({"resources": {
+            "cpu": {"cpus": "0-2,5"},
+            "memory": {"limit": 1024}
+        }}));
+        assert_eq!((vcpus(&b), mem_mib(&b)), (4, MIN_MEM_MIB));
+    }
+}

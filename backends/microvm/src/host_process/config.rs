@@ -44,6 +44,9 @@ pub struct VmHostConfig {
     pub vcpus: u32,
     pub mem_mib: u64,
     pub console_log: PathBuf,
+    /// Size of the initramfs (removed once the guest has it in memory).
+    #[serde(default)]
+    pub initramfs_bytes: u64,
     /// How long to wait for the agent's Hello.
     pub hello_timeout_secs: u64,
     /// The workload.
@@ -111,6 +114,7 @@ mod tests {
             vcpus: 1,
             mem_mib: 256,
             console_log: dir.path().join(CONSOLE_LOG),
+            initramfs_bytes: 1,
             hello_timeout_secs: 60,
             exec: ExecRequest {
                 args: vec!["true".into()],
