@@ -143,8 +143,9 @@ fn fail_setup(chan: &Channel, text: String) -> ! {
 /// pid the parent reported.
 fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     set_pdeathsig(plan);
-    // The parent writes the id maps and places us in the cgroup first.
-    let host_pid = match expect(chan, "its id maps and cgroup")? {
+    // The parent writes the id maps first; it moves us into the cgroup while we set up
+    // (a cgroup v1 migration waits for an RCU grace period, ~10 ms, worth overlapping).
+    let host_pid = match expect(chan, "its id maps")? {
         Msg::Go(pid) => pid,
         other => {
             return Err(ContainerError::Init(format!(
@@ -164,10 +165,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
             libc::setresuid(0, 0, 0);
         }
     }
-    if plan.ns.new_cgroup {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| ContainerError::io("unsharing the cgroup namespace", e.into()))?;
-    }
+    let mut placed = false;
     let spec = &plan.bundle.spec;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h)
@@ -189,6 +187,10 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
         cgroup_mode: plan.cgroup_mode,
         cgroup_ns: plan.ns.has(CloneFlags::CLONE_NEWCGROUP),
     };
+    if plan.mounts.iter().any(|m| m.typ.starts_with("cgroup")) {
+        // The cgroup filesystem must be mounted inside the cgroup namespace.
+        wait_placed(plan, chan, &mut placed)?;
+    }
     mounts::mount_all(&plan.mounts, &ctx)?;
     let in_user_ns = plan.ns.in_user_ns();
     if mounts::mounts_dev(&plan.mounts) {
@@ -197,6 +199,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     }
     devices::create(rootfs, &plan.devices, in_user_ns)?;
 
+    wait_placed(plan, chan, &mut placed)?;
     let has_runtime_hooks = !hooks_of(plan.bundle, |h| h.prestart()).is_empty()
         || !hooks_of(plan.bundle, |h| h.create_runtime()).is_empty();
     if has_runtime_hooks {
@@ -235,6 +238,27 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     }
     chan.send(&Msg::Created)?;
     Ok(host_pid)
+}
+
+/// Wait until the parent has put us in the cgroup, then enter a new cgroup namespace rooted
+/// there if one is asked for.
+fn wait_placed(plan: &InitPlan, chan: &Channel, placed: &mut bool) -> Result<()> {
+    if *placed {
+        return Ok(());
+    }
+    match expect(chan, "its cgroup")? {
+        Msg::Placed => *placed = true,
+        other => {
+            return Err(ContainerError::Init(format!(
+                "unexpected setup message {other:?}"
+            )))
+        }
+    }
+    if plan.ns.new_cgroup {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ContainerError::io("unsharing the cgroup namespace", e.into()))?;
+    }
+    Ok(())
 }
 
 /// Wait for `start`, then become the workload. Returns only the reason it could not.

@@ -162,6 +162,18 @@ impl Undo<'_> {
     }
 }
 
+/// After a runtime-side failure: stop the init and report its own error if it had already
+/// failed (that is the cause), else `err`.
+fn init_error_or(chan: &Channel, pid: i32, err: Error) -> Error {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    while let Ok(Some(msg)) = chan.recv() {
+        if let Msg::Error(text) = msg {
+            return ContainerError::Init(text).into();
+        }
+    }
+    err
+}
+
 pub fn create(opts: &CreateOptions) -> Result<Created, Error> {
     if thread_count().is_some_and(|n| n > 1) {
         return Err(Error::Backend(Box::new(ContainerError::Init(
@@ -198,13 +210,6 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
     let bundle = &opts.bundle;
     let config = &bundle.config_path;
     let linux = bundle.spec.linux().as_ref();
-    let cg = Cgroup::create(
-        linux.and_then(|l| l.cgroups_path().as_deref()),
-        &opts.id,
-        linux.and_then(|l| l.resources().as_ref()),
-    )
-    .map_err(|e| to_common(e, config))?;
-    undo.cgroup = Some(cg.clone());
     let (parent, child) = Channel::pair().map_err(|e| to_common(e, config))?;
     let own_pid_ns = enter_pid_ns(plan)?;
     let cloned = clone_child(plan.ns.clone_flags);
@@ -237,7 +242,6 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
         )
         .map_err(|e| to_common(e, config))?;
     }
-    cg.add(pid).map_err(|e| to_common(e, config))?;
     if let Some(adj) = bundle.process().oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
             Error::io(
@@ -248,6 +252,23 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
     }
     parent
         .send(&Msg::Go(pid))
+        .map_err(|e| to_common(e, config))?;
+    // The cgroup is made and joined while the init sets up its mounts.
+    let placed = Cgroup::create(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &opts.id,
+        linux.and_then(|l| l.resources().as_ref()),
+    )
+    .and_then(|cg| {
+        undo.cgroup = Some(cg.clone());
+        cg.add(pid).map(|()| cg)
+    });
+    let cg = match placed {
+        Ok(cg) => cg,
+        Err(e) => return Err(init_error_or(&parent, pid, to_common(e, config))),
+    };
+    parent
+        .send(&Msg::Placed)
         .map_err(|e| to_common(e, config))?;
     loop {
         match parent.recv().map_err(|e| to_common(e, config))? {

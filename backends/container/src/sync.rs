@@ -9,12 +9,14 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::error::{ContainerError, Result};
 
-/// Messages of the setup protocol. Parent → child: `Go(host pid)`, `Continue`. Child →
+/// Messages of the setup protocol. Parent → child: `Go(host pid)` (id maps written),
+/// `Placed` (in the cgroup), `Continue` (runtime hooks done). Child →
 /// parent: `RuntimeHooks` (mounts are done, run createRuntime/prestart now), `Created`,
 /// `Error(text)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
     Go(i32),
+    Placed,
     Continue,
     RuntimeHooks,
     Created,
@@ -25,6 +27,7 @@ impl Msg {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Msg::Go(pid) => format!("G{pid}").into_bytes(),
+            Msg::Placed => b"P".to_vec(),
             Msg::Continue => b"K".to_vec(),
             Msg::RuntimeHooks => b"H".to_vec(),
             Msg::Created => b"C".to_vec(),
@@ -37,6 +40,7 @@ impl Msg {
         let text = std::str::from_utf8(rest).ok()?;
         Some(match tag {
             b'G' => Msg::Go(text.parse().ok()?),
+            b'P' if rest.is_empty() => Msg::Placed,
             b'K' if rest.is_empty() => Msg::Continue,
             b'H' if rest.is_empty() => Msg::RuntimeHooks,
             b'C' if rest.is_empty() => Msg::Created,
@@ -192,6 +196,7 @@ mod tests {
     fn messages_round_trip() {
         for m in [
             Msg::Go(4242),
+            Msg::Placed,
             Msg::Continue,
             Msg::RuntimeHooks,
             Msg::Created,

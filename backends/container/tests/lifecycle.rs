@@ -454,13 +454,17 @@ fn test_join_namespaces_by_path() {
 fn test_process_settings() {
     let mut f = Fixture::sh(
         "ulimit -n > /out/nofile; umask > /out/umask; pwd > /out/cwd; echo \"$HOME $GREETING\" > /out/env; \
-         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl",
+         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl; cat /proc/self/cgroup > /out/cgroup",
     );
     f.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
     f.config["process"]["user"]["umask"] = json!(0o027);
     f.config["process"]["cwd"] = json!("/out");
     f.config["process"]["env"] = json!(["PATH=/bin", "GREETING=hi"]);
     f.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
     f.write();
     assert_eq!(run_to_exit(&f, "ctr-proc"), 0);
     assert_eq!(f.out("nofile").trim(), "321");
@@ -475,6 +479,11 @@ fn test_process_settings() {
         f.out("sysctl").trim(),
         "1",
         "sysctl written in the container's network namespace"
+    );
+    let cgroup = f.out("cgroup");
+    assert!(
+        !cgroup.is_empty() && cgroup.lines().all(|l| l.ends_with(":/")),
+        "the cgroup namespace is rooted at the container's cgroup: {cgroup}"
     );
 }
 
