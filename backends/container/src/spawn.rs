@@ -164,8 +164,11 @@ impl Undo<'_> {
 
 /// After a runtime-side failure: stop the init and report its own error if it had already
 /// failed (that is the cause), else `err`.
-fn init_error_or(chan: &Channel, pid: i32, err: Error) -> Error {
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+fn init_error_or(chan: &Channel, pid: Option<i32>, err: Error) -> Error {
+    // None: already reaped, and the pid may belong to someone else by now.
+    if let Some(pid) = pid {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
     while let Ok(Some(msg)) = chan.recv() {
         if let Msg::Error(text) = msg {
             return ContainerError::Init(text).into();
@@ -209,7 +212,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created, Error> {
 fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<Created, Error> {
     let bundle = &opts.bundle;
     let config = &bundle.config_path;
-    let linux = bundle.spec.linux().as_ref();
     let (parent, child) = Channel::pair().map_err(|e| to_common(e, config))?;
     let own_pid_ns = enter_pid_ns(plan)?;
     let cloned = clone_child(plan.ns.clone_flags);
@@ -232,6 +234,37 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
         )
     })?;
     undo.pid = Some(pid);
+    let cg = match setup_init(plan, opts, pid, &parent, undo) {
+        Ok(cg) => cg,
+        // The init's own error, if it sent one, is the cause.
+        Err(e) => return Err(init_error_or(&parent, undo.pid, e)),
+    };
+    let hooks = bundle.spec.hooks().as_ref();
+    let data = BackendData {
+        cgroup: cg,
+        poststart: hooks
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+    };
+    Ok(Created {
+        pid,
+        data: serde_json::to_value(&data).expect("backend data serializes"),
+    })
+}
+
+/// The runtime's half of the setup protocol, after clone: id maps, cgroup, runtime hooks,
+/// until the init reports created. Returns the container's cgroup.
+fn setup_init(
+    plan: &InitPlan,
+    opts: &CreateOptions,
+    pid: i32,
+    parent: &Channel,
+    undo: &mut Undo,
+) -> Result<Cgroup, Error> {
+    let bundle = &opts.bundle;
+    let config = &bundle.config_path;
+    let linux = bundle.spec.linux().as_ref();
 
     if plan.ns.new_user() {
         let l = linux.expect("user namespace implies linux");
@@ -265,7 +298,7 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
     });
     let cg = match placed {
         Ok(cg) => cg,
-        Err(e) => return Err(init_error_or(&parent, pid, to_common(e, config))),
+        Err(e) => return Err(to_common(e, config)),
     };
     parent
         .send(&Msg::Placed)
@@ -311,16 +344,5 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
             }
         }
     }
-    let hooks = bundle.spec.hooks().as_ref();
-    let data = BackendData {
-        cgroup: cg,
-        poststart: hooks
-            .and_then(|h| h.poststart().clone())
-            .unwrap_or_default(),
-        poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
-    };
-    Ok(Created {
-        pid,
-        data: serde_json::to_value(&data).expect("backend data serializes"),
-    })
+    Ok(cg)
 }

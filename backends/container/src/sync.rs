@@ -77,7 +77,15 @@ impl Channel {
         let bytes = &bytes[..bytes.len().min(MAX_MSG)];
         loop {
             // SAFETY: writing from a valid buffer to a descriptor we own.
-            let n = unsafe { libc::write(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+            let n = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    // A dead peer is an error to report, not a SIGPIPE to die of.
+                    libc::MSG_NOSIGNAL,
+                )
+            };
             if n >= 0 {
                 return Ok(());
             }
