@@ -506,3 +506,27 @@ fn stdio_is_8_bit_clean_both_ways() {
     b.delete(&state).unwrap();
     assert_clean(&vm, &state);
 }
+
+/// qemu dying under a running workload is a clear error (exit 255), and delete cleans up.
+#[test]
+fn hypervisor_death_mid_run_is_a_clear_error() {
+    let env = need_env!();
+    let vm = prepare(&env, &["sleep", "100"], "", vec![]);
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
+    b.start(&state).unwrap();
+    let qemu = state.data["hypervisorPid"].as_i64().unwrap() as i32;
+    // SAFETY: plain syscall on the VM's qemu.
+    unsafe { libc::kill(qemu, libc::SIGKILL) };
+    assert_eq!(wait_code(created.pid), 255);
+    let err = read(&vm, "err");
+    assert!(
+        err.contains(
+            "the VM stopped before the workload's exit was reported (qemu was killed by signal 9)"
+        ),
+        "{err}"
+    );
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+}

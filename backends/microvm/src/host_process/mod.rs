@@ -9,6 +9,7 @@ pub(crate) mod ready;
 mod threads;
 mod vm;
 
+use std::cell::RefCell;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -56,6 +57,8 @@ pub fn vm_host_main(state_dir: &Path) -> i32 {
 
 struct Host {
     cfg: VmHostConfig,
+    /// How the VM ended, once seen.
+    vm_end: RefCell<Option<String>>,
     events: Receiver<Event>,
     vm: RunningVm,
     writer: AgentWriter,
@@ -76,6 +79,7 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     threads::agent_reader(reader, tx.clone());
     let host = Host {
         cfg,
+        vm_end: RefCell::new(None),
         events,
         vm,
         writer: AgentWriter::new(host_end),
@@ -110,15 +114,26 @@ impl Host {
         format!("{what}\n{}", console_tail(&self.cfg.console_log, 15))
     }
 
+    /// How the VM ended, as far as known.
+    fn vm_end(&self) -> String {
+        self.vm_end
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "it ended".to_string())
+    }
+
     fn wait_vm_exit(&self, limit: Duration) -> bool {
-        if self.vm.has_exited() {
+        if self.vm_end.borrow().is_some() {
             return true;
         }
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Event::VmExited(_)) => return true,
+                Ok(Event::VmExited(how)) => {
+                    *self.vm_end.borrow_mut() = Some(how);
+                    return true;
+                }
                 Ok(_) => continue,
                 Err(_) => return false,
             }
@@ -173,16 +188,20 @@ impl Host {
                 Event::AgentClosed => {
                     // Usually the VM ended and took the line with it: say so when it did.
                     let what = if self.wait_vm_exit(Duration::from_secs(2)) {
-                        "the VM stopped before the guest agent said Hello"
+                        format!(
+                            "the VM stopped before the guest agent said Hello ({})",
+                            self.vm_end()
+                        )
                     } else {
-                        "guest agent: line closed before Hello"
+                        "guest agent: line closed before Hello".to_string()
                     };
-                    return Err(self.fail(what));
+                    return Err(self.fail(&what));
                 }
                 Event::VmExited(how) => {
+                    *self.vm_end.borrow_mut() = Some(how.clone());
                     return Err(self.fail(&format!(
                         "the VM stopped before the guest agent said Hello ({how})"
-                    )))
+                    )));
                 }
                 Event::Signal(sig) => {
                     if let Some(code) = self.stopped_by(sig) {
@@ -210,7 +229,8 @@ impl Host {
                     }
                 }
                 Event::VmExited(how) => {
-                    return Err(self.fail(&format!("the VM stopped before start ({how})")))
+                    *self.vm_end.borrow_mut() = Some(how.clone());
+                    return Err(self.fail(&format!("the VM stopped before start ({how})")));
                 }
                 Event::AgentError(e) => return Err(self.fail(&format!("guest agent: {e}"))),
                 Event::AgentClosed => {
@@ -259,9 +279,16 @@ impl Host {
                 Event::AgentError(e) => return Err(self.fail(&format!("guest agent: {e}"))),
                 Event::AgentClosed => {
                     if exit.is_none() {
-                        return Err(self.fail(
-                            "guest agent: line closed before the workload's exit was reported",
-                        ));
+                        let what = if self.wait_vm_exit(Duration::from_secs(2)) {
+                            format!(
+                                "the VM stopped before the workload's exit was reported ({})",
+                                self.vm_end()
+                            )
+                        } else {
+                            "guest agent: line closed before the workload's exit was reported"
+                                .to_string()
+                        };
+                        return Err(self.fail(&what));
                     }
                 }
                 Event::Signal(sig) => {
@@ -270,6 +297,7 @@ impl Host {
                     }
                 }
                 Event::VmExited(how) => {
+                    *self.vm_end.borrow_mut() = Some(how.clone());
                     if exit.is_some() {
                         break;
                     }

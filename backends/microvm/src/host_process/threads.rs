@@ -74,6 +74,9 @@ pub fn agent_reader(mut line: UnixStream, events: Sender<Event>) {
         let ev = match protocol::read_message(&mut line) {
             Ok(Some(msg)) => Event::Agent(msg),
             Ok(None) => Event::AgentClosed,
+            // A broken line (ECONNRESET when the hypervisor dies) is a closed line; only
+            // malformed frames are protocol errors.
+            Err(isobox_common::Error::Io { .. }) => Event::AgentClosed,
             Err(e) => Event::AgentError(e.to_string()),
         };
         let last = !matches!(ev, Event::Agent(_));

@@ -26,11 +26,6 @@ pub struct RunningVm {
 }
 
 impl RunningVm {
-    /// True once the hypervisor process is gone.
-    pub fn has_exited(&self) -> bool {
-        self.exited.load(Ordering::SeqCst)
-    }
-
     /// Stop the VM at once (no effect once it is gone).
     pub fn kill(&self) {
         if let Some(h) = &self.builtin {
