@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use isobox_microvm::image::initramfs::build_initramfs;
+
 use super::measure::run_measured;
 use super::row::DiskPart;
 use super::runtimes::{which, Kind, Runtime};
@@ -12,19 +14,19 @@ use super::runtimes::{which, Kind, Runtime};
 /// The files `rt` needs: its binary; for the microVM also the guest kernel and initramfs
 /// (`isobox kernel` names them), the guest agent, and the hypervisor binary when it is not the
 /// built-in VMM.
-pub fn parts(rt: &Runtime, exe: &Path, hypervisor: Option<&str>) -> Vec<DiskPart> {
+///
+/// The initramfs is built per run in the container's state dir from the rootfs and the agent;
+/// one is built from `rootfs` in `scratch` to learn its size.
+pub fn parts(
+    rt: &Runtime,
+    exe: &Path,
+    hypervisor: Option<&str>,
+    rootfs: &Path,
+    scratch: &Path,
+) -> Vec<DiskPart> {
     let mut parts = Vec::new();
-    let mut add = |what: &str, path: &Path| {
-        if let Ok(meta) = fs::metadata(path) {
-            if meta.is_file() && !parts.iter().any(|p: &DiskPart| Path::new(&p.path) == path) {
-                parts.push(DiskPart {
-                    what: what.to_string(),
-                    path: path.display().to_string(),
-                    bytes: meta.len(),
-                });
-            }
-        }
-    };
+    let mut initramfs = None;
+    let mut add = |what: &str, path: &Path| push_file(&mut parts, what, path);
     match rt.kind {
         Kind::Host => {}
         Kind::Oci => {
@@ -38,8 +40,11 @@ pub fn parts(rt: &Runtime, exe: &Path, hypervisor: Option<&str>) -> Vec<DiskPart
                 for (what, path) in kernel_files(exe) {
                     add(&what, &path);
                 }
-                if let Some(dir) = exe.parent() {
-                    add("agent", &dir.join("isobox-agent"));
+                if let Ok(agent) = isobox_microvm::backend::find_agent(None) {
+                    add("agent", &agent);
+                    let out = scratch.join("initramfs-for-size.cpio");
+                    initramfs = build_initramfs(rootfs, &agent, &out).ok();
+                    let _ = fs::remove_file(&out);
                 }
                 let on_qemu = hypervisor.is_some_and(|h| h.to_ascii_lowercase().contains("qemu"));
                 if let Some(q) = which("qemu-system-x86_64").filter(|_| on_qemu) {
@@ -48,7 +53,27 @@ pub fn parts(rt: &Runtime, exe: &Path, hypervisor: Option<&str>) -> Vec<DiskPart
             }
         }
     }
+    if let Some(info) = initramfs {
+        parts.push(DiskPart {
+            what: "initramfs (built per run: rootfs + agent)".into(),
+            path: "<state dir>/initramfs".into(),
+            bytes: info.size_bytes,
+        });
+    }
     parts
+}
+
+/// Add `path` as a part unless it is missing, not a file, or already listed.
+fn push_file(parts: &mut Vec<DiskPart>, what: &str, path: &Path) {
+    if let Ok(meta) = fs::metadata(path) {
+        if meta.is_file() && !parts.iter().any(|p| Path::new(&p.path) == path) {
+            parts.push(DiskPart {
+                what: what.to_string(),
+                path: path.display().to_string(),
+                bytes: meta.len(),
+            });
+        }
+    }
 }
 
 /// Files `isobox kernel` names on its stdout: every absolute path of an existing file, tagged
@@ -163,14 +188,15 @@ mod tests {
         let tmp = Path::new("/tmp/none");
         let rts = super::super::runtimes::discover(Path::new("/bin/sh"), tmp);
         let host = rts.iter().find(|r| r.kind == Kind::Host).unwrap();
-        assert!(parts(host, Path::new("/bin/sh"), None).is_empty());
+        let none = Path::new("/nonexistent");
+        assert!(parts(host, Path::new("/bin/sh"), None, none, none).is_empty());
         if let Some(runc) = rts.iter().find(|r| r.name == "runc" && r.binary.is_some()) {
-            let p = parts(runc, Path::new("/bin/sh"), None);
+            let p = parts(runc, Path::new("/bin/sh"), None, none, none);
             assert_eq!(p.len(), 1);
             assert!(p[0].bytes > 1_000_000, "runc is a few MB: {p:?}");
         }
         let container = &rts[0];
-        let p = parts(container, Path::new("/bin/sh"), None);
+        let p = parts(container, Path::new("/bin/sh"), None, none, none);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].what, "isobox");
     }

@@ -220,7 +220,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     check_interrupt()?;
     progress.done();
 
-    let rows = assemble(samples, &exe);
+    let rows = assemble(samples, &exe, &bundle.rootfs, tmp.path());
     if args.json {
         println!("{}", json::render(&rows)?);
     } else {
@@ -239,7 +239,12 @@ pub fn run(args: &CompareArgs) -> Result<()> {
 }
 
 /// Turn what was gathered into rows: statistics, ratio to runc, disk, explanation.
-fn assemble(samples: Vec<Sample>, exe: &std::path::Path) -> Vec<Row> {
+fn assemble(
+    samples: Vec<Sample>,
+    exe: &std::path::Path,
+    rootfs: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Vec<Row> {
     let runc_startup = samples
         .iter()
         .find(|s| s.rt.name == "runc" && s.available())
@@ -262,7 +267,7 @@ fn assemble(samples: Vec<Sample>, exe: &std::path::Path) -> Vec<Row> {
                 (hypervisor, accelerator) = disk::auto_vm_label();
             }
             let disk = if available {
-                disk::parts(&s.rt, exe, hypervisor.as_deref())
+                disk::parts(&s.rt, exe, hypervisor.as_deref(), rootfs, scratch)
             } else {
                 Vec::new()
             };
