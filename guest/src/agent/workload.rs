@@ -145,6 +145,15 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
         cmd.pre_exec(move || {
             // A new session so a Signal to the process group reaches what the workload forks.
             libc::setsid();
+            // Default dispositions for every signal, whatever was ignored before. The raw
+            // syscall (kernel struct sigaction: handler, flags, restorer, mask, all zero =
+            // SIG_DFL) also reaches the two real-time signals glibc reserves for itself.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+                }
+            }
             for (res, lim) in &limits {
                 if libc::setrlimit(*res, lim) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -224,6 +233,29 @@ mod tests {
             .unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(out, "hi there\n/tmp\n0027\n77\n");
+    }
+
+    #[test]
+    fn workload_starts_with_default_signal_dispositions_and_mask() {
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("skipped: setgroups needs root");
+            return;
+        }
+        let r = req(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
+        let mut child = spawn(&r).unwrap();
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(
+            out,
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+        );
     }
 
     #[test]
