@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -282,14 +283,10 @@ fn read_report(fd: OwnedFd, timeout: Duration) -> std::result::Result<String, St
     }
 }
 
-fn data_str<'a>(state: &'a State, key: &str) -> Option<&'a serde_json::Value> {
-    state.data.get(key)
-}
-
 /// The hypervisor's pid, if it still runs as the process we recorded.
 fn live_hypervisor(state: &State) -> Option<i32> {
-    let pid = data_str(state, "hypervisorPid")?.as_i64()? as i32;
-    let start = data_str(state, "hypervisorStartTime")?.as_u64()?;
+    let pid = state.data.get("hypervisorPid")?.as_i64()? as i32;
+    let start = state.data.get("hypervisorStartTime")?.as_u64()?;
     isobox_common::proc::is_alive(pid, start).then_some(pid)
 }
 
@@ -349,9 +346,11 @@ impl Backend for MicrovmBackend {
 
     fn start(&self, state: &State) -> isobox_common::Result<()> {
         let path = state.state_dir.join(START_FIFO);
-        let f = std::fs::OpenOptions::new()
+        // Non-blocking: with no reader (the host process is gone or already started) the
+        // open fails with ENXIO instead of hanging.
+        let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .custom_flags_nonblock()
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENXIO) {
@@ -365,7 +364,6 @@ impl Backend for MicrovmBackend {
                     MicrovmError::io(format!("opening {}", path.display()), e).into()
                 }
             })?;
-        let mut f = f;
         std::io::Write::write_all(&mut f, b"s")
             .map_err(|e| MicrovmError::io(format!("writing {}", path.display()), e))?;
         Ok(())
@@ -411,16 +409,6 @@ impl Backend for MicrovmBackend {
         }
         pids.extend(live_hypervisor(state));
         Ok(pids)
-    }
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlock for std::fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK | libc::O_CLOEXEC)
     }
 }
 
