@@ -8,6 +8,9 @@ pub const GREETING: &[u8] = b"isobox\n";
 pub const LOAD_ADDR: u64 = 0x10_0000;
 
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// qemu microvm's ACPI generic event device: reset register and the value that resets.
+const GED_RESET_REG: u32 = 0xfea0_0202;
+const GED_RESET_VALUE: u8 = 0x42;
 const EHDR_LEN: usize = 64;
 const PHDR_LEN: usize = 56;
 const CODE_OFFSET: usize = 0x100;
@@ -17,23 +20,34 @@ const PF_R: u32 = 4;
 const PF_X: u32 = 1;
 
 /// The 32-bit protected-mode entry code (paging off, flat segments, as PVH guarantees).
+/// It tries three ways to end the machine, so one image serves several VMMs: the i8042 reset
+/// (this VMM, Firecracker, qemu's pc machine), the ACPI GED reset register (qemu's microvm
+/// machine), and finally a triple fault.
 fn code() -> Vec<u8> {
     let mut c = Vec::new();
-    c.extend_from_slice(&[0xba, 0xf8, 0x03, 0x00, 0x00]); // mov edx, 0x3f8
+    // mov edx, 0x3f8
+    c.extend_from_slice(&[0xba, 0xf8, 0x03, 0x00, 0x00]);
     for b in GREETING {
-        c.extend_from_slice(&[0xb0, *b, 0xee]); // mov al, b; out dx, al
+        // mov al, b; out dx, al
+        c.extend_from_slice(&[0xb0, *b, 0xee]);
     }
-    c.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64]); // mov al, 0xfe; out 0x64, al (i8042 reset)
-                                                    // Without an i8042: load an empty IDT and trap, which triple-faults (a shutdown/reset).
+    // mov al, 0xfe; out 0x64, al
+    c.extend_from_slice(&[0xb0, 0xfe, 0xe6, 0x64]);
+    // mov byte [GED_RESET_REG], GED_RESET_VALUE
+    c.extend_from_slice(&[0xc6, 0x05]);
+    c.extend_from_slice(&GED_RESET_REG.to_le_bytes());
+    c.push(GED_RESET_VALUE);
+    // lidt [idt_ptr]; int3; hlt; jmp hlt — an empty IDT turns the trap into a triple fault.
     let idt_ptr_at = c.len() + 7 + 1 + 1 + 2;
     let idt_ptr_addr = (LOAD_ADDR + idt_ptr_at as u64) as u32;
-    c.extend_from_slice(&[0x0f, 0x01, 0x1d]); // lidt [disp32]
+    c.extend_from_slice(&[0x0f, 0x01, 0x1d]);
     c.extend_from_slice(&idt_ptr_addr.to_le_bytes());
-    c.push(0xcc); // int3
-    c.push(0xf4); // hlt
-    c.extend_from_slice(&[0xeb, 0xfd]); // jmp back to hlt
+    c.push(0xcc);
+    c.push(0xf4);
+    c.extend_from_slice(&[0xeb, 0xfd]);
     debug_assert_eq!(c.len(), idt_ptr_at);
-    c.extend_from_slice(&[0; 6]); // IDT pointer: limit 0, base 0
+    // The IDT pointer: limit 0, base 0.
+    c.extend_from_slice(&[0; 6]);
     c
 }
 
