@@ -337,6 +337,23 @@ fn setup_init(
                     Ok(other) => format!("ended ({other:?})"),
                     Err(e) => format!("could not be waited for ({e})"),
                 };
+                let limit = linux
+                    .and_then(|l| l.resources().as_ref())
+                    .and_then(|r| r.memory().as_ref())
+                    .and_then(|m| m.limit())
+                    .filter(|&l| l > 0);
+                if let (Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)), Some(limit)) =
+                    (status, limit)
+                {
+                    return Err(Error::Config {
+                        file: config.clone(),
+                        field: "linux.resources.memory.limit".into(),
+                        reason: format!(
+                            "the container init was killed (SIGKILL) while being set up, \
+                             most likely by the out-of-memory killer: {limit} bytes is too low"
+                        ),
+                    });
+                }
                 return Err(ContainerError::Init(format!(
                     "the init {how} before reporting created"
                 ))
