@@ -112,3 +112,30 @@ fn bad_inputs_are_reported() {
         .to_string()
         .contains("/nonexistent/initrd"));
 }
+
+#[test]
+fn agent_channel_carries_bytes_both_ways() {
+    if !kvm_or_skip() {
+        return;
+    }
+    use isobox_microvm::vmm::testguest::echo_guest_elf;
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.elf");
+    std::fs::write(&path, echo_guest_elf()).unwrap();
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut cfg = VmConfig::new(&path, "", Box::new(std::io::sink()));
+    cfg.agent = Some(ours);
+    let vm = start(cfg).expect("starts");
+    // More than the 64-byte receive FIFO, so the input thread must wait for the guest.
+    let mut message = b"agent says hello ".repeat(10);
+    message.push(b'\n');
+    theirs.write_all(&message).unwrap();
+    theirs
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut echoed = vec![0u8; message.len()];
+    theirs.read_exact(&mut echoed).expect("the echo arrives");
+    assert_eq!(echoed, message);
+    assert_eq!(vm.wait().unwrap(), VmExit::Reset);
+}

@@ -127,6 +127,7 @@ pub const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
 pub fn pvh_start_info(
     mem_bytes: u64,
     initrd: Option<Initrd>,
+    rsdp: u64,
 ) -> (HvmStartInfo, Vec<HvmMemmapEntry>, Option<HvmModlistEntry>) {
     let memmap: Vec<HvmMemmapEntry> = memory_map(mem_bytes)
         .iter()
@@ -152,6 +153,7 @@ pub fn pvh_start_info(
             0
         },
         cmdline_paddr: CMDLINE_START,
+        rsdp_paddr: rsdp,
         memmap_paddr: PVH_MEMMAP_START,
         memmap_entries: memmap.len() as u32,
         ..Default::default()
@@ -160,11 +162,16 @@ pub fn pvh_start_info(
 }
 
 /// Writes the PVH structures to their fixed addresses.
-pub fn write_pvh(mem: &GuestMemoryMmap, mem_bytes: u64, initrd: Option<Initrd>) -> Result<()> {
+pub fn write_pvh(
+    mem: &GuestMemoryMmap,
+    mem_bytes: u64,
+    initrd: Option<Initrd>,
+    rsdp: u64,
+) -> Result<()> {
     let err = |what: &str, e: vm_memory::GuestMemoryError| {
         MicrovmError::Memory(format!("writing the PVH {what}: {e}"))
     };
-    let (info, memmap, module) = pvh_start_info(mem_bytes, initrd);
+    let (info, memmap, module) = pvh_start_info(mem_bytes, initrd, rsdp);
     mem.write_obj(info, GuestAddress(PVH_INFO_START))
         .map_err(|e| err("start info", e))?;
     if let Some(m) = module {
@@ -208,16 +215,16 @@ mod tests {
         assert_eq!({ hdr.type_of_loader }, 0xff);
         assert_eq!({ hdr.ramdisk_image }, 0x0f00_0000);
         assert_eq!({ hdr.ramdisk_size }, 0x12345);
-        assert_eq!(p.e820_entries, 3);
+        assert_eq!(p.e820_entries, 4);
         let table = p.e820_table;
-        let last = table[2];
+        let last = table[3];
         assert_eq!(
             ({ last.addr }, { last.size }, { last.r#type }),
             (HIMEM_START, mem - HIMEM_START, E820_RAM)
         );
         // The bytes land at the documented offsets of the boot protocol.
         let bytes = p.as_slice();
-        assert_eq!(bytes[0x1e8], 3);
+        assert_eq!(bytes[0x1e8], 4);
         assert_eq!(&bytes[0x202..0x206], b"HdrS");
         assert_eq!(
             u32::from_le_bytes(bytes[0x228..0x22c].try_into().unwrap()),
@@ -228,7 +235,7 @@ mod tests {
             0x0f00_0000
         );
         assert_eq!(
-            u64::from_le_bytes(bytes[0x2d0 + 40..0x2d0 + 48].try_into().unwrap()),
+            u64::from_le_bytes(bytes[0x2d0 + 60..0x2d0 + 68].try_into().unwrap()),
             HIMEM_START
         );
     }
@@ -251,14 +258,15 @@ mod tests {
             addr: 0x0800_0000,
             size: 4096,
         };
-        let (info, memmap, module) = pvh_start_info(128 << 20, Some(rd));
+        let (info, memmap, module) = pvh_start_info(128 << 20, Some(rd), 0xe0000);
         assert_eq!(info.magic, XEN_HVM_START_MAGIC);
         assert_eq!(info.nr_modules, 1);
         assert_eq!(info.modlist_paddr, PVH_MODLIST_START);
         assert_eq!(info.memmap_entries as usize, memmap.len());
         assert_eq!(module.unwrap().paddr, 0x0800_0000);
         let mem = crate::vmm::layout::create_guest_memory(128).unwrap();
-        write_pvh(&mem, 128 << 20, Some(rd)).unwrap();
+        write_pvh(&mem, 128 << 20, Some(rd), 0xe0000).unwrap();
+        assert_eq!(info.rsdp_paddr, 0xe0000);
         let back: HvmStartInfo = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
         assert_eq!(back, info);
     }

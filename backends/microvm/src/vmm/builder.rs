@@ -10,7 +10,7 @@ use super::layout::{self, KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS};
 use super::loader::{self, LoadedKernel};
 use super::regs::{self, BootEntry};
 use super::vcpu::{self, Vcpu};
-use super::{mptable, RunningVm, VmConfig};
+use super::{acpi, mptable, RunningVm, VmConfig};
 use crate::error::{MicrovmError, Result};
 use crate::host::{self, HostKind};
 use kvm_bindings::{
@@ -119,15 +119,17 @@ fn load_guest(memory: &GuestMemoryMmap, cfg: &VmConfig) -> Result<BootEntry> {
         None => None,
     };
     let cmdline_len = loader::write_cmdline(memory, &cfg.cmdline)?;
+    mptable::write(memory, cfg.vcpus)?;
+    let rsdp = acpi::write(memory, cfg.vcpus)?;
     match kernel.entry {
-        BootEntry::Pvh(_) => bootparams::write_pvh(memory, mem_bytes, initrd)?,
+        BootEntry::Pvh(_) => bootparams::write_pvh(memory, mem_bytes, initrd, rsdp)?,
         BootEntry::Linux64(_) => {
-            let params =
+            let mut params =
                 bootparams::zero_page(kernel.setup_header, mem_bytes, cmdline_len, initrd)?;
+            params.acpi_rsdp_addr = rsdp;
             bootparams::write_zero_page(memory, &params)?;
         }
     }
-    mptable::write(memory, cfg.vcpus)?;
     regs::write_boot_tables(memory, kernel.entry)?;
     Ok(kernel.entry)
 }

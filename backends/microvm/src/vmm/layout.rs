@@ -32,6 +32,8 @@ pub const CMDLINE_MAX_SIZE: usize = 2048;
 pub const EBDA_START: u64 = 0x9fc00;
 /// The MP table: Linux scans the last KiB of base memory for it.
 pub const MPTABLE_START: u64 = EBDA_START;
+/// The BIOS area holding the ACPI tables (RSDP first), up to 1 MiB.
+pub const ACPI_AREA_START: u64 = 0xe_0000;
 /// First address above the legacy hole; the kernel is loaded above it.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the 32-bit MMIO gap (LAPIC, IOAPIC); RAM beyond it continues at 4 GiB.
@@ -89,6 +91,11 @@ pub fn memory_map(mem_bytes: u64) -> Vec<MemMapEntry> {
             size: 0xa0000 - EBDA_START,
             kind: E820_RESERVED,
         },
+        MemMapEntry {
+            addr: ACPI_AREA_START,
+            size: HIMEM_START - ACPI_AREA_START,
+            kind: E820_RESERVED,
+        },
     ];
     for (start, len) in ram_ranges(mem_bytes) {
         let end = start + len;
@@ -133,7 +140,7 @@ mod tests {
         let mem = 256 << 20;
         assert_eq!(ram_ranges(mem), vec![(0, mem)]);
         let map = memory_map(mem);
-        assert_eq!(map.len(), 3);
+        assert_eq!(map.len(), 4);
         assert_eq!(
             map[0],
             MemMapEntry {
@@ -143,8 +150,9 @@ mod tests {
             }
         );
         assert_eq!(map[1].kind, E820_RESERVED);
+        assert_eq!(map[2].kind, E820_RESERVED);
         assert_eq!(
-            map[2],
+            map[3],
             MemMapEntry {
                 addr: HIMEM_START,
                 size: mem - HIMEM_START,
@@ -162,9 +170,9 @@ mod tests {
             vec![(0, MMIO_GAP_START), (MMIO_GAP_END, mem - MMIO_GAP_START)]
         );
         let map = memory_map(mem);
-        assert_eq!(map.len(), 4);
-        assert_eq!(map[2].addr + map[2].size, MMIO_GAP_START);
-        assert_eq!(map[3].addr, MMIO_GAP_END);
+        assert_eq!(map.len(), 5);
+        assert_eq!(map[3].addr + map[3].size, MMIO_GAP_START);
+        assert_eq!(map[4].addr, MMIO_GAP_END);
         let ram: u64 = map
             .iter()
             .filter(|e| e.kind == E820_RAM)

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acpi;
 pub mod bootparams;
 mod builder;
 mod control;

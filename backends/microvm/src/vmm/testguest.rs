@@ -75,7 +75,32 @@ fn phdr(out: &mut Vec<u8>, kind: u32, flags: u32, offset: u64, addr: u64, size: 
 
 /// The complete ELF image.
 pub fn test_guest_elf() -> Vec<u8> {
-    let code = code();
+    elf_with_code(&code())
+}
+
+/// A guest that echoes what arrives on the second UART (0x2f8, the agent channel) back to it,
+/// polling the line status register, and resets after echoing a newline.
+pub fn echo_guest_elf() -> Vec<u8> {
+    elf_with_code(&echo_code())
+}
+
+fn echo_code() -> Vec<u8> {
+    vec![
+        0xba, 0xfd, 0x02, 0x00, 0x00, // 0: mov edx, 0x2fd (LSR)
+        0xec, // 5: in al, dx
+        0xa8, 0x01, // 6: test al, 1 (data ready)
+        0x74, 0xfb, // 8: jz 5
+        0xba, 0xf8, 0x02, 0x00, 0x00, // 10: mov edx, 0x2f8
+        0xec, // 15: in al, dx
+        0xee, // 16: out dx, al
+        0x3c, 0x0a, // 17: cmp al, '\n'
+        0x75, 0xeb, // 19: jne 0
+        0xb0, 0xfe, 0xe6, 0x64, // 21: mov al, 0xfe; out 0x64, al
+        0xf4, 0xeb, 0xfd, // 25: hlt; jmp 25
+    ]
+}
+
+fn elf_with_code(code: &[u8]) -> Vec<u8> {
     let note = note();
     let note_offset = EHDR_LEN + 2 * PHDR_LEN;
 
@@ -109,7 +134,7 @@ pub fn test_guest_elf() -> Vec<u8> {
     phdr(&mut elf, PT_NOTE, PF_R, note_offset as u64, 0, note_len, 4);
     elf.extend_from_slice(&note);
     elf.resize(CODE_OFFSET, 0);
-    elf.extend_from_slice(&code);
+    elf.extend_from_slice(code);
     elf
 }
 

@@ -58,7 +58,8 @@ impl Write for SocketWriter {
                 Ok(n) => return Ok(n),
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {
                     if self.stopping.load(Ordering::Acquire) {
-                        return Err(io::Error::new(io::ErrorKind::Interrupted, "VM stopping"));
+                        // Not `Interrupted`: `write_all` would retry that forever.
+                        return Err(io::Error::other("VM stopping"));
                     }
                     let mut pfd = [nix::poll::PollFd::new(
                         std::os::fd::AsFd::as_fd(&self.stream),
