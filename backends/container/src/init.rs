@@ -240,6 +240,16 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     Ok(host_pid)
 }
 
+/// The personality(2) domain of linux.personality.
+fn spec_personality(bundle: &Bundle) -> Option<libc::c_ulong> {
+    use oci_spec::runtime::LinuxPersonalityDomain;
+    let p = bundle.spec.linux().as_ref()?.personality().as_ref()?;
+    Some(match p.domain() {
+        LinuxPersonalityDomain::PerLinux => 0x0000,   // PER_LINUX
+        LinuxPersonalityDomain::PerLinux32 => 0x0008, // PER_LINUX32
+    })
+}
+
 /// Wait until the parent has put us in the cgroup, then enter a new cgroup namespace rooted
 /// there if one is asked for.
 fn wait_placed(plan: &InitPlan, chan: &Channel, placed: &mut bool) -> Result<()> {
@@ -285,6 +295,12 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
         return e.to_string();
     }
     set_pdeathsig(plan);
+    if let Some(p) = spec_personality(plan.bundle) {
+        // SAFETY: personality with a plain domain value.
+        if unsafe { libc::personality(p) } == -1 {
+            return format!("linux.personality: {}", std::io::Error::last_os_error());
+        }
+    }
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

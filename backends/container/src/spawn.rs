@@ -64,6 +64,38 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         });
     }
     let linux = bundle.spec.linux().as_ref();
+    let unsupported = |field: &str, reason: &str| Error::Unsupported {
+        file: bundle.config_path.clone(),
+        field: field.into(),
+        reason: reason.into(),
+    };
+    // Refuse rather than ignore: running without a filter the bundle asked for would be a
+    // silent loss of isolation.
+    if linux.is_some_and(|l| l.seccomp().is_some()) {
+        return Err(unsupported(
+            "linux.seccomp",
+            "seccomp filters are not supported by the container backend yet; remove the section to run without one",
+        ));
+    }
+    if bundle
+        .process()
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(unsupported(
+            "process.apparmorProfile",
+            "AppArmor is not supported",
+        ));
+    }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(unsupported(
+                "linux.personality.flags",
+                "no personality flags are defined by the runtime spec",
+            ));
+        }
+    }
     let ns = namespaces::plan(linux).map_err(cfg)?;
     let planned = mounts::plan(bundle).map_err(cfg)?;
     let propagation =

@@ -29,7 +29,7 @@ impl Fixture {
         fs::create_dir_all(&bin).unwrap();
         fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
         for app in [
-            "sh", "echo", "cat", "id", "hostname", "sleep", "touch", "ls", "grep", "mount",
+            "sh", "echo", "cat", "id", "hostname", "sleep", "touch", "ls", "grep", "mount", "uname",
         ] {
             symlink("busybox", bin.join(app)).unwrap();
         }
@@ -454,13 +454,14 @@ fn test_join_namespaces_by_path() {
 fn test_process_settings() {
     let mut f = Fixture::sh(
         "ulimit -n > /out/nofile; umask > /out/umask; pwd > /out/cwd; echo \"$HOME $GREETING\" > /out/env; \
-         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl; cat /proc/self/cgroup > /out/cgroup",
+         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl; cat /proc/self/cgroup > /out/cgroup; uname -m > /out/arch",
     );
     f.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
     f.config["process"]["user"]["umask"] = json!(0o027);
     f.config["process"]["cwd"] = json!("/out");
     f.config["process"]["env"] = json!(["PATH=/bin", "GREETING=hi"]);
     f.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.config["linux"]["personality"] = json!({"domain": "LINUX32"});
     f.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
@@ -480,11 +481,26 @@ fn test_process_settings() {
         "1",
         "sysctl written in the container's network namespace"
     );
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(f.out("arch").trim(), "i686", "linux.personality LINUX32");
+    }
     let cgroup = f.out("cgroup");
     assert!(
         !cgroup.is_empty() && cgroup.lines().all(|l| l.ends_with(":/")),
         "the cgroup namespace is rooted at the container's cgroup: {cgroup}"
     );
+}
+
+fn test_seccomp_is_refused_not_ignored() {
+    let mut f = Fixture::sh("true");
+    f.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+    f.write();
+    match create(&f, "ctr-seccomp") {
+        Ok(_) => panic!("a seccomp section must be refused"),
+        Err((e, _)) => assert!(e.to_string().contains("linux.seccomp"), "{e}"),
+    }
+    no_children_left();
+    no_cgroup_named("ctr-seccomp");
 }
 
 fn test_kill_all() {
@@ -532,6 +548,10 @@ fn main() {
         ("join_namespaces_by_path", test_join_namespaces_by_path),
         ("process_settings", test_process_settings),
         ("kill_all", test_kill_all),
+        (
+            "seccomp_is_refused_not_ignored",
+            test_seccomp_is_refused_not_ignored,
+        ),
     ];
     let skip = if !nix::unistd::geteuid().is_root() {
         Some("not root")
