@@ -156,7 +156,18 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     for join in &plan.ns.joins {
         namespaces::enter(join)?;
     }
-    if plan.ns.new_user() {
+    if !plan.ns.unshare_flags.is_empty() {
+        nix::sched::unshare(plan.ns.unshare_flags).map_err(|e| {
+            ContainerError::io(
+                format!(
+                    "unsharing {:?} in the joined user namespace",
+                    plan.ns.unshare_flags
+                ),
+                e.into(),
+            )
+        })?;
+    }
+    if plan.ns.in_user_ns() {
         // Become the namespace's root (when it is mapped) so files made during setup are
         // owned by it.
         // SAFETY: id-setting syscalls.

@@ -42,6 +42,9 @@ pub struct NsPlan {
     pub pid_join: Option<Join>,
     /// Joined by the child right after clone, user namespace first.
     pub joins: Vec<Join>,
+    /// New namespaces the child unshares after joining a user namespace by path, so that
+    /// they are owned by that user namespace rather than the host's.
+    pub unshare_flags: CloneFlags,
 }
 
 impl NsPlan {
@@ -60,6 +63,7 @@ impl NsPlan {
     }
     pub fn has(&self, f: CloneFlags) -> bool {
         self.clone_flags.contains(f)
+            || self.unshare_flags.contains(f)
             || (f == CloneFlags::CLONE_NEWCGROUP && self.new_cgroup)
             || self.joins.iter().any(|j| j.flag == f)
             || (f == CloneFlags::CLONE_NEWPID && self.pid_join.is_some())
@@ -86,6 +90,7 @@ pub fn plan(linux: Option<&Linux>) -> std::result::Result<NsPlan, (String, Strin
         new_cgroup: false,
         pid_join: None,
         joins: Vec::new(),
+        unshare_flags: CloneFlags::empty(),
     };
     for (i, ns) in linux
         .and_then(|l| l.namespaces().as_ref())
@@ -124,6 +129,20 @@ pub fn plan(linux: Option<&Linux>) -> std::result::Result<NsPlan, (String, Strin
         }
     }
     plan.joins.sort_by_key(|j| join_rank(j.flag));
+    if plan
+        .joins
+        .iter()
+        .any(|j| j.flag == CloneFlags::CLONE_NEWUSER)
+    {
+        if plan.new_pid() {
+            return Err((
+                "linux.namespaces".into(),
+                "a new pid namespace inside a joined user namespace is not supported: join the pid namespace of that container too".into(),
+            ));
+        }
+        plan.unshare_flags = plan.clone_flags;
+        plan.clone_flags = CloneFlags::empty();
+    }
     if !plan.has(CloneFlags::CLONE_NEWNS) {
         return Err((
             "linux.namespaces".into(),
@@ -205,10 +224,30 @@ mod tests {
                {"type":"user","path":"/proc/self/ns/user"},{"type":"pid","path":"/proc/self/ns/pid"}]}"#,
         );
         let p = plan(Some(&l)).unwrap();
-        assert_eq!(p.clone_flags, CloneFlags::CLONE_NEWNS);
+        assert!(p.clone_flags.is_empty());
+        assert_eq!(p.unshare_flags, CloneFlags::CLONE_NEWNS);
         let order: Vec<_> = p.joins.iter().map(|j| j.flag).collect();
         assert_eq!(order, [CloneFlags::CLONE_NEWUSER, CloneFlags::CLONE_NEWNET]);
         assert!(p.pid_join.is_some() && p.in_user_ns() && !p.new_user());
+    }
+
+    #[test]
+    fn new_namespaces_in_a_joined_user_namespace_are_unshared_after_joining() {
+        let l = linux(
+            r#"{"namespaces":[{"type":"user","path":"/proc/self/ns/user"},{"type":"mount"},{"type":"uts"},
+               {"type":"pid","path":"/proc/self/ns/pid"}]}"#,
+        );
+        let p = plan(Some(&l)).unwrap();
+        assert!(p.clone_flags.is_empty());
+        assert_eq!(
+            p.unshare_flags,
+            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS
+        );
+        assert!(p.has(CloneFlags::CLONE_NEWNS));
+        let l = linux(
+            r#"{"namespaces":[{"type":"user","path":"/proc/self/ns/user"},{"type":"mount"},{"type":"pid"}]}"#,
+        );
+        assert_eq!(plan(Some(&l)).unwrap_err().0, "linux.namespaces");
     }
 
     #[test]

@@ -503,6 +503,54 @@ fn test_seccomp_is_refused_not_ignored() {
     no_cgroup_named("ctr-seccomp");
 }
 
+fn test_join_a_user_namespace() {
+    let mut first = Fixture::sh("sleep 100");
+    let maps = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    first.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    first.config["linux"]["uidMappings"] = maps.clone();
+    first.config["linux"]["gidMappings"] = maps;
+    first.write();
+    let owner = || {
+        (
+            Some(nix::unistd::Uid::from_raw(300000)),
+            Some(nix::unistd::Gid::from_raw(300000)),
+        )
+    };
+    let (u, g) = owner();
+    nix::unistd::chown(&first.dir.path().join("rootfs"), u, g).unwrap();
+    let mut a = create(&first, "ctr-userjoin-a")
+        .map_err(|(e, _)| e)
+        .expect("create a");
+    ContainerBackend.start(&a.state).expect("start a");
+    let mut f = Fixture::sh("cat /proc/self/uid_map > /out/map; hostname > /out/host");
+    let ns = |t: &str, n: &str| json!({"type": t, "path": format!("/proc/{}/ns/{n}", a.state.pid)});
+    // New mount and uts namespaces, owned by the joined user namespace.
+    f.config["linux"]["namespaces"] = json!([
+        ns("user", "user"),
+        ns("pid", "pid"),
+        {"type": "mount"},
+        {"type": "uts"}
+    ]);
+    f.write();
+    let (u, g) = owner();
+    nix::unistd::chown(&f.dir.path().join("rootfs"), u, g).unwrap();
+    let code = run_to_exit(&f, "ctr-userjoin-b");
+    ContainerBackend
+        .kill(&a.state, libc::SIGKILL, false)
+        .unwrap();
+    waitpid(Pid::from_raw(a.state.pid), None).unwrap();
+    delete(&mut a);
+    assert_eq!(code, 0);
+    assert_eq!(
+        f.out("map").split_whitespace().collect::<Vec<_>>(),
+        ["0", "300000", "65536"]
+    );
+    assert_eq!(f.out("host").trim(), "ctr-test");
+}
+
 fn test_kill_all() {
     let f = Fixture::sh("sleep 100 & sleep 100 & wait");
     let mut r = create(&f, "ctr-killall")
@@ -548,6 +596,7 @@ fn main() {
         ("join_namespaces_by_path", test_join_namespaces_by_path),
         ("process_settings", test_process_settings),
         ("kill_all", test_kill_all),
+        ("join_a_user_namespace", test_join_a_user_namespace),
         (
             "seccomp_is_refused_not_ignored",
             test_seccomp_is_refused_not_ignored,
