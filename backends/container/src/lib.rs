@@ -5,6 +5,19 @@
 //! init directly from the calling process with the new namespaces; the init sets up its
 //! rootfs, reports "created" over a socket pair and blocks on `<state_dir>/exec.fifo` until
 //! `start` opens it; then it drops privileges and execs the workload.
+//!
+//! Setup order in the init: id maps (written by the parent), joined namespaces (user first;
+//! new namespaces inside a joined user namespace are unshared after it), cgroup (joined by
+//! the parent while the init mounts; a new cgroup namespace is unshared once inside it),
+//! hostname, rootfs propagation and self bind, `mounts`, /dev, createRuntime/prestart hooks
+//! (parent) and createContainer hooks, pivot_root, sysctl, readonly and masked paths,
+//! read-only root, "created"; after `start`: startContainer hooks, rlimits, umask, groups,
+//! gid, uid, capabilities, personality, noNewPrivileges, cwd, execve.
+//!
+//! Not supported (refused with an error naming the field, never silently ignored):
+//! `linux.seccomp`, `process.apparmorProfile`, id-mapped and recursive-attribute mount
+//! options, a new time namespace, and a new pid namespace inside a joined user namespace.
+//! `create` must be called from a single-threaded process.
 
 mod backend;
 pub mod caps;
