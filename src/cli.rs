@@ -149,4 +149,24 @@ pub enum Command {
     },
     /// Print the OCI features document of this runtime.
     Features,
+    /// Run the same workload under every runtime found (isobox container and microVM, runc,
+    /// crun, the bare host) and show startup, memory, disk and isolation side by side.
+    Compare(crate::compare::CompareArgs),
+    /// Show what this host offers: KVM kind, cgroup mode, namespaces, qemu, the guest kernel.
+    Check,
+    /// Show which guest kernel a microVM would boot and where it comes from.
+    Kernel {
+        /// A kernel to inspect instead of the default.
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Download and unpack the default kernel if none is cached.
+        #[arg(long)]
+        fetch: bool,
+    },
+    /// The per-VM host process (started by `create --backend microvm`).
+    #[command(hide = true)]
+    VmHost {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
 }

@@ -4,6 +4,7 @@
 mod backends;
 mod cli;
 mod commands;
+mod compare;
 mod log;
 mod signals;
 mod wait;

@@ -12,10 +12,20 @@ use support::{stderr, Isobox, TestBundle};
 /// Run `isobox run --bundle B ID`, expect failure with `needle` in a one-line error, and
 /// check nothing is left behind.
 fn expect_failure(ib: &Isobox, bundle: &Path, id: &str, needle: &str) {
-    let out = ib.cmd().args(["run", "--bundle"]).arg(bundle).arg(id).output().unwrap();
+    let out = ib
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert!(!out.status.success(), "{id}: succeeded");
-    assert_eq!(err.trim_end().lines().count(), 1, "{id}: not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{id}: not one line: {err}"
+    );
     assert!(err.contains(needle), "{id}: {err:?} lacks {needle:?}");
     ib.assert_nothing_left(id, Some(bundle));
 }
@@ -24,7 +34,12 @@ fn expect_failure(ib: &Isobox, bundle: &Path, id: &str, needle: &str) {
 fn no_bundle() {
     require_root!();
     let ib = Isobox::new();
-    expect_failure(&ib, Path::new("/nonexistent/bundle"), "nob", "bundle /nonexistent/bundle: no such directory");
+    expect_failure(
+        &ib,
+        Path::new("/nonexistent/bundle"),
+        "nob",
+        "bundle /nonexistent/bundle: no such directory",
+    );
 }
 
 #[test]
@@ -41,8 +56,17 @@ fn invalid_json_with_line_and_column() {
     require_root!();
     let ib = Isobox::new();
     let b = TestBundle::sh("true");
-    fs::write(b.path().join("config.json"), "{\"ociVersion\": \"1.0.2\",\n \"process\": [}\n").unwrap();
-    expect_failure(&ib, b.path(), "badjson", "config.json: invalid JSON at line 2, column");
+    fs::write(
+        b.path().join("config.json"),
+        "{\"ociVersion\": \"1.0.2\",\n \"process\": [}\n",
+    )
+    .unwrap();
+    expect_failure(
+        &ib,
+        b.path(),
+        "badjson",
+        "config.json: invalid JSON at line 2, column",
+    );
 }
 
 #[test]
@@ -56,7 +80,12 @@ fn wrong_type_and_value() {
         c["process"]["user"]["uid"] = json!(0);
         c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "teleport"}]);
     });
-    expect_failure(&ib, b.path(), "badvalue", "config.json: linux.namespaces[1].type:");
+    expect_failure(
+        &ib,
+        b.path(),
+        "badvalue",
+        "config.json: linux.namespaces[1].type:",
+    );
 }
 
 #[test]
@@ -65,7 +94,12 @@ fn empty_args() {
     let ib = Isobox::new();
     let mut b = TestBundle::sh("true");
     b.edit(|c| c["process"]["args"] = json!([]));
-    expect_failure(&ib, b.path(), "noargs", "config.json: process.args: must not be empty");
+    expect_failure(
+        &ib,
+        b.path(),
+        "noargs",
+        "config.json: process.args: must not be empty",
+    );
 }
 
 #[test]
@@ -89,8 +123,18 @@ fn executable_not_found() {
         "noexe",
         "process.args[0]: executable \"no-such-tool\" not found in the rootfs",
     );
-    let out = ib.cmd().args(["run", "--bundle"]).arg(b.path()).arg("noexe").output().unwrap();
-    assert!(stderr(&out).contains("searched PATH=/bin:/sbin:/usr/bin"), "{}", stderr(&out));
+    let out = ib
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("noexe")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("searched PATH=/bin:/sbin:/usr/bin"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -99,7 +143,12 @@ fn terminal_is_not_supported_yet() {
     let ib = Isobox::new();
     let mut b = TestBundle::sh("true");
     b.edit(|c| c["process"]["terminal"] = json!(true));
-    expect_failure(&ib, b.path(), "tty", "process.terminal: true is not supported yet");
+    expect_failure(
+        &ib,
+        b.path(),
+        "tty",
+        "process.terminal: true is not supported yet",
+    );
 }
 
 #[test]
@@ -107,11 +156,15 @@ fn duplicate_id_keeps_the_first_container() {
     require_root!();
     let ib = Isobox::new();
     let b = TestBundle::sh("exec sleep 100");
-    let out = ib.cmd().args(["create", "--bundle"]).arg(b.path()).arg("dup").output().unwrap();
+    let out = ib.run_detached(&["create", "dup"], b.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = ib.cmd().args(["create", "--bundle"]).arg(b.path()).arg("dup").output().unwrap();
+    let out = ib.run_detached(&["create", "dup"], b.path());
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("container \"dup\" already exists"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("container \"dup\" already exists"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(ib.state("dup")["status"], "created");
     let out = ib.run(&["delete", "dup"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -124,21 +177,44 @@ fn malformed_id() {
     let ib = Isobox::new();
     let b = TestBundle::sh("true");
     for id in ["../escape", "a/b", "bad id", ".."] {
-        let out = ib.cmd().args(["run", "--bundle"]).arg(b.path()).arg(id).output().unwrap();
+        let out = ib
+            .cmd()
+            .args(["run", "--bundle"])
+            .arg(b.path())
+            .arg(id)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{id}");
-        assert!(stderr(&out).contains("container id"), "{id}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("container id"),
+            "{id}: {}",
+            stderr(&out)
+        );
     }
-    assert_eq!(fs::read_dir(ib.root.path()).map(|d| d.count()).unwrap_or(0), 0);
+    assert_eq!(
+        fs::read_dir(ib.root.path()).map(|d| d.count()).unwrap_or(0),
+        0
+    );
 }
 
 #[test]
 fn unknown_id() {
     require_root!();
     let ib = Isobox::new();
-    for verb in [&["state", "ghost"][..], &["start", "ghost"], &["kill", "ghost"], &["delete", "ghost"], &["ps", "ghost"]] {
+    for verb in [
+        &["state", "ghost"][..],
+        &["start", "ghost"],
+        &["kill", "ghost"],
+        &["delete", "ghost"],
+        &["ps", "ghost"],
+    ] {
         let out = ib.run(verb);
         assert!(!out.status.success(), "{verb:?}");
-        assert!(stderr(&out).contains("container \"ghost\" does not exist"), "{verb:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("container \"ghost\" does not exist"),
+            "{verb:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -149,7 +225,12 @@ fn resource_limit_the_host_cannot_apply() {
     let mut b = TestBundle::sh("true");
     // CPU 4095 does not exist on any test host: the kernel refuses the cpuset.
     b.edit(|c| c["linux"]["resources"] = json!({"cpu": {"cpus": "4095"}}));
-    expect_failure(&ib, b.path(), "nocpu", "config.json: linux.resources.cpu.cpus");
+    expect_failure(
+        &ib,
+        b.path(),
+        "nocpu",
+        "config.json: linux.resources.cpu.cpus",
+    );
 }
 
 #[test]
@@ -158,5 +239,10 @@ fn bad_backend_annotation() {
     let ib = Isobox::new();
     let mut b = TestBundle::sh("true");
     b.edit(|c| c["annotations"] = json!({"io.isobox.backend": "xen"}));
-    expect_failure(&ib, b.path(), "badbackend", "annotations.io.isobox.backend: unknown backend \"xen\"");
+    expect_failure(
+        &ib,
+        b.path(),
+        "badbackend",
+        "annotations.io.isobox.backend: unknown backend \"xen\"",
+    );
 }

@@ -28,7 +28,7 @@ pub fn create(
         args.id,
         bundle.dir.display()
     ));
-    let backend = backends::for_kind(kind);
+    let backend = backends::for_kind(kind)?;
     let (state_dir, _lock) = store.create(&args.id)?;
     let result = create_in(store, &*backend, args, bundle, kind, state_dir, foreground);
     if result.is_err() {
@@ -110,7 +110,7 @@ fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
 pub fn start(store: &StateStore, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
     let mut state = store.load(id)?;
-    let backend = backends::for_kind(state.backend);
+    let backend = backends::for_kind(state.backend)?;
     start_loaded(store, &mut state, &*backend)
 }
 
@@ -157,14 +157,14 @@ pub fn kill(store: &StateStore, id: &str, signal: &str, all: bool) -> Result<()>
     if state.status == Status::Stopped {
         bail!("container {id:?} is stopped: there is no process to signal");
     }
-    backends::for_kind(state.backend).kill(&state, sig, all)?;
+    backends::for_kind(state.backend)?.kill(&state, sig, all)?;
     Ok(())
 }
 
 pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     let _lock = store.lock(id)?;
     let state = store.load(id)?;
-    let backend = backends::for_kind(state.backend);
+    let backend = backends::for_kind(state.backend)?;
     match state.status {
         Status::Stopped => {}
         Status::Running if !force => {

@@ -1,6 +1,7 @@
 //! One function per verb.
 
 mod features;
+mod host;
 mod lifecycle;
 mod query;
 mod spec;
@@ -29,5 +30,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::List { format, quiet } => query::list(&store, format, quiet).map(|_| 0),
         Command::Ps { format, id } => query::ps(&store, &id, format).map(|_| 0),
         Command::Features => features::print().map(|_| 0),
+        Command::Compare(args) => crate::compare::run(&args).map(|_| 0),
+        Command::Check => host::check().map(|_| 0),
+        Command::Kernel { kernel, fetch } => host::kernel(kernel.as_deref(), fetch).map(|_| 0),
+        Command::VmHost { state_dir } => Ok(isobox_microvm::vm_host_main(&state_dir)),
     }
 }

@@ -64,7 +64,7 @@ pub fn ps(store: &StateStore, id: &str, format: ListFormat) -> Result<()> {
     let pids = if st.status == isobox_common::Status::Stopped {
         Vec::new()
     } else {
-        backends::for_kind(st.backend).processes(&st)?
+        backends::for_kind(st.backend)?.processes(&st)?
     };
     match format {
         ListFormat::Json => println!("{}", serde_json::to_string(&pids)?),

@@ -20,7 +20,10 @@ pub fn skip_reason() -> Option<String> {
         .arg("-L")
         .arg(BUSYBOX)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("statically linked") || String::from_utf8_lossy(&o.stdout).contains("static-pie"))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).contains("statically linked")
+                || String::from_utf8_lossy(&o.stdout).contains("static-pie")
+        })
         .unwrap_or(true);
     if !Path::new(BUSYBOX).exists() || !static_bb {
         return Some(format!("{BUSYBOX} (busybox-static) is missing"));
@@ -48,7 +51,10 @@ pub struct TestBundle {
 impl TestBundle {
     /// A busybox rootfs running `sh -c script`, with the usual namespaces and mounts.
     pub fn sh(script: &str) -> TestBundle {
-        let dir = tempfile::Builder::new().prefix("isobox-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("isobox-test-")
+            .tempdir()
+            .unwrap();
         make_busybox_rootfs(&dir.path().join("rootfs"));
         let config = default_config(&["/bin/sh", "-c", script]);
         let b = TestBundle { dir, config };
@@ -81,7 +87,9 @@ impl TestBundle {
 }
 
 pub fn make_busybox_rootfs(rootfs: &Path) {
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root",
+    ] {
         fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
@@ -91,7 +99,11 @@ pub fn make_busybox_rootfs(rootfs: &Path) {
             let _ = symlink("busybox", rootfs.join("bin").join(applet));
         }
     }
-    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").unwrap();
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n",
+    )
+    .unwrap();
     fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
 }
 
@@ -122,7 +134,7 @@ pub fn default_config(args: &[&str]) -> Value {
         ],
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/kernel"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"]
         }
     })
@@ -136,7 +148,10 @@ pub struct Isobox {
 impl Isobox {
     pub fn new() -> Isobox {
         Isobox {
-            root: tempfile::Builder::new().prefix("isobox-root-").tempdir().unwrap(),
+            root: tempfile::Builder::new()
+                .prefix("isobox-root-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -162,6 +177,33 @@ impl Isobox {
             .unwrap()
     }
 
+    /// Run a verb that leaves a container process behind (`create`, `run --detach`): that
+    /// process inherits stdio, so capture stderr through a file rather than a pipe whose
+    /// end would stay open.
+    pub fn run_detached(&self, args: &[&str], bundle: &Path) -> Output {
+        let err = tempfile::tempfile().unwrap();
+        let mut child = self
+            .cmd()
+            .args(args)
+            .arg("--bundle")
+            .arg(bundle)
+            .stdout(Stdio::null())
+            .stderr(err.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        let status = child.wait().unwrap();
+        use std::io::{Read, Seek};
+        let mut err = err;
+        err.rewind().unwrap();
+        let mut stderr = Vec::new();
+        err.read_to_end(&mut stderr).unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
     pub fn state(&self, id: &str) -> Value {
         let out = self.run(&["state", id]);
         assert!(out.status.success(), "state {id}: {}", stderr(&out));
@@ -171,8 +213,15 @@ impl Isobox {
     /// Assert nothing of container `id` is left: no state dir, no cgroup, no mount of the
     /// bundle, no process.
     pub fn assert_nothing_left(&self, id: &str, bundle: Option<&Path>) {
-        assert!(!self.root.path().join(id).exists(), "state dir of {id} left behind");
-        assert!(processes_of(id).is_empty(), "processes of {id} left: {:?}", processes_of(id));
+        assert!(
+            !self.root.path().join(id).exists(),
+            "state dir of {id} left behind"
+        );
+        assert!(
+            processes_of(id).is_empty(),
+            "processes of {id} left: {:?}",
+            processes_of(id)
+        );
         for cg in cgroup_dirs(id) {
             assert!(!cg.exists(), "cgroup {} left behind", cg.display());
         }
