@@ -198,11 +198,11 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
         cgroup_mode: plan.cgroup_mode,
         cgroup_ns: plan.ns.has(CloneFlags::CLONE_NEWCGROUP),
     };
-    if plan.mounts.iter().any(|m| m.typ.starts_with("cgroup")) {
-        // The cgroup filesystem must be mounted inside the cgroup namespace.
-        wait_placed(plan, chan, &mut placed)?;
-    }
-    mounts::mount_all(&plan.mounts, &ctx)?;
+    // A cgroup filesystem must be mounted inside the cgroup namespace: wait for the cgroup
+    // only when the first one comes (runc's default spec mounts it last).
+    mounts::mount_all(&plan.mounts, &ctx, &mut || {
+        wait_placed(plan, chan, &mut placed)
+    })?;
     let in_user_ns = plan.ns.in_user_ns();
     if mounts::mounts_dev(&plan.mounts) {
         devices::create(rootfs, &devices::defaults(), in_user_ns)?;

@@ -176,9 +176,17 @@ fn make_mount_point(m: &PlannedMount, dest: &Path) -> Result<()> {
     res.map_err(|e| mount_err(m, format!("creating mount point {}: {e}", dest.display())))
 }
 
-/// Do every planned mount under `ctx.rootfs`.
-pub fn mount_all(mounts: &[PlannedMount], ctx: &MountContext) -> Result<()> {
+/// Do every planned mount under `ctx.rootfs`, calling `before_cgroup` before each cgroup
+/// filesystem mount.
+pub fn mount_all(
+    mounts: &[PlannedMount],
+    ctx: &MountContext,
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     for m in mounts {
+        if m.typ == "cgroup" || m.typ == "cgroup2" {
+            before_cgroup()?;
+        }
         mount_one(m, ctx)?;
     }
     Ok(())
