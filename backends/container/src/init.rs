@@ -16,7 +16,7 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self, MountContext, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{exec, fds, rlimits, rootfs, user};
+use crate::{exec, fds, ioprio, rlimits, rootfs, user};
 
 /// Everything the init needs, computed and validated by the parent before clone.
 pub struct InitPlan<'a> {
@@ -27,6 +27,8 @@ pub struct InitPlan<'a> {
     pub propagation: MsFlags,
     pub devices: Vec<Node>,
     pub caps: Option<CapMasks>,
+    /// process.ioPriority as an ioprio value.
+    pub ioprio: Option<u32>,
     pub cgroup_mode: Option<CgroupMode>,
     /// The exec fifo, open read-write (see `sync::open_fifo`).
     pub fifo: OwnedFd,
@@ -299,6 +301,12 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
     let process = plan.bundle.process();
     if let Err(e) = rlimits::apply(process.rlimits().as_deref().unwrap_or_default()) {
         return e.to_string();
+    }
+    // Before the uid changes: the real-time class needs CAP_SYS_ADMIN.
+    if let Some(v) = plan.ioprio {
+        if let Err(e) = ioprio::apply(v) {
+            return e.to_string();
+        }
     }
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));

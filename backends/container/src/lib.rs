@@ -15,7 +15,8 @@
 //! gid, uid, capabilities, personality, noNewPrivileges, cwd, execve.
 //!
 //! Not supported (refused with an error naming the field, never silently ignored):
-//! `linux.seccomp`, `process.apparmorProfile`, id-mapped and recursive-attribute mount
+//! `linux.seccomp`, `process.apparmorProfile`, `process.scheduler`, `process.execCPUAffinity`,
+//! `linux.intelRdt`, `linux.memoryPolicy`, id-mapped and recursive-attribute mount
 //! options, a new time namespace, and a new pid namespace inside a joined user namespace.
 //! `create` must be called from a single-threaded process.
 
@@ -27,6 +28,7 @@ pub mod error;
 mod exec;
 mod fds;
 mod init;
+mod ioprio;
 pub mod mount_opts;
 mod mountinfo;
 mod mounts;

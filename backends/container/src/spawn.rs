@@ -17,7 +17,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::error::ContainerError;
 use crate::init::{self, InitPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{devices, mount_opts, mounts, namespaces, rlimits};
+use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits};
 
 /// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +88,32 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
             "AppArmor is not supported",
         ));
     }
+    let process = bundle.process();
+    for (present, field) in [
+        (process.scheduler().is_some(), "process.scheduler"),
+        (
+            process.exec_cpu_affinity().is_some(),
+            "process.execCPUAffinity",
+        ),
+        (
+            linux.is_some_and(|l| l.intel_rdt().is_some()),
+            "linux.intelRdt",
+        ),
+        (
+            linux.is_some_and(|l| l.memory_policy().is_some()),
+            "linux.memoryPolicy",
+        ),
+    ] {
+        if present {
+            return Err(unsupported(field, "not supported by the container backend"));
+        }
+    }
+    let ioprio = process
+        .io_priority()
+        .as_ref()
+        .map(ioprio::value)
+        .transpose()
+        .map_err(cfg)?;
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(unsupported(
@@ -107,7 +133,6 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
             .unwrap_or_default(),
     )
     .map_err(cfg)?;
-    let process = bundle.process();
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default()).map_err(cfg)?;
     let caps = process
         .capabilities()
@@ -136,6 +161,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         propagation,
         devices: devs,
         caps,
+        ioprio,
         cgroup_mode,
         fifo,
         foreground: opts.foreground,

@@ -29,7 +29,8 @@ impl Fixture {
         fs::create_dir_all(&bin).unwrap();
         fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
         for app in [
-            "sh", "echo", "cat", "id", "hostname", "sleep", "touch", "ls", "grep", "mount", "uname",
+            "sh", "echo", "cat", "id", "hostname", "sleep", "touch", "ls", "grep", "mount",
+            "uname", "ionice",
         ] {
             symlink("busybox", bin.join(app)).unwrap();
         }
@@ -454,7 +455,7 @@ fn test_join_namespaces_by_path() {
 fn test_process_settings() {
     let mut f = Fixture::sh(
         "ulimit -n > /out/nofile; umask > /out/umask; pwd > /out/cwd; echo \"$HOME $GREETING\" > /out/env; \
-         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl; cat /proc/self/cgroup > /out/cgroup; uname -m > /out/arch",
+         cat /proc/sys/net/ipv4/ip_forward > /out/sysctl; cat /proc/self/cgroup > /out/cgroup; uname -m > /out/arch; ionice > /out/ionice",
     );
     f.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
     f.config["process"]["user"]["umask"] = json!(0o027);
@@ -462,6 +463,7 @@ fn test_process_settings() {
     f.config["process"]["env"] = json!(["PATH=/bin", "GREETING=hi"]);
     f.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     f.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    f.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
     f.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
@@ -484,6 +486,7 @@ fn test_process_settings() {
     if std::env::consts::ARCH == "x86_64" {
         assert_eq!(f.out("arch").trim(), "i686", "linux.personality LINUX32");
     }
+    assert_eq!(f.out("ionice").trim(), "best-effort: prio 6");
     let cgroup = f.out("cgroup");
     assert!(
         !cgroup.is_empty() && cgroup.lines().all(|l| l.ends_with(":/")),
@@ -498,6 +501,13 @@ fn test_seccomp_is_refused_not_ignored() {
     match create(&f, "ctr-seccomp") {
         Ok(_) => panic!("a seccomp section must be refused"),
         Err((e, _)) => assert!(e.to_string().contains("linux.seccomp"), "{e}"),
+    }
+    let mut f = Fixture::sh("true");
+    f.config["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 1});
+    f.write();
+    match create(&f, "ctr-seccomp") {
+        Ok(_) => panic!("process.scheduler must be refused"),
+        Err((e, _)) => assert!(e.to_string().contains("process.scheduler"), "{e}"),
     }
     no_children_left();
     no_cgroup_named("ctr-seccomp");
