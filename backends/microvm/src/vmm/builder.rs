@@ -123,7 +123,7 @@ fn load_guest(memory: &GuestMemoryMmap, cfg: &VmConfig) -> Result<BootEntry> {
     let rsdp = acpi::write(memory, cfg.vcpus)?;
     match kernel.entry {
         BootEntry::Pvh(_) => bootparams::write_pvh(memory, mem_bytes, initrd, rsdp)?,
-        BootEntry::Linux64(_) => {
+        BootEntry::Linux64(_) | BootEntry::Linux32(_) => {
             let mut params =
                 bootparams::zero_page(kernel.setup_header, mem_bytes, cmdline_len, initrd)?;
             params.acpi_rsdp_addr = rsdp;

@@ -174,6 +174,15 @@ pub fn for_vcpu(
     for function in topology_leaves {
         out.extend(topology_entries(function, apic_id, count));
     }
+    if policy.hidden.contains(&XSAVE) {
+        // Without XSAVE the state-component leaf must not advertise anything either.
+        for e in out.iter_mut().filter(|e| e.function == 0xd) {
+            e.eax = 0;
+            e.ebx = 0;
+            e.ecx = 0;
+            e.edx = 0;
+        }
+    }
     for feature in &policy.hidden {
         for e in out.iter_mut().filter(|e| e.function == feature.leaf) {
             *reg_mut(e, feature.reg) &= !(1u32 << feature.bit);

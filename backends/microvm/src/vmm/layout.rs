@@ -9,7 +9,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 /// GDT for the boot vCPU state.
 pub const BOOT_GDT_START: u64 = 0x500;
 /// An empty IDT: the kernel installs its own before enabling interrupts.
-pub const BOOT_IDT_START: u64 = 0x520;
+pub const BOOT_IDT_START: u64 = 0x528;
 /// PVH `hvm_start_info`.
 pub const PVH_INFO_START: u64 = 0x6000;
 /// PVH module list (the initramfs), right after the start info.
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn boot_structures_do_not_overlap() {
         let mut areas = [
-            (BOOT_GDT_START, 0x20),
+            (BOOT_GDT_START, 0x28),
             (BOOT_IDT_START, 8),
             (PVH_INFO_START, 0x40),
             (PVH_MODLIST_START, 0x20),

@@ -14,8 +14,6 @@ use std::io::Read;
 use std::path::Path;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-/// Offset of the 64-bit entry point from a bzImage's protected-mode code.
-const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
 const PAGE: u64 = 4096;
 
 /// What loading the kernel produced.
@@ -59,14 +57,8 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel> {
         let header = r
             .setup_header
             .ok_or_else(|| kernel_err(path, "bzImage without a setup header"))?;
-        if header.xloadflags & 1 == 0 {
-            return Err(kernel_err(
-                path,
-                "bzImage has no 64-bit entry point (XLF_KERNEL_64)",
-            ));
-        }
         Ok(LoadedKernel {
-            entry: BootEntry::Linux64(r.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET),
+            entry: BootEntry::Linux32(r.kernel_load.0),
             setup_header: Some(header),
             kernel_end: r.kernel_end,
         })

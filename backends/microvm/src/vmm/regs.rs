@@ -18,12 +18,16 @@ pub enum BootEntry {
     Pvh(u64),
     /// Linux 64-bit boot protocol: long mode, identity-mapped, `%rsi` = zero page.
     Linux64(u64),
+    /// Linux 32-bit boot protocol (a bzImage's `code32_start`): protected mode, paging off,
+    /// `%esi` = zero page. The kernel's own 32-bit code builds its page tables, which avoids
+    /// relying on page faults early on.
+    Linux32(u64),
 }
 
 impl BootEntry {
     pub fn address(&self) -> u64 {
         match *self {
-            BootEntry::Pvh(a) | BootEntry::Linux64(a) => a,
+            BootEntry::Pvh(a) | BootEntry::Linux64(a) | BootEntry::Linux32(a) => a,
         }
     }
 }
@@ -78,16 +82,24 @@ pub fn segment_from_gdt(entry: u64, index: u16) -> kvm_segment {
     }
 }
 
-/// The boot GDT for an entry mode: null, code, data, TSS.
-pub fn boot_gdt(entry: BootEntry) -> [u64; 4] {
+/// GDT slots: the Linux boot protocol wants code at selector 0x10 and data at 0x18.
+pub const GDT_CODE: u16 = 2;
+pub const GDT_DATA: u16 = 3;
+pub const GDT_TSS: u16 = 4;
+pub const GDT_ENTRIES: usize = 5;
+
+/// The boot GDT for an entry mode: two null slots, code, data, TSS.
+pub fn boot_gdt(entry: BootEntry) -> [u64; GDT_ENTRIES] {
     match entry {
-        BootEntry::Pvh(_) => [
+        BootEntry::Pvh(_) | BootEntry::Linux32(_) => [
+            0,
             0,
             gdt_entry(CODE32, 0, 0xfffff),
             gdt_entry(DATA, 0, 0xfffff),
             gdt_entry(TSS32, 0, 0x67),
         ],
         BootEntry::Linux64(_) => [
+            0,
             0,
             gdt_entry(CODE64, 0, 0xfffff),
             gdt_entry(DATA, 0, 0xfffff),
@@ -135,9 +147,9 @@ fn kvm_err(what: &str, cpu: u8, e: kvm_ioctls::Error) -> MicrovmError {
 /// The special registers for the entry mode, on top of what KVM reports.
 pub fn boot_sregs(mut sregs: kvm_sregs, entry: BootEntry) -> kvm_sregs {
     let gdt = boot_gdt(entry);
-    let code = segment_from_gdt(gdt[1], 1);
-    let data = segment_from_gdt(gdt[2], 2);
-    let tss = segment_from_gdt(gdt[3], 3);
+    let code = segment_from_gdt(gdt[GDT_CODE as usize], GDT_CODE);
+    let data = segment_from_gdt(gdt[GDT_DATA as usize], GDT_DATA);
+    let tss = segment_from_gdt(gdt[GDT_TSS as usize], GDT_TSS);
     sregs.gdt.base = BOOT_GDT_START;
     sregs.gdt.limit = (std::mem::size_of_val(&gdt) - 1) as u16;
     sregs.idt.base = BOOT_IDT_START;
@@ -150,7 +162,7 @@ pub fn boot_sregs(mut sregs: kvm_sregs, entry: BootEntry) -> kvm_sregs {
     sregs.ss = data;
     sregs.tr = tss;
     match entry {
-        BootEntry::Pvh(_) => {
+        BootEntry::Pvh(_) | BootEntry::Linux32(_) => {
             sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
             sregs.cr3 = 0;
             sregs.cr4 = 0;
@@ -175,6 +187,7 @@ pub fn boot_regs(entry: BootEntry) -> kvm_regs {
     };
     match entry {
         BootEntry::Pvh(_) => regs.rbx = PVH_INFO_START,
+        BootEntry::Linux32(_) => regs.rsi = ZERO_PAGE_START,
         BootEntry::Linux64(_) => {
             regs.rsp = BOOT_STACK_POINTER;
             regs.rbp = BOOT_STACK_POINTER;
@@ -317,6 +330,16 @@ mod tests {
             (8, 0xb, 1, 0, 1)
         );
         assert_eq!((code.present, code.s, code.limit), (1, 1, 0xffff_ffff));
+        let s = boot_sregs(kvm_sregs::default(), BootEntry::Linux32(0x10_0000));
+        assert_eq!(
+            (s.cs.selector, s.ds.selector, s.ss.selector),
+            (0x10, 0x18, 0x18)
+        );
+        assert_eq!(s.cr0 & X86_CR0_PG, 0);
+        assert_eq!(
+            boot_regs(BootEntry::Linux32(0x10_0000)).rsi,
+            ZERO_PAGE_START
+        );
         let code32 = segment_from_gdt(gdt_entry(CODE32, 0, 0xfffff), 1);
         assert_eq!((code32.l, code32.db), (0, 1));
         let data = segment_from_gdt(gdt_entry(DATA, 0, 0xfffff), 2);
