@@ -318,6 +318,54 @@ mod tests {
     }
 
     #[test]
+    fn user_bundle_gets_an_absolute_root_and_is_never_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let user = tmp.path().join("user");
+        fs::create_dir_all(user.join("rootfs/bin")).unwrap();
+        let original = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+            "process":{"args":["/app","x"],"cwd":"/","env":["A=1"]}}"#;
+        fs::write(user.join("config.json"), original).unwrap();
+        let work = tmp.path().join("work");
+        fs::create_dir_all(&work).unwrap();
+        let b = CompareBundle::from_user(&user, &work).unwrap();
+        assert!(b.rootfs.is_absolute());
+        // No /bin/true or /bin/echo: the bundle's own process stands in; no probe.
+        assert_eq!(b.args_for(Workload::True).unwrap(), ["/app", "x"]);
+        assert!(b.probe.is_err());
+        fs::write(user.join("rootfs/bin/true"), b"").unwrap();
+        assert_eq!(b.args_for(Workload::True).unwrap(), ["/bin/true"]);
+
+        b.write_config(Workload::True, &[("B".into(), "2".into())])
+            .unwrap();
+        let written: Value =
+            serde_json::from_str(&fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(written["root"]["path"], b.rootfs.to_string_lossy().as_ref());
+        assert_eq!(written["process"]["env"], json!(["A=1", "B=2"]));
+        assert!(b.dir.starts_with(&work));
+        assert_eq!(
+            fs::read_to_string(user.join("config.json")).unwrap(),
+            original
+        );
+    }
+
+    #[test]
+    fn bad_user_bundles_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = CompareBundle::from_user(&tmp.path().join("none"), tmp.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("none"), "{err:#}");
+        fs::write(tmp.path().join("config.json"), "{").unwrap();
+        let err = CompareBundle::from_user(tmp.path(), tmp.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid JSON"), "{err:#}");
+        fs::write(
+            tmp.path().join("config.json"),
+            r#"{"root":{"path":"nope"}}"#,
+        )
+        .unwrap();
+        let err = CompareBundle::from_user(tmp.path(), tmp.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("root.path"), "{err:#}");
+    }
+
+    #[test]
     fn static_elf_detection() {
         assert!(!is_static_elf(
             b"not an elf at all, not at all, not at all, not at all, x"

@@ -152,6 +152,63 @@ mod tests {
     use super::*;
 
     #[test]
+    fn command_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = CompareBundle::from_user(&user_bundle(tmp.path()), tmp.path()).unwrap();
+        let rts = discover(Path::new("/opt/isobox"), Path::new("/t"));
+        let show = |rt: &Runtime| -> Vec<String> {
+            rt.argv(&bundle, "id1", &["/bin/echo".into(), "ready".into()])
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let b = bundle.dir.display().to_string();
+        assert_eq!(
+            show(&rts[1]),
+            [
+                "/opt/isobox",
+                "--root",
+                "/t/state-isobox-microvm",
+                "run",
+                "--backend",
+                "microvm",
+                "--bundle",
+                &b,
+                "id1"
+            ]
+        );
+        let mut runc = rts.iter().find(|r| r.name == "runc").unwrap().clone();
+        runc.binary = Some("/usr/sbin/runc".into());
+        assert_eq!(
+            show(&runc),
+            [
+                "/usr/sbin/runc",
+                "--root",
+                "/t/state-runc",
+                "run",
+                "--bundle",
+                &b,
+                "id1"
+            ]
+        );
+        let host = rts.iter().find(|r| r.kind == Kind::Host).unwrap();
+        let rootfs = bundle.rootfs.join("bin/echo").display().to_string();
+        assert_eq!(show(host), [rootfs.as_str(), "ready"]);
+    }
+
+    /// A user bundle: config.json with a relative root and an empty rootfs.
+    fn user_bundle(dir: &Path) -> std::path::PathBuf {
+        let user = dir.join("user");
+        fs::create_dir_all(user.join("rootfs")).unwrap();
+        fs::write(
+            user.join("config.json"),
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/app"],"cwd":"/"}}"#,
+        )
+        .unwrap();
+        user
+    }
+
+    #[test]
     fn which_finds_sh_and_not_nonsense() {
         assert!(which("sh").is_some());
         assert!(which("no-such-binary-isobox-xyz").is_none());
