@@ -196,13 +196,7 @@ fn isolation_matrix(rows: &[Row]) -> String {
             esc(&label_with_accel(r)),
             yes_no(i.shared_kernel, false),
             yes_no(i.host_pids_visible, false),
-            plain(i.capabilities.map(|c| {
-                if i.capability_names.is_empty() {
-                    c.to_string()
-                } else {
-                    format!("{c}: {}", i.capability_names.join(", "))
-                }
-            })),
+            caps_cell(i),
             plain(i.seccomp.clone()),
             plain(i.syscalls_reachable.map(|n| n.to_string())),
             host_sys
@@ -210,6 +204,21 @@ fn isolation_matrix(rows: &[Row]) -> String {
     }
     h.push_str("</table>\n");
     h
+}
+
+/// The count, with the names inline when there are few and as a tooltip otherwise.
+fn caps_cell(i: &super::row::Isolation) -> String {
+    match i.capabilities {
+        None => "<td class=\"na\">?</td>".into(),
+        Some(c) if i.capability_names.is_empty() => format!("<td>{c}</td>"),
+        Some(c) if i.capability_names.len() <= 8 => {
+            format!("<td>{c}: {}</td>", esc(&i.capability_names.join(", ")))
+        }
+        Some(c) => format!(
+            "<td title=\"{}\">{c} (hover for the list)</td>",
+            esc(&i.capability_names.join(", "))
+        ),
+    }
 }
 
 /// A horizontal bar chart as inline SVG.
@@ -371,6 +380,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir.path().join("r"), &sample_rows(), "h").unwrap();
         assert!(fs::read_to_string(path).unwrap().contains("</html>"));
+    }
+
+    #[test]
+    fn long_capability_lists_become_tooltips() {
+        let mut iso = crate::compare::row::Isolation {
+            capabilities: Some(2),
+            capability_names: vec!["cap_kill".into(), "cap_chown".into()],
+            ..Default::default()
+        };
+        assert_eq!(caps_cell(&iso), "<td>2: cap_kill, cap_chown</td>");
+        iso.capability_names = (0..10).map(|i| format!("cap_{i}")).collect();
+        iso.capabilities = Some(10);
+        let cell = caps_cell(&iso);
+        assert!(cell.starts_with("<td title=\"cap_0, cap_1"), "{cell}");
+        assert!(cell.contains(">10 (hover"), "{cell}");
+        iso.capabilities = None;
+        assert!(caps_cell(&iso).contains('?'));
     }
 
     #[test]
