@@ -1,14 +1,18 @@
 //! The built-in VMM on rust-vmm crates: a Firecracker-like x86_64 microVM with no firmware and
 //! no PCI. It loads a kernel (ELF vmlinux with a PVH note, entered in 32-bit mode; other ELF
-//! and bzImage kernels through the Linux 64-bit boot protocol), an optional initramfs and a
-//! command line, and offers the guest two 8250 UARTs and an i8042:
+//! kernels through the Linux 64-bit boot protocol; bzImage through the 32-bit one), an optional
+//! initramfs and a command line, and offers the guest two 8250 UARTs and an i8042:
 //!
 //! - ttyS0 (0x3f8, IRQ 4): the kernel console, written to [`VmConfig::console`];
 //! - ttyS1 (0x2f8, IRQ 3): the agent channel, bridged to [`VmConfig::agent`];
 //! - i8042 (0x60/0x64): `reboot=k` resets through it, which ends the VM.
 //!
-//! Interrupts come from KVM's in-kernel PIC/IOAPIC/LAPIC and PIT; the MP table describes the
-//! vCPUs to the guest.
+//! Interrupts come from KVM's in-kernel PIC/IOAPIC/LAPIC and PIT; an MP table and ACPI tables
+//! (MADT) describe the vCPUs to the guest.
+//!
+//! On a nested PVM host (see [`crate::host`]) the VMM hides `cx16` and `xsave` in CPUID; that
+//! host forces the XSAVE bit back on, so kernels there also need `noxsave` on their command
+//! line.
 //!
 //! ```no_run
 //! # fn main() -> isobox_microvm::error::Result<()> {
