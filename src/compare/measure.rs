@@ -86,10 +86,6 @@ pub fn run_measured(
     let out_pipe = child.stdout.take().context("child stdout")?;
     let err_pipe = child.stderr.take().context("child stderr")?;
 
-    let (out_tx, out_rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = out_tx.send(read_first_and_rest(out_pipe));
-    });
     let (err_tx, err_rx) = mpsc::channel();
     thread::spawn(move || {
         let mut pipe = err_pipe;
@@ -98,7 +94,10 @@ pub fn run_measured(
         let _ = err_tx.send(buf);
     });
 
-    let exited = wait_exit(pid, timeout);
+    // stdout is read here, between waits on the exit, so its first byte is stamped the
+    // moment it arrives rather than when a freshly started reader thread gets a CPU.
+    let mut out = StdoutWatch::new(out_pipe);
+    let exited = wait_exit(pid, timeout, &mut out);
     let wall = started.elapsed();
     // The leader is a zombie (or was killed) and keeps the group id reserved until reaped:
     // whatever it left behind in its group goes now.
@@ -111,9 +110,12 @@ pub fn run_measured(
         bail!("{}: {e}", shown());
     }
 
-    let grace = Duration::from_secs(2);
-    let (stdout, first_at) = out_rx.recv_timeout(grace).unwrap_or_default();
-    let stderr = err_rx.recv_timeout(grace).unwrap_or_default();
+    // What is still in the pipe; a writer that escaped the group cannot hold this up.
+    out.drain_nonblocking();
+    let (stdout, first_at) = (out.buf, out.first);
+    let stderr = err_rx
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap_or_default();
     Ok(RunOutcome {
         wall,
         first_output: first_at.map(|t| t.saturating_duration_since(started)),
@@ -124,27 +126,68 @@ pub fn run_measured(
     })
 }
 
-/// Read a pipe to the end, noting when its first byte arrived.
-fn read_first_and_rest(mut pipe: impl Read) -> (Vec<u8>, Option<Instant>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let mut first = None;
-    loop {
-        match pipe.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                first.get_or_insert_with(Instant::now);
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    (buf, first)
+/// The child's stdout, read as it comes, with the arrival time of its first byte.
+struct StdoutWatch {
+    pipe: std::process::ChildStdout,
+    open: bool,
+    buf: Vec<u8>,
+    first: Option<Instant>,
 }
 
-/// Block until `pid` has exited (left as a zombie, not reaped) or `timeout` passed.
-fn wait_exit(pid: libc::pid_t, timeout: Duration) -> Result<()> {
+impl StdoutWatch {
+    fn new(pipe: std::process::ChildStdout) -> Self {
+        StdoutWatch {
+            pipe,
+            open: true,
+            buf: Vec::new(),
+            first: None,
+        }
+    }
+
+    /// One read after poll said the pipe is ready (data or EOF).
+    fn read_ready(&mut self) {
+        let mut chunk = [0u8; 4096];
+        match self.pipe.read(&mut chunk) {
+            Ok(0) => self.open = false,
+            Ok(n) => {
+                self.first.get_or_insert_with(Instant::now);
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => self.open = false,
+        }
+    }
+
+    /// Read what is left without blocking.
+    fn drain_nonblocking(&mut self) {
+        if !self.open {
+            return;
+        }
+        let fd = self.pipe.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.first.get_or_insert_with(Instant::now);
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        self.open = false;
+    }
+}
+
+/// Block until `pid` has exited (left as a zombie, not reaped) or `timeout` passed, reading
+/// its stdout meanwhile.
+fn wait_exit(pid: libc::pid_t, timeout: Duration, out: &mut StdoutWatch) -> Result<()> {
     // A pidfd becomes readable when the process exits: no polling loop, no signal handler.
     // SAFETY: plain syscall; the result is checked.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
@@ -155,29 +198,43 @@ fn wait_exit(pid: libc::pid_t, timeout: Duration) -> Result<()> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let deadline = Instant::now() + timeout;
     loop {
+        if interrupted() {
+            bail!("interrupted, killed");
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             bail!("still running after {} s, killed", timeout.as_secs());
         }
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfds = [
+            libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                // A negative fd is ignored by poll: the pipe reached EOF.
+                fd: if out.open { out.pipe.as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         let ms = left.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms.max(1)) };
         if n > 0 {
-            return Ok(());
+            if pfds[1].revents != 0 {
+                out.read_ready();
+            }
+            if pfds[0].revents != 0 {
+                return Ok(());
+            }
+            continue;
         }
         if n < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
                 bail!("poll on pidfd of {pid}: {err}");
             }
-        }
-        if interrupted() {
-            bail!("interrupted, killed");
         }
     }
 }
@@ -338,6 +395,29 @@ mod tests {
         assert!(out.first_output.is_some());
         assert!(out.first_output.unwrap() <= out.wall + Duration::from_secs(1));
         assert!(out.peak_rss_bytes > 0);
+    }
+
+    #[test]
+    fn output_larger_than_a_pipe_and_stragglers() {
+        // 200 kB is more than a pipe holds: reading must go on while waiting for the exit.
+        // The background sleep keeps stdout open after the shell exits; it dies with the
+        // group and must not hold the run up.
+        let argv: Vec<OsString> = [
+            "/bin/sh",
+            "-c",
+            "head -c 200000 /dev/zero; sleep 30 & exit 0",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let t = Instant::now();
+        let out = run_measured(&argv, &[], Duration::from_secs(20)).unwrap();
+        assert_eq!(out.stdout.len(), 200_000);
+        assert!(out.success());
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "not held up by the straggler"
+        );
     }
 
     #[test]
