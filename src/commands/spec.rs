@@ -24,7 +24,8 @@ pub fn default_config() -> serde_json::Value {
         "CAP_SYS_CHROOT",
     ];
     serde_json::json!({
-        "ociVersion": isobox_common::OCI_VERSION,
+        // 1.0.2: the newest version every peer runtime (crun 1.8 too) accepts.
+        "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},

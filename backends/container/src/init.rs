@@ -289,8 +289,8 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
     if let Err(e) = sync::wait_for_start(&plan.fifo) {
         return e.to_string();
     }
-    // SAFETY: closing a descriptor this process owns; the fd is not used again.
-    unsafe { libc::close(plan.fifo.as_raw_fd()) };
+    // The fifo stays open (close-on-exec) until the workload execs: `start` waits for that
+    // hang-up so poststart hooks run after the workload started, as the runtime-spec says.
     let start_container = hooks_of(plan.bundle, |h| h.start_container());
     if !start_container.is_empty() {
         let state = state_json(plan.id, "running", host_pid, plan.bundle);

@@ -167,14 +167,19 @@ pub fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     }
 }
 
-/// `start` side: write the byte that releases the init and remove the fifo. With no init
-/// holding the fifo open (it died), opening it fails at once instead of blocking.
+/// `start` side: write the byte that releases the init, remove the fifo, and wait until the
+/// init has exec'd the workload (or died): its fifo descriptor is close-on-exec, so the fifo
+/// hangs up then. With no init holding the fifo open (it died), opening it fails at once
+/// instead of blocking.
 pub fn release(path: &Path) -> Result<()> {
-    let file = match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let file = match open(true) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
             let _ = std::fs::remove_file(path);
@@ -190,10 +195,35 @@ pub fn release(path: &Path) -> Result<()> {
         }
         Err(e) => return Err(ContainerError::io(format!("opening {}", path.display()), e)),
     };
+    // Opened while the init still holds its end, so the hang-up is reported when it lets go.
+    let watch =
+        open(false).map_err(|e| ContainerError::io(format!("opening {}", path.display()), e))?;
     nix::unistd::write(&file, b"0")
         .map_err(|e| ContainerError::io(format!("writing {}", path.display()), e.into()))?;
+    drop(file);
     let _ = std::fs::remove_file(path);
+    wait_hangup(&watch.into(), std::time::Duration::from_secs(60));
     Ok(())
+}
+
+/// Wait (bounded) until every writer of the fifo behind `fd` is gone. POLLIN alone means the
+/// init has not taken its byte yet.
+fn wait_hangup(fd: &OwnedFd, limit: std::time::Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 #[cfg(test)]
