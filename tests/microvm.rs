@@ -1,0 +1,165 @@
+//! The microVM backend through the CLI: the same busybox bundles as the container tests, in a
+//! VM (qemu TCG on hosts without hardware virtualization, the built-in VMM where it has it).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{stderr, stdout, Isobox, TestBundle};
+
+/// Why the microVM cannot run here: qemu or a kernel missing, or the agent not buildable.
+fn vm_skip_reason() -> Option<String> {
+    if let Some(r) = support::skip_reason() {
+        return Some(r);
+    }
+    if isobox_microvm_qemu_missing() {
+        return Some("qemu-system-x86_64 is missing".into());
+    }
+    // The CLI boots the agent that sits next to it.
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "isobox-guest",
+            "--bin",
+            "isobox-agent",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    if !status.map(|s| s.success()).unwrap_or(false) {
+        return Some("cannot build isobox-agent".into());
+    }
+    None
+}
+
+fn isobox_microvm_qemu_missing() -> bool {
+    ![
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/local/bin/qemu-system-x86_64",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
+}
+
+macro_rules! require_vm {
+    () => {
+        if let Some(reason) = vm_skip_reason() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+}
+
+fn microvm_bundle(script: &str) -> TestBundle {
+    let mut b = TestBundle::sh(script);
+    b.edit(|c| {
+        c["annotations"] = json!({"io.isobox.backend": "microvm"});
+        c["hostname"] = json!("vmhost");
+    });
+    b
+}
+
+fn host_release() -> String {
+    nix::sys::utsname::uname()
+        .unwrap()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn workload_runs_in_its_own_kernel() {
+    require_vm!();
+    let ib = Isobox::new();
+    let mut b =
+        microvm_bundle("echo out; echo err >&2; hostname; uname -r; echo $FOO; pwd; exit 3");
+    b.edit(|c| {
+        c["process"]["env"] = json!(["PATH=/bin", "FOO=from-config"]);
+        c["process"]["cwd"] = json!("/tmp");
+    });
+    let out = ib.run_bundle(&b, "vm1");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
+    assert_eq!(lines[0], "out");
+    assert_eq!(lines[1], "vmhost");
+    assert_ne!(
+        lines[2],
+        host_release(),
+        "the guest reports the host's kernel"
+    );
+    assert_eq!(lines[3..], ["from-config", "/tmp"]);
+    assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
+    assert!(!text.contains("err"), "stderr leaked into stdout: {text}");
+    ib.assert_nothing_left("vm1", None);
+}
+
+#[test]
+fn detached_vm_state_kill_and_delete() {
+    require_vm!();
+    let ib = Isobox::new();
+    let b = microvm_bundle("trap 'exit 42' TERM; while true; do sleep 1; done");
+    let out = ib.run_detached(&["run", "--detach", "vm2"], b.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = ib.state("vm2");
+    assert_eq!(st["status"], "running");
+    assert_eq!(st["backend"], "microvm");
+    // Every report of a VM names the hypervisor and accelerator that ran it.
+    assert!(st["isobox"]["hypervisor"].is_string(), "{st}");
+    assert!(st["isobox"]["accelerator"].is_string(), "{st}");
+    let out = ib.run(&["delete", "vm2"]);
+    assert!(
+        !out.status.success(),
+        "deleted a running VM without --force"
+    );
+
+    let out = ib.run(&["kill", "vm2", "TERM"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ib.state("vm2")["status"] != "stopped" {
+        assert!(
+            Instant::now() < deadline,
+            "VM still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = ib.run(&["delete", "vm2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ib.assert_nothing_left("vm2", None);
+    let state_dir = ib.root.path().join("vm2");
+    let qemu_left = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&*state_dir.to_string_lossy()))
+            .unwrap_or(false)
+    });
+    assert!(!qemu_left, "a hypervisor process of vm2 is still running");
+}
+
+#[test]
+fn not_a_kernel_is_a_clear_error_and_leaves_nothing() {
+    require_vm!();
+    let ib = Isobox::new();
+    let b = microvm_bundle("true");
+    let bogus = b.path().join("bogus-kernel");
+    std::fs::write(&bogus, b"this is not a kernel").unwrap();
+    let out = ib
+        .cmd()
+        .args(["run", "--kernel"])
+        .arg(&bogus)
+        .arg("--bundle")
+        .arg(b.path())
+        .arg("vm3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("bogus-kernel") && err.contains("not a Linux kernel"),
+        "{err}"
+    );
+    ib.assert_nothing_left("vm3", None);
+}
