@@ -1,58 +1,14 @@
 //! Paths inside the rootfs: joining a container path onto the host rootfs without letting
 //! symlinks in the rootfs point outside it.
 
-use std::fs;
-use std::path::{Component, Path, PathBuf};
-
-/// Map `path` (as the container sees it) to a host path under `root`, following symlinks that
-/// exist as the container would (absolute targets restart at `root`, `..` stops at `root`).
-/// Components that do not exist yet are appended as they are, so the result can be created.
-pub fn join_in_root(root: &Path, path: &Path) -> PathBuf {
-    let mut todo: Vec<PathBuf> = path
-        .components()
-        .rev()
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
-    let mut cur = PathBuf::new(); // relative to root
-    let mut links = 0;
-    while let Some(part) = todo.pop() {
-        match part.components().next() {
-            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
-            Some(Component::ParentDir) => {
-                cur.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let next = cur.join(&part);
-        let host = root.join(&next);
-        match fs::symlink_metadata(&host) {
-            Ok(meta) if meta.file_type().is_symlink() && links < 40 => {
-                links += 1;
-                let Ok(target) = fs::read_link(&host) else {
-                    cur = next;
-                    continue;
-                };
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                todo.extend(
-                    target
-                        .components()
-                        .rev()
-                        .map(|c| PathBuf::from(c.as_os_str())),
-                );
-            }
-            _ => cur = next,
-        }
-    }
-    root.join(cur)
-}
+pub use isobox_common::bundle::join_in_root;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
+    use std::path::Path;
 
     #[test]
     fn symlinks_stay_inside_the_root() {

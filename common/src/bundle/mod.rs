@@ -354,16 +354,18 @@ pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
     Ok(cpus)
 }
 
-/// Map a path inside the container to the host path under `root`, following symlinks as the
-/// container would see them (absolute targets are relative to `root`). None when a component
-/// is missing or the links loop.
-pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
-    let mut todo: Vec<PathBuf> = path
-        .components()
-        .rev()
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
-    let mut cur = PathBuf::from("/");
+/// Map `path` (as the container sees it) to a host path under `root`, following symlinks that
+/// exist as the container would (absolute targets restart at `root`, `..` stops at `root`).
+/// Components that do not exist yet are appended as they are, so the result can be created.
+pub fn join_in_root(root: &Path, path: &Path) -> PathBuf {
+    let parts = |p: &Path| -> Vec<PathBuf> {
+        p.components()
+            .rev()
+            .map(|c| PathBuf::from(c.as_os_str()))
+            .collect()
+    };
+    let mut todo = parts(path);
+    let mut cur = PathBuf::new(); // relative to root
     let mut links = 0;
     while let Some(part) = todo.pop() {
         match part.components().next() {
@@ -375,28 +377,31 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
             _ => {}
         }
         let next = cur.join(&part);
-        let host = root.join(next.strip_prefix("/").unwrap());
-        let meta = fs::symlink_metadata(&host).ok()?;
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > 40 {
-                return None;
+        let host = root.join(&next);
+        match fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() && links < 40 => {
+                links += 1;
+                let Ok(target) = fs::read_link(&host) else {
+                    cur = next;
+                    continue;
+                };
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                todo.extend(parts(&target));
             }
-            let target = fs::read_link(&host).ok()?;
-            if target.is_absolute() {
-                cur = PathBuf::from("/");
-            }
-            todo.extend(
-                target
-                    .components()
-                    .rev()
-                    .map(|c| PathBuf::from(c.as_os_str())),
-            );
-        } else {
-            cur = next;
+            _ => cur = next,
         }
     }
-    Some(root.join(cur.strip_prefix("/").unwrap()))
+    root.join(cur)
+}
+
+/// Like [`join_in_root`], but None unless the path exists and is no symlink (a missing
+/// component, or links that loop).
+pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    let host = join_in_root(root, path);
+    let meta = fs::symlink_metadata(&host).ok()?;
+    (!meta.file_type().is_symlink()).then_some(host)
 }
 
 #[cfg(test)]
