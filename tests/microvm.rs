@@ -163,3 +163,23 @@ fn not_a_kernel_is_a_clear_error_and_leaves_nothing() {
     );
     ib.assert_nothing_left("vm3", None);
 }
+
+#[test]
+fn rootfs_larger_than_the_vm_ram_is_refused() {
+    require_vm!();
+    let ib = Isobox::new();
+    let mut b = microvm_bundle("true");
+    b.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 128 * 1024 * 1024}}));
+    let big = std::fs::File::create(b.rootfs().join("big")).unwrap();
+    big.set_len(48 * 1024 * 1024).unwrap();
+    let out = ib.run_bundle(&b, "vm4");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("rootfs")
+            && err.contains("needs about 16")
+            && err.contains("the VM has 128 MiB"),
+        "{err}"
+    );
+    ib.assert_nothing_left("vm4", None);
+}

@@ -45,19 +45,20 @@ pub fn fits_in_ram(rootfs: &Path, initramfs_bytes: u64, mem_mib: u64) -> Result<
     if initramfs_bytes <= max_initramfs_bytes(mem_mib) {
         return Ok(());
     }
-    let need = initramfs_bytes.div_ceil(1024 * 1024) * 2 + GUEST_KERNEL_RESERVE_MIB;
-    Err(too_big(rootfs, initramfs_bytes, mem_mib, need))
+    Err(too_big(rootfs, initramfs_bytes, mem_mib, false))
 }
 
-fn too_big(rootfs: &Path, bytes: u64, mem_mib: u64, need_mib: u64) -> MicrovmError {
+/// `partial`: the archive was abandoned at `bytes`, so the real size (and need) is larger.
+fn too_big(rootfs: &Path, bytes: u64, mem_mib: u64, partial: bool) -> MicrovmError {
+    let need_mib = bytes.div_ceil(1024 * 1024) * 2 + GUEST_KERNEL_RESERVE_MIB;
+    let more = if partial { " or more" } else { "" };
     MicrovmError::Initramfs {
         path: rootfs.to_path_buf(),
         reason: format!(
-            "the rootfs packs to {:.1} MiB{}, which needs about {need_mib} MiB of guest RAM \
+            "the rootfs packs to {:.1} MiB{more}, which needs about {need_mib} MiB{more} of guest RAM \
              (twice the archive plus {GUEST_KERNEL_RESERVE_MIB} MiB for the kernel); the VM has \
              {mem_mib} MiB: give it more memory or use a smaller rootfs",
             bytes as f64 / 1048576.0,
-            if need_mib == 0 { " or more" } else { "" },
         ),
     }
 }
@@ -201,7 +202,7 @@ impl<W: Write> Packer<'_, W> {
     fn check_limit(&self) -> Result<()> {
         match self.limit {
             Some((mem, max)) if self.w.bytes_written() > max => {
-                Err(too_big(self.rootfs, self.w.bytes_written(), mem, 0))
+                Err(too_big(self.rootfs, self.w.bytes_written(), mem, true))
             }
             _ => Ok(()),
         }
@@ -259,7 +260,7 @@ impl<W: Write> Packer<'_, W> {
                         self.rootfs,
                         self.w.bytes_written() + fm.len(),
                         mem,
-                        0,
+                        true,
                     ));
                 }
             }
