@@ -31,6 +31,7 @@
 //! host may send Stdin, StdinEof and Signal at any time after Exec, and Shutdown to make the
 //! agent kill the workload and power off.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -155,22 +156,23 @@ impl Message {
 
     /// Encode into one frame. Fails only when the payload exceeds [`MAX_PAYLOAD`].
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let (kind, payload): (u8, Vec<u8>) = match self {
+        // Data frames borrow their bytes: the payload is copied once, into the frame.
+        let (kind, payload): (u8, Cow<[u8]>) = match self {
             Message::Hello { version } => {
                 let mut p = HELLO_MAGIC.to_vec();
                 p.extend_from_slice(&version.to_be_bytes());
-                (ty::HELLO, p)
+                (ty::HELLO, p.into())
             }
-            Message::Exec(req) => (ty::EXEC, to_json(req)?),
-            Message::Stdin(b) => (ty::STDIN, b.clone()),
-            Message::StdinEof => (ty::STDIN_EOF, Vec::new()),
-            Message::Stdout(b) => (ty::STDOUT, b.clone()),
-            Message::Stderr(b) => (ty::STDERR, b.clone()),
-            Message::Signal(s) => (ty::SIGNAL, s.to_be_bytes().to_vec()),
-            Message::Started { pid } => (ty::STARTED, pid.to_be_bytes().to_vec()),
-            Message::Exit(st) => (ty::EXIT, to_json(st)?),
-            Message::Error(text) => (ty::ERROR, text.as_bytes().to_vec()),
-            Message::Shutdown => (ty::SHUTDOWN, Vec::new()),
+            Message::Exec(req) => (ty::EXEC, to_json(req)?.into()),
+            Message::Stdin(b) => (ty::STDIN, b.as_slice().into()),
+            Message::StdinEof => (ty::STDIN_EOF, Cow::Borrowed(&[])),
+            Message::Stdout(b) => (ty::STDOUT, b.as_slice().into()),
+            Message::Stderr(b) => (ty::STDERR, b.as_slice().into()),
+            Message::Signal(s) => (ty::SIGNAL, s.to_be_bytes().to_vec().into()),
+            Message::Started { pid } => (ty::STARTED, pid.to_be_bytes().to_vec().into()),
+            Message::Exit(st) => (ty::EXIT, to_json(st)?.into()),
+            Message::Error(text) => (ty::ERROR, text.as_bytes().into()),
+            Message::Shutdown => (ty::SHUTDOWN, Cow::Borrowed(&[])),
         };
         if payload.len() > MAX_PAYLOAD {
             return Err(perr(format!(
