@@ -358,3 +358,37 @@ fn joining_an_existing_namespace_by_path() {
     let out = ib.run(&["delete", "--force", "nsowner"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn device_cgroup_denies_all_but_defaults_and_listed_devices() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh(
+        "true < /dev/loop-control && echo listed-ok; echo x > /dev/null && echo null-ok; \
+         mknod /tmp/fuse c 10 229; true < /tmp/fuse 2>/dev/null && echo fuse-open || echo fuse-denied",
+    );
+    b.edit(|c| {
+        c["process"]["capabilities"]["bounding"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+        c["process"]["capabilities"]["effective"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+        c["process"]["capabilities"]["permitted"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237}]);
+        c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let out = ib.run_bundle(&b, "devcg");
+    assert_eq!(
+        stdout(&out),
+        "listed-ok\nnull-ok\nfuse-denied\n",
+        "{}",
+        stderr(&out)
+    );
+}

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+use std::borrow::Cow;
+
+use oci_spec::runtime::{
+    Linux, LinuxDevice, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
+};
 
 use crate::error::{ContainerError, Result};
 use crate::paths::join_in_root;
@@ -26,6 +30,30 @@ pub struct Node {
 }
 
 /// The devices every container gets when it mounts its own /dev (runc's list).
+/// The bundle's cgroup resources with an allow rule for each `linux.devices` entry after its
+/// own rules, as runc does: a device the bundle asks for stays usable under a deny-all device
+/// cgroup.
+pub fn cgroup_resources(linux: &Linux) -> Option<Cow<'_, LinuxResources>> {
+    let res = linux.resources().as_ref()?;
+    let (Some(rules), Some(devices)) = (res.devices(), linux.devices()) else {
+        return Some(Cow::Borrowed(res));
+    };
+    let mut rules = rules.clone();
+    rules.extend(devices.iter().filter_map(|d| {
+        LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(d.typ())
+            .major(d.major())
+            .minor(d.minor())
+            .access("rwm")
+            .build()
+            .ok()
+    }));
+    let mut res = res.clone();
+    res.set_devices(Some(rules));
+    Some(Cow::Owned(res))
+}
+
 pub fn defaults() -> Vec<Node> {
     [
         ("/dev/null", 1, 3),

@@ -345,10 +345,11 @@ fn setup_init(
         .send(&Msg::Go(pid))
         .map_err(|e| to_common(e, config))?;
     // The cgroup is made and joined while the init sets up its mounts.
+    let resources = linux.and_then(devices::cgroup_resources);
     let placed = Cgroup::create(
         linux.and_then(|l| l.cgroups_path().as_deref()),
         &opts.id,
-        linux.and_then(|l| l.resources().as_ref()),
+        resources.as_deref(),
     )
     .and_then(|cg| {
         undo.cgroup = Some(cg.clone());
