@@ -246,3 +246,28 @@ fn bad_backend_annotation() {
         "annotations.io.isobox.backend: unknown backend \"xen\"",
     );
 }
+
+#[test]
+fn errors_reach_the_json_log_file() {
+    require_root!();
+    let ib = Isobox::new();
+    let log = ib.root.path().join("isobox.log");
+    let out = ib
+        .cmd()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "state", "ghost"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"]
+            .as_str()
+            .unwrap()
+            .contains("\"ghost\" does not exist"),
+        "{line}"
+    );
+}
