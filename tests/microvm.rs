@@ -183,3 +183,37 @@ fn rootfs_larger_than_the_vm_ram_is_refused() {
     );
     ib.assert_nothing_left("vm4", None);
 }
+
+#[test]
+fn kill_all_reaches_every_process_in_the_guest() {
+    require_vm!();
+    use std::io::{BufRead, BufReader, Read};
+    let ib = Isobox::new();
+    // The workload ignores SIGTERM; only a signal to every process reaches its child, whose
+    // exit ends the wait. "ready" comes once the child's trap is set.
+    let b = microvm_bundle(
+        "sh -c 'trap \"exit 5\" TERM; touch /tmp/armed; while :; do sleep 0.2; done' & \
+         child=$!; trap '' TERM; until [ -e /tmp/armed ]; do sleep 0.05; done; \
+         echo ready; wait $child; echo child=$?; exit 7",
+    );
+    let mut run = ib
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("vm5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(run.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let k = ib.run(&["kill", "--all", "vm5", "TERM"]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "child=5\n");
+    assert_eq!(run.wait().unwrap().code(), Some(7));
+    ib.assert_nothing_left("vm5", None);
+}

@@ -24,11 +24,12 @@
 //! | 9    | Exit       | JSON `{"code": i32?, "signal": i32?}`                     |
 //! | 10   | Error      | UTF-8 text                                                |
 //! | 11   | Shutdown   | empty                                                     |
+//! | 12   | SignalAll  | i32 BE signal number, for every process in the guest      |
 //!
 //! Session: both sides send Hello first and check the other's (a different magic or version is
 //! an error naming both versions). The host sends Exec once; the agent answers Started (or
 //! Error), then streams Stdout/Stderr, and finally Exit, after which it powers the VM off. The
-//! host may send Stdin, StdinEof and Signal at any time after Exec, and Shutdown to make the
+//! host may send Stdin, StdinEof, Signal and SignalAll at any time after Exec, and Shutdown to make the
 //! agent kill the workload and power off.
 
 use std::borrow::Cow;
@@ -98,17 +99,23 @@ impl ExitStatus {
 /// Every message of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     Exec(ExecRequest),
     Stdin(Vec<u8>),
     StdinEof,
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
     Signal(i32),
-    Started { pid: u32 },
+    Started {
+        pid: u32,
+    },
     Exit(ExitStatus),
     Error(String),
     Shutdown,
+    /// A signal for every process in the guest but the agent (`isobox kill --all`).
+    SignalAll(i32),
 }
 
 mod ty {
@@ -123,6 +130,7 @@ mod ty {
     pub const EXIT: u8 = 9;
     pub const ERROR: u8 = 10;
     pub const SHUTDOWN: u8 = 11;
+    pub const SIGNAL_ALL: u8 = 12;
 }
 
 fn perr(msg: impl Into<String>) -> Error {
@@ -151,6 +159,7 @@ impl Message {
             Message::Exit(_) => "Exit",
             Message::Error(_) => "Error",
             Message::Shutdown => "Shutdown",
+            Message::SignalAll(_) => "SignalAll",
         }
     }
 
@@ -173,6 +182,7 @@ impl Message {
             Message::Exit(st) => (ty::EXIT, to_json(st)?.into()),
             Message::Error(text) => (ty::ERROR, text.as_bytes().into()),
             Message::Shutdown => (ty::SHUTDOWN, Cow::Borrowed(&[])),
+            Message::SignalAll(s) => (ty::SIGNAL_ALL, s.to_be_bytes().to_vec().into()),
         };
         if payload.len() > MAX_PAYLOAD {
             return Err(perr(format!(
@@ -232,6 +242,10 @@ impl Message {
                 .map(Message::Error)
                 .map_err(|e| perr(format!("Error frame text is not UTF-8: {e}"))),
             ty::SHUTDOWN => empty(Message::Shutdown),
+            ty::SIGNAL_ALL => Ok(Message::SignalAll(i32::from_be_bytes(fixed(
+                payload,
+                "SignalAll",
+            )?))),
             other => Err(perr(format!("unknown frame type {other}"))),
         }
     }

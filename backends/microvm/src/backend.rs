@@ -369,22 +369,27 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
-    fn kill(&self, state: &State, signal: i32, _all: bool) -> isobox_common::Result<()> {
-        // The host process relays the signal to the workload (SIGKILL ends the VM at once).
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(state.pid),
-            nix::sys::signal::Signal::try_from(signal)
-                .map_err(|e| MicrovmError::io(format!("signal {signal}"), e.into()))?,
-        )
-        .map_err(|e| {
-            MicrovmError::io(
+    fn kill(&self, state: &State, signal: i32, all: bool) -> isobox_common::Result<()> {
+        // The host process relays the signal to the workload (SIGKILL ends the VM at once);
+        // with `all`, the queued value asks it to signal every process in the guest.
+        let value = libc::sigval {
+            sival_ptr: if all {
+                crate::host_process::SIGNAL_ALL_VALUE
+            } else {
+                0
+            } as *mut libc::c_void,
+        };
+        // SAFETY: sigqueue with integer arguments and a plain value.
+        if unsafe { libc::sigqueue(state.pid, signal, value) } != 0 {
+            return Err(MicrovmError::io(
                 format!(
                     "sending signal {signal} to the VM host process {}",
                     state.pid
                 ),
-                e.into(),
+                std::io::Error::last_os_error(),
             )
-        })?;
+            .into());
+        }
         Ok(())
     }
 

@@ -38,6 +38,7 @@ fn samples() -> Vec<Message> {
         }),
         Message::Error("exec \"x\": No such file".into()),
         Message::Shutdown,
+        Message::SignalAll(15),
     ]
 }
 

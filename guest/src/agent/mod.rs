@@ -64,7 +64,7 @@ fn serve() -> Result<(), String> {
             }
             Message::Shutdown => return Ok(()),
             // Signals or input before the workload exists have nobody to go to.
-            Message::Signal(_) | Message::Stdin(_) | Message::StdinEof => {}
+            Message::Signal(_) | Message::SignalAll(_) | Message::Stdin(_) | Message::StdinEof => {}
             other => log(&format!(
                 "ignoring unexpected {} frame before Exec",
                 other.name()

@@ -100,6 +100,15 @@ fn control_loop(mut tty: File, pid: Pid, stdin_tx: mpsc::Sender<Vec<u8>>) {
                     }
                     Err(_) => log(&format!("ignoring unknown signal number {n}")),
                 },
+                // As PID 1, kill(-1) reaches every process in the guest but the agent.
+                Ok(Some(Message::SignalAll(n))) => match Signal::try_from(n) {
+                    Ok(sig) => {
+                        if let Err(e) = kill(Pid::from_raw(-1), sig) {
+                            log(&format!("delivering signal {n} to every process: {e}"));
+                        }
+                    }
+                    Err(_) => log(&format!("ignoring unknown signal number {n}")),
+                },
                 Ok(Some(Message::Shutdown)) => {
                     let _ = kill(pid, Signal::SIGKILL);
                 }

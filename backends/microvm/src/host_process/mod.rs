@@ -7,6 +7,8 @@
 pub mod config;
 pub(crate) mod ready;
 mod threads;
+
+pub(crate) use threads::SIGNAL_ALL_VALUE;
 mod vm;
 
 use std::cell::RefCell;
@@ -36,6 +38,8 @@ pub enum Event {
     AgentClosed,
     AgentError(String),
     Signal(i32),
+    /// A signal for every process in the guest (`isobox kill --all`).
+    SignalAll(i32),
     Start,
     StartFailed(String),
     VmExited(String),
@@ -203,7 +207,7 @@ impl Host {
                         "the VM stopped before the guest agent said Hello ({how})"
                     )));
                 }
-                Event::Signal(sig) => {
+                Event::Signal(sig) | Event::SignalAll(sig) => {
                     if let Some(code) = self.stopped_by(sig) {
                         return Ok(Some(code));
                     }
@@ -223,7 +227,7 @@ impl Host {
             match ev {
                 Event::Start => return Ok(None),
                 Event::StartFailed(e) => return Err(self.fail(&e)),
-                Event::Signal(sig) => {
+                Event::Signal(sig) | Event::SignalAll(sig) => {
                     if let Some(code) = self.stopped_by(sig) {
                         return Ok(Some(code));
                     }
@@ -294,6 +298,11 @@ impl Host {
                 Event::Signal(sig) => {
                     if exit.is_none() {
                         let _ = self.writer.send(&Message::Signal(sig));
+                    }
+                }
+                Event::SignalAll(sig) => {
+                    if exit.is_none() {
+                        let _ = self.writer.send(&Message::SignalAll(sig));
                     }
                 }
                 Event::VmExited(how) => {

@@ -47,6 +47,10 @@ pub fn terminates_before_start(sig: i32) -> bool {
     .contains(&sig)
 }
 
+/// The value `isobox kill --all` queues with its signal (sigqueue), so the host process can
+/// tell "every process in the guest" from a plain signal for the workload.
+pub(crate) const SIGNAL_ALL_VALUE: usize = 0x150b_0a11;
+
 /// Block the forwarded signals in the calling thread (call before any other thread exists, so
 /// all inherit the mask) and receive them in a dedicated thread.
 pub fn signals(events: Sender<Event>) -> nix::Result<()> {
@@ -56,13 +60,23 @@ pub fn signals(events: Sender<Event>) -> nix::Result<()> {
     }
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     thread::spawn(move || loop {
-        match set.wait() {
-            Ok(sig) => {
-                if events.send(Event::Signal(sig as i32)).is_err() {
-                    return;
-                }
-            }
-            Err(_) => continue,
+        // SAFETY: an all-zero siginfo_t is valid; sigwaitinfo fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid set and a valid out-pointer.
+        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
+        if sig < 0 {
+            continue;
+        }
+        // SAFETY: si_value is meaningful for SI_QUEUE, checked first.
+        let all = info.si_code == libc::SI_QUEUE
+            && unsafe { info.si_value().sival_ptr } as usize == SIGNAL_ALL_VALUE;
+        let ev = if all {
+            Event::SignalAll(sig)
+        } else {
+            Event::Signal(sig)
+        };
+        if events.send(ev).is_err() {
+            return;
         }
     });
     Ok(())
