@@ -10,6 +10,7 @@ pub mod id;
 pub mod proc;
 pub mod protocol;
 pub mod state;
+pub mod syscalls;
 
 pub use backend::{Backend, BackendKind, CreateOptions, Created};
 pub use bundle::Bundle;

@@ -100,7 +100,7 @@ fn invoke(sys: &Sys) -> i64 {
     // nothing observable outside this process; pointers are null, never our memory.
     let ret = unsafe {
         libc::syscall(
-            libc::c_long::from(sys.nr),
+            libc::c_long::from(sys.nr()),
             args[0],
             args[1],
             args[2],
@@ -303,7 +303,7 @@ fn build(out: &[Option<Outcome>], seccomp_filter: bool, method: &'static str) ->
         *count += 1;
         list.push(sys.name);
         rep.results.push(SyscallResult {
-            nr: sys.nr,
+            nr: sys.nr(),
             name: sys.name,
             class,
             detail,
