@@ -16,7 +16,7 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self, MountContext, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{exec, fds, ioprio, rlimits, rootfs, user};
+use crate::{exec, fds, ioprio, rlimits, rootfs, seccomp, user};
 
 /// Everything the init needs, computed and validated by the parent before clone.
 pub struct InitPlan<'a> {
@@ -29,6 +29,8 @@ pub struct InitPlan<'a> {
     pub caps: Option<CapMasks>,
     /// process.ioPriority as an ioprio value.
     pub ioprio: Option<u32>,
+    /// linux.seccomp, compiled.
+    pub seccomp: Option<seccomp::Program>,
     pub cgroup_mode: Option<CgroupMode>,
     /// The exec fifo, open read-write (see `sync::open_fifo`).
     pub fifo: OwnedFd,
@@ -310,6 +312,14 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
     }
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while the init
+    // still has it (the rest of the setup then runs under the filter, as with runc).
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        if let Some(Err(e)) = plan.seccomp.as_ref().map(seccomp::install) {
+            return e;
+        }
+    }
     if let Err(e) = user::switch(process.user(), plan.caps.as_ref()) {
         return e.to_string();
     }
@@ -320,7 +330,7 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
             return format!("linux.personality: {}", std::io::Error::last_os_error());
         }
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return format!(
@@ -338,6 +348,11 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
             .and_then(|p| user::home_of(&p, process.user().uid()))
             .unwrap_or_else(|| "/".into())
     });
+    if nnp {
+        if let Some(Err(e)) = plan.seccomp.as_ref().map(seccomp::install) {
+            return e;
+        }
+    }
     let args = process.args().as_deref().unwrap_or_default();
     exec::exec(args, &env)
 }

@@ -12,11 +12,13 @@
 //! hostname, rootfs propagation and self bind, `mounts`, /dev, createRuntime/prestart hooks
 //! (parent) and createContainer hooks, pivot_root, sysctl, readonly and masked paths,
 //! read-only root, "created"; after `start`: startContainer hooks, rlimits, umask, groups,
-//! gid, uid, capabilities, personality, noNewPrivileges, cwd, execve.
+//! gid, uid, capabilities, personality, noNewPrivileges, cwd, the seccomp filter, execve
+//! (the filter comes before groups/uid/capabilities when noNewPrivileges is off: loading
+//! it then needs CAP_SYS_ADMIN).
 //!
 //! Not supported (refused with an error naming the field, never silently ignored):
-//! `linux.seccomp`, `process.apparmorProfile`, `process.scheduler`, `process.execCPUAffinity`,
-//! `linux.intelRdt`, `linux.memoryPolicy`, id-mapped and recursive-attribute mount
+//! seccomp notify (`SCMP_ACT_NOTIFY`, `linux.seccomp.listenerPath`), `process.apparmorProfile`,
+//! `process.scheduler`, `process.execCPUAffinity`, `linux.intelRdt`, `linux.memoryPolicy`, id-mapped and recursive-attribute mount
 //! options, a new time namespace, and a new pid namespace inside a joined user namespace.
 //! `create` must be called from a single-threaded process.
 
@@ -36,6 +38,7 @@ mod namespaces;
 mod paths;
 pub mod rlimits;
 mod rootfs;
+mod seccomp;
 mod spawn;
 mod sync;
 mod user;

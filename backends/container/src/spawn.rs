@@ -17,7 +17,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::error::ContainerError;
 use crate::init::{self, InitPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits};
+use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, seccomp};
 
 /// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,14 +69,12 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         field: field.into(),
         reason: reason.into(),
     };
-    // Refuse rather than ignore: running without a filter the bundle asked for would be a
-    // silent loss of isolation.
-    if linux.is_some_and(|l| l.seccomp().is_some()) {
-        return Err(unsupported(
-            "linux.seccomp",
-            "seccomp filters are not supported by the container backend yet; remove the section to run without one",
-        ));
-    }
+    // Compiled here so a bad profile fails before anything exists.
+    let seccomp = linux
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
+        .map_err(cfg)?;
     if bundle
         .process()
         .apparmor_profile()
@@ -162,6 +160,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         devices: devs,
         caps,
         ioprio,
+        seccomp,
         cgroup_mode,
         fifo,
         foreground: opts.foreground,

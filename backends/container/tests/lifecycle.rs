@@ -494,23 +494,143 @@ fn test_process_settings() {
     );
 }
 
-fn test_seccomp_is_refused_not_ignored() {
-    let mut f = Fixture::sh("true");
-    f.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+fn test_seccomp_errno_rule() {
+    // noNewPrivileges off: the init loads the filter while it still has CAP_SYS_ADMIN (the
+    // workload's capabilities lack it).
+    let mut f = Fixture::sh(
+        "/bin/busybox mkdir /out/made 2> /out/err; echo $? > /out/code; \
+         grep Seccomp: /proc/self/status > /out/status",
+    );
+    f.config["process"]["noNewPrivileges"] = json!(false);
+    f.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
     f.write();
-    match create(&f, "ctr-seccomp") {
-        Ok(_) => panic!("a seccomp section must be refused"),
-        Err((e, _)) => assert!(e.to_string().contains("linux.seccomp"), "{e}"),
+    assert_eq!(run_to_exit(&f, "ctr-seccomp-errno"), 0);
+    assert!(
+        f.out("err").contains("Operation not permitted"),
+        "{}",
+        f.out("err")
+    );
+    assert_eq!(f.out("code").trim(), "1");
+    assert!(!f.dir.path().join("out/made").exists());
+    let status = f.out("status");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+}
+
+fn test_seccomp_default_deny() {
+    let mut f = Fixture::sh(
+        "echo hi > /out/hi; /bin/busybox mkdir /out/made 2> /out/err; \
+         grep Seccomp: /proc/self/status > /out/status",
+    );
+    let allowed = [
+        "access",
+        "arch_prctl",
+        "brk",
+        "close",
+        "close_range",
+        "dup",
+        "dup2",
+        "dup3",
+        "execve",
+        "exit",
+        "exit_group",
+        "fcntl",
+        "fstat",
+        "futex",
+        "getcwd",
+        "getegid",
+        "geteuid",
+        "getgid",
+        "getpgrp",
+        "getpid",
+        "getppid",
+        "getrandom",
+        "getuid",
+        "ioctl",
+        "lseek",
+        "mmap",
+        "mprotect",
+        "munmap",
+        "newfstatat",
+        "open",
+        "openat",
+        "pread64",
+        "prctl",
+        "prlimit64",
+        "read",
+        "readlink",
+        "rseq",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "rt_sigreturn",
+        "sendfile",
+        "set_robust_list",
+        "set_tid_address",
+        "stat",
+        "statx",
+        "uname",
+        "vfork",
+        "clone",
+        "clone3",
+        "wait4",
+        "write",
+        "writev",
+    ];
+    f.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "syscalls": [{"names": allowed.as_slice(), "action": "SCMP_ACT_ALLOW"}]
+    });
+    f.write();
+    assert_eq!(run_to_exit(&f, "ctr-seccomp-deny"), 0);
+    assert_eq!(f.out("hi"), "hi\n");
+    assert!(
+        f.out("err").contains("Function not implemented"),
+        "{}",
+        f.out("err")
+    );
+    assert!(!f.dir.path().join("out/made").exists());
+    assert!(
+        f.out("status").contains("Seccomp:\t2"),
+        "{}",
+        f.out("status")
+    );
+}
+
+fn test_seccomp_unsupported_leaves_nothing() {
+    let mut f = Fixture::sh("true");
+    f.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    f.write();
+    match create(&f, "ctr-seccomp-bad") {
+        Ok(_) => panic!("SCMP_ACT_NOTIFY must be refused"),
+        Err((e, state)) => {
+            let text = e.to_string();
+            assert!(text.contains("config.json"), "{text}");
+            assert!(text.contains("linux.seccomp.syscalls[0].action"), "{text}");
+            assert!(text.contains("SCMP_ACT_NOTIFY"), "{text}");
+            assert_eq!(fs::read_dir(state.path()).unwrap().count(), 0);
+        }
     }
+    // An action the runtime-spec does not define fails when the bundle is loaded.
+    f.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_MAYBE"});
+    f.write();
+    let err = Bundle::load(f.dir.path()).unwrap_err().to_string();
+    assert!(err.contains("linux.seccomp.defaultAction"), "{err}");
     let mut f = Fixture::sh("true");
     f.config["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 1});
     f.write();
-    match create(&f, "ctr-seccomp") {
+    match create(&f, "ctr-seccomp-bad") {
         Ok(_) => panic!("process.scheduler must be refused"),
         Err((e, _)) => assert!(e.to_string().contains("process.scheduler"), "{e}"),
     }
     no_children_left();
-    no_cgroup_named("ctr-seccomp");
+    no_cgroup_named("ctr-seccomp-bad");
 }
 
 fn test_join_a_user_namespace() {
@@ -607,9 +727,11 @@ fn main() {
         ("process_settings", test_process_settings),
         ("kill_all", test_kill_all),
         ("join_a_user_namespace", test_join_a_user_namespace),
+        ("seccomp_errno_rule", test_seccomp_errno_rule),
+        ("seccomp_default_deny", test_seccomp_default_deny),
         (
-            "seccomp_is_refused_not_ignored",
-            test_seccomp_is_refused_not_ignored,
+            "seccomp_unsupported_leaves_nothing",
+            test_seccomp_unsupported_leaves_nothing,
         ),
     ];
     let skip = if !nix::unistd::geteuid().is_root() {
