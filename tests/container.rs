@@ -392,3 +392,73 @@ fn device_cgroup_denies_all_but_defaults_and_listed_devices() {
         stderr(&out)
     );
 }
+
+/// A profile that allows everything but mkdir/mkdirat, which fail with errnoRet 1 (EPERM).
+fn deny_mkdir_profile() -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["bpf", "keyctl", "add_key"], "action": "SCMP_ACT_ERRNO"}
+        ]
+    })
+}
+
+#[test]
+fn seccomp_profile_denies_the_listed_syscalls() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b =
+        TestBundle::sh("mkdir /tmp/x; echo mkdir=$?; echo hi; grep Seccomp: /proc/self/status");
+    b.edit(|c| c["linux"]["seccomp"] = deny_mkdir_profile());
+    let out = ib.run_bundle(&b, "seccomp");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "mkdir=1\nhi\nSeccomp:\t2\n");
+    ib.assert_nothing_left("seccomp", Some(b.path()));
+    // A profile needing a user-space agent is refused before anything is made.
+    b.edit(|c| c["linux"]["seccomp"]["defaultAction"] = json!("SCMP_ACT_NOTIFY"));
+    let out = ib.run_bundle(&b, "seccomp-notify");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.json") && err.contains("linux.seccomp.defaultAction"),
+        "{err}"
+    );
+    assert!(err.contains("SCMP_ACT_NOTIFY"), "{err}");
+    ib.assert_nothing_left("seccomp-notify", Some(b.path()));
+}
+
+#[test]
+fn probe_reports_the_seccomp_filter() {
+    require_root!();
+    // The probe is another package's binary: present after `cargo test --workspace`.
+    let probe = std::path::Path::new(env!("CARGO_BIN_EXE_isobox")).with_file_name("isobox-probe");
+    if !probe.exists() {
+        println!("skipped: {} is not built", probe.display());
+        return;
+    }
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("true");
+    std::fs::copy(&probe, b.rootfs().join("bin/isobox-probe")).unwrap();
+    b.edit(|c| {
+        c["process"]["args"] = json!(["/bin/isobox-probe"]);
+        c["linux"]["seccomp"] = deny_mkdir_profile();
+    });
+    let out = ib.run_bundle(&b, "seccomp-probe");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["capabilities"]["seccomp"], "filter", "{report}");
+    let blocked = report["syscalls"]["blocked"].as_array().unwrap();
+    for name in ["bpf", "keyctl", "add_key"] {
+        assert!(
+            blocked.iter().any(|b| b == name),
+            "{name} not blocked: {blocked:?}"
+        );
+    }
+}
