@@ -76,6 +76,18 @@ pub struct ExecRequest {
     pub rlimits: Vec<Rlimit>,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// The compiled `linux.seccomp` filter, installed in the workload just before execve.
+    #[serde(default)]
+    pub seccomp: Option<SeccompProgram>,
+}
+
+/// A classic BPF seccomp filter ready for seccomp(SECCOMP_SET_MODE_FILTER): each word is
+/// one struct sock_filter (code, jt, jf, k packed little-endian), see [`crate::seccomp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SeccompProgram {
+    pub filter: Vec<u64>,
+    /// SECCOMP_FILTER_FLAG_* bits.
+    pub flags: u32,
 }
 
 /// How the workload ended: an exit code or the signal that killed it.

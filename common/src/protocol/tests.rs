@@ -18,6 +18,10 @@ fn samples() -> Vec<Message> {
                 hard: u64::MAX,
             }],
             hostname: Some("box".into()),
+            seccomp: Some(SeccompProgram {
+                filter: vec![0x0000_0004_0000_0020, 0x7fff_0000_0000_0006, u64::MAX],
+                flags: 2 | 4,
+            }),
         }),
         Message::Exec(ExecRequest::default()),
         Message::Stdin(vec![0, 1, 0xB0, 0x58, 255]),

@@ -193,10 +193,7 @@ fn conditions_of_one_entry_and_entries_or() {
 #[test]
 fn long_programs_need_no_far_jumps() {
     // Every known syscall, with conditions, in one entry: thousands of instructions.
-    let names: Vec<&str> = isobox_common::syscalls::X86_64
-        .iter()
-        .map(|s| s.1)
-        .collect();
+    let names: Vec<&str> = crate::syscalls::X86_64.iter().map(|s| s.1).collect();
     let p = prog(serde_json::json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "syscalls": [
@@ -215,10 +212,7 @@ fn long_programs_need_no_far_jumps() {
 
 #[test]
 fn too_long_a_program_is_an_error() {
-    let names: Vec<&str> = isobox_common::syscalls::X86_64
-        .iter()
-        .map(|s| s.1)
-        .collect();
+    let names: Vec<&str> = crate::syscalls::X86_64.iter().map(|s| s.1).collect();
     let args: Vec<_> = (0..6)
         .map(|i| serde_json::json!({"index": i, "value": 1, "op": "SCMP_CMP_LE"}))
         .collect();
@@ -257,4 +251,25 @@ fn flags_map_to_the_kernel_bits() {
     let p = prog(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
         "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}));
     assert_eq!(p.flags, 2 | 4);
+}
+
+#[test]
+fn programs_cross_the_protocol_unchanged() {
+    let p = prog(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                      "args": [{"index": 1, "value": 5, "op": "SCMP_CMP_GT"}]}]}));
+    let wire = crate::protocol::SeccompProgram::from(&p);
+    // The words are struct sock_filter's bytes: code, jt, jf, k (little endian).
+    for (w, i) in wire.filter.iter().zip(&p.insns) {
+        let mut bytes = Vec::new();
+        bytes.extend(i.code.to_le_bytes());
+        bytes.extend([i.jt, i.jf]);
+        bytes.extend(i.k.to_le_bytes());
+        assert_eq!(w.to_le_bytes().to_vec(), bytes);
+    }
+    let json = serde_json::to_string(&wire).unwrap();
+    let back =
+        Program::from(&serde_json::from_str::<crate::protocol::SeccompProgram>(&json).unwrap());
+    assert_eq!((back.insns, back.flags), (p.insns, p.flags));
 }

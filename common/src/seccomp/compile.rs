@@ -20,7 +20,7 @@
 //! the process is killed, which is libseccomp's action for an architecture outside the
 //! filter. Either way a 32-bit call cannot get around a rule of the x86-64 profile.
 
-use isobox_common::syscalls;
+use crate::syscalls;
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator as Op,
@@ -86,7 +86,7 @@ fn action(act: Act, errno: Option<u32>, field: &str, errno_field: &str) -> Resul
         Act::ScmpActNotify => {
             return Err(invalid(
                 field,
-                "SCMP_ACT_NOTIFY (a user-space seccomp agent) is not supported by the container backend",
+                "SCMP_ACT_NOTIFY (a user-space seccomp agent) is not supported by isobox",
             ))
         }
     })
@@ -114,7 +114,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, Invalid> {
     if s.listener_path().is_some() {
         return Err(invalid(
             "linux.seccomp.listenerPath",
-            "a seccomp notify listener is not supported by the container backend",
+            "a seccomp notify listener is not supported by isobox",
         ));
     }
     let default = action(
