@@ -144,6 +144,8 @@ impl MicrovmBackend {
         opts: &CreateOptions,
     ) -> isobox_common::Result<(VmHostConfig, Option<String>)> {
         let o = parse_options(&opts.options)?;
+        // Compiled first, so a bad profile fails before anything is made.
+        let seccomp = vmspec::seccomp(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
         let choice: HypervisorChoice =
             match (&o.hypervisor, opts.bundle.annotation(HYPERVISOR_ANNOTATION)) {
                 (Some(v), _) => v.parse().map_err(|reason| MicrovmError::InvalidOption {
@@ -166,7 +168,8 @@ impl MicrovmBackend {
         let initramfs = opts.state_dir.join(INITRAMFS);
         let initramfs_info =
             image::build_initramfs_for_ram(&opts.bundle.rootfs, &agent, &initramfs, mem_mib)?;
-        let exec = vmspec::exec_request(&opts.bundle);
+        let mut exec = vmspec::exec_request(&opts.bundle);
+        exec.seccomp = seccomp;
         let cfg = VmHostConfig {
             hypervisor: sel.hypervisor,
             accelerator: sel.accelerator,

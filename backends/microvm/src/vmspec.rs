@@ -1,6 +1,6 @@
 //! What a bundle asks of a VM: the workload for the agent, and the vCPUs and memory.
 
-use isobox_common::protocol::{ExecRequest, Rlimit};
+use isobox_common::protocol::{ExecRequest, Rlimit, SeccompProgram};
 use isobox_common::Bundle;
 
 /// Memory when config.json sets no limit.
@@ -34,7 +34,22 @@ pub fn exec_request(bundle: &Bundle) -> ExecRequest {
             })
             .unwrap_or_default(),
         hostname: bundle.spec.hostname().clone(),
+        seccomp: None,
     }
+}
+
+/// The bundle's `linux.seccomp` compiled for the agent; errors are (field, reason).
+pub fn seccomp(bundle: &Bundle) -> Result<Option<SeccompProgram>, isobox_common::seccomp::Invalid> {
+    let profile = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref());
+    let Some(profile) = profile else {
+        return Ok(None);
+    };
+    let prog = isobox_common::seccomp::compile(profile)?;
+    Ok(Some(SeccompProgram::from(&prog)))
 }
 
 /// vCPUs: the cpuset's size, else ceil(quota/period), else 1.

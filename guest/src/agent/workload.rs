@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use isobox_common::protocol::{ExecRequest, Rlimit};
+use isobox_common::seccomp;
 
 /// PATH when the workload's environment has none (runc's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -140,6 +141,7 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let (uid, gid, groups, umask) = (req.uid, req.gid, req.additional_gids.clone(), req.umask);
+    let filter = req.seccomp.as_ref().map(seccomp::Program::from);
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || {
@@ -167,6 +169,20 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
                 || libc::setuid(uid) != 0
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The filter goes on last, so the profile constrains only the workload. As
+            // root the agent holds CAP_SYS_ADMIN and loads it without no_new_privs (as the
+            // container init does with noNewPrivileges off); a workload that changed to
+            // another uid has lost it, and the kernel then requires no_new_privs.
+            if let Some(prog) = &filter {
+                if let Err((_, e)) = seccomp::load(prog) {
+                    if e.raw_os_error() != Some(libc::EACCES)
+                        || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    {
+                        return Err(e);
+                    }
+                    seccomp::load(prog).map_err(|(_, e)| e)?;
+                }
             }
             // Borrow the whole struct so the closure captures it, not its raw-pointer fields.
             let ptrs = &exec_ptrs;
@@ -211,6 +227,7 @@ mod tests {
                 hard: 77,
             }],
             hostname: None,
+            seccomp: None,
         }
     }
 
@@ -256,6 +273,52 @@ mod tests {
             out,
             "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
         );
+    }
+
+    #[test]
+    fn seccomp_filter_confines_only_the_workload() {
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("skipped: setgroups needs root");
+            return;
+        }
+        let profile = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        }))
+        .unwrap();
+        let prog = seccomp::compile(&profile).unwrap();
+        let mode = || {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            status
+                .lines()
+                .find(|l| l.starts_with("Seccomp:"))
+                .map(String::from)
+        };
+        let before = mode();
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        let script = format!(
+            "grep ^Seccomp: /proc/self/status; mkdir {} 2>&1; echo rc=$?",
+            target.display()
+        );
+        let mut r = req(&["sh", "-c", &script]);
+        r.seccomp = Some((&prog).into());
+        let mut child = spawn(&r).unwrap();
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert!(out.starts_with("Seccomp:\t2\n"), "{out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
+        assert!(out.ends_with("rc=1\n"), "{out}");
+        assert!(!target.exists());
+        // The agent itself stays as it was.
+        assert_eq!(mode(), before);
     }
 
     #[test]
