@@ -126,6 +126,29 @@ mod tests {
     }
 
     #[test]
+    fn seccomp_is_compiled_for_the_agent_or_names_the_field() {
+        let (_d, b) = bundle(serde_json::json!({}));
+        assert_eq!(seccomp(&b).unwrap(), None);
+        let (_d, b) = bundle(serde_json::json!({"seccomp": {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        }}));
+        let p = seccomp(&b).unwrap().unwrap();
+        assert_eq!(p.flags, 2);
+        // The last instruction returns the default action: RET_K with SECCOMP_RET_ALLOW.
+        assert_eq!(p.filter.last(), Some(&(0x7fff_0000u64 << 32 | 0x06)));
+        let (_d, b) = bundle(serde_json::json!({"seccomp": {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]
+        }}));
+        assert_eq!(
+            seccomp(&b).unwrap_err().0,
+            "linux.seccomp.syscalls[0].action"
+        );
+    }
+
+    #[test]
     fn vcpus_and_memory_follow_the_resources() {
         let (_d, b) = bundle(serde_json::json!({"resources": {
             "cpu": {"quota": 150000, "period": 100000},

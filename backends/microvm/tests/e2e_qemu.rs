@@ -91,7 +91,7 @@ fn make_bundle(dir: &Path, process: Value) -> Bundle {
     }
     fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "echo", "cat", "hostname", "uname", "sleep", "true", "pwd", "id",
+        "sh", "echo", "cat", "hostname", "uname", "sleep", "true", "pwd", "id", "mkdir", "grep",
     ] {
         symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -382,6 +382,63 @@ fn create_errors_leave_nothing_behind() {
         .unwrap_err()
         .to_string()
         .contains("frobnicate"));
+}
+
+/// Put `profile` at linux.seccomp of the VM's bundle.
+fn set_seccomp(vm: &mut Vm, profile: Value) {
+    let path = vm.opts.bundle.config_path.clone();
+    let mut config: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    config["linux"]["seccomp"] = profile;
+    fs::write(&path, config.to_string()).unwrap();
+    vm.opts.bundle = Bundle::load(&vm.opts.bundle.dir).unwrap();
+}
+
+#[test]
+fn seccomp_profile_confines_the_workload_in_the_guest() {
+    let env = need_env!();
+    let script = "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?; \
+                  [ -d /tmp/x ] && echo made; grep Seccomp: /proc/1/status";
+    let mut vm = prepare(&env, &["sh", "-c", script], "", vec![]);
+    set_seccomp(
+        &mut vm,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        }),
+    );
+    let b = backend(&env);
+    let created = b.create(&vm.opts).unwrap();
+    let state = state_for(&vm, &created);
+    b.start(&state).unwrap();
+    assert_eq!(wait_code(created.pid), 0, "stderr: {}", read(&vm, "err"));
+    let out = read(&vm, "out");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert_eq!(lines[0], "Seccomp:\t2", "the workload runs under a filter");
+    assert!(lines[1].contains("Operation not permitted"), "{out:?}");
+    assert_eq!(lines[2], "rc=1");
+    // The agent (PID 1 of the guest) is not filtered.
+    assert_eq!(lines[3], "Seccomp:\t0");
+    b.delete(&state).unwrap();
+    assert_clean(&vm, &state);
+}
+
+#[test]
+fn unsupported_seccomp_profile_fails_create_before_any_vm() {
+    let env = need_env!();
+    let mut vm = prepare(&env, &["true"], "", vec![]);
+    set_seccomp(&mut vm, json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
+    let err = backend(&env).create(&vm.opts).unwrap_err().to_string();
+    assert!(
+        err.contains("config.json") && err.contains("linux.seccomp.defaultAction"),
+        "{err}"
+    );
+    assert!(err.contains("SCMP_ACT_NOTIFY"), "{err}");
+    assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
+    // No host process was started, so nothing wrote its output files.
+    assert!(!vm.state_dir.with_extension("out").exists());
+    assert!(!vm.state_dir.with_extension("err").exists());
 }
 
 fn clone_opts(o: &CreateOptions) -> CreateOptions {
