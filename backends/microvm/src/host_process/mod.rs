@@ -108,7 +108,18 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
 
 impl Host {
     fn send(&self, msg: &Message) -> Result<(), String> {
-        self.writer.send(msg).map_err(|e| self.fail(&e))
+        self.writer.send(msg).map_err(|e| {
+            // A line broken by the hypervisor's death: report the death, not the EPIPE.
+            let what = if self.wait_vm_exit(Duration::from_secs(2)) {
+                format!(
+                    "the VM stopped before the workload's exit was reported ({})",
+                    self.vm_end()
+                )
+            } else {
+                e
+            };
+            self.fail(&what)
+        })
     }
 
     /// Kill the VM, wait for it to be gone, and word `what` with the console's last lines.
