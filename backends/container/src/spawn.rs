@@ -419,5 +419,8 @@ fn setup_init(
             }
         }
     }
+    // The init closes its end right after "created": waiting for that means `create` returns
+    // once the init holds nothing but stdio and the exec fifo.
+    let _ = parent.recv();
     Ok(cg)
 }
