@@ -89,15 +89,13 @@ impl Hierarchy {
     pub fn from_mountinfo(mode: Mode, mountinfo: &str) -> Hierarchy {
         let mut v1: Vec<V1Mount> = Vec::new();
         let mut unified: Option<PathBuf> = None;
-        for line in mountinfo.lines() {
-            let Some(m) = parse_line(line) else { continue };
-            match m.fstype {
+        for m in crate::mountinfo::parse(mountinfo) {
+            match m.fstype.as_str() {
                 "cgroup" if mode != Mode::V2 => {
                     let controllers: Vec<String> = m
-                        .super_opts
-                        .split(',')
-                        .filter(|o| V1_CONTROLLERS.contains(o))
-                        .map(str::to_string)
+                        .super_options
+                        .into_iter()
+                        .filter(|o| V1_CONTROLLERS.contains(&o.as_str()))
                         .collect();
                     // A hierarchy mounted twice (bind mounts) is used at its first place.
                     let seen = v1
@@ -179,47 +177,6 @@ impl Hierarchy {
             ))
         }
     }
-}
-
-struct MountLine<'a> {
-    mount_point: PathBuf,
-    fstype: &'a str,
-    super_opts: &'a str,
-}
-
-/// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
-fn parse_line(line: &str) -> Option<MountLine<'_>> {
-    let (left, right) = line.split_once(" - ")?;
-    let mount_point = left.split(' ').nth(4)?;
-    let mut r = right.split(' ');
-    let fstype = r.next()?;
-    let _source = r.next()?;
-    let super_opts = r.next().unwrap_or("");
-    Some(MountLine {
-        mount_point: PathBuf::from(unescape(mount_point)),
-        fstype,
-        super_opts,
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
