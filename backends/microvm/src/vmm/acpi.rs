@@ -1,10 +1,13 @@
 //! Minimal ACPI tables for kernels that find CPUs only through ACPI (e.g. Debian's cloud
 //! kernel, built without MP-table parsing): RSDP → XSDT → FADT (hardware-reduced, pointing at
-//! an empty DSDT) and MADT (one LAPIC per vCPU, the IOAPIC, the LAPIC NMI line).
+//! the DSDT) and MADT (one LAPIC per vCPU, the IOAPIC, the LAPIC NMI line). The DSDT describes
+//! the two 8250 UARTs: a hardware-reduced ACPI kernel probes no legacy ISA ports, so a UART it
+//! is not told about does not exist for it (writes to /dev/ttyS1 fail with EIO).
 //!
 //! They live in the BIOS area below 1 MiB, where Linux also scans for the RSDP; the PVH start
 //! info and the zero page point at it directly.
 
+use super::devices;
 use super::layout::{ACPI_AREA_START, APIC_ADDR, HIMEM_START, IOAPIC_ADDR};
 use super::mptable::ioapic_id;
 use crate::error::{MicrovmError, Result};
@@ -51,9 +54,85 @@ fn sdt(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
     t
 }
 
+/// The UARTs the DSDT describes: name, I/O base, GSI (the VMM's serial devices).
+const UARTS: [(&[u8; 4], u16, u32); 2] = [
+    (b"COM1", devices::COM1_BASE, devices::COM1_IRQ),
+    (b"COM2", devices::COM2_BASE, devices::COM2_IRQ),
+];
+
+/// AML PkgLength: the length of what follows the opcode, counting the PkgLength bytes.
+fn pkg_length(content_len: usize) -> Vec<u8> {
+    // One byte holds up to 63; otherwise a lead byte (count of extra bytes in bits 6-7,
+    // the low 4 bits of the length) and up to three more bytes.
+    if content_len + 1 < 64 {
+        return vec![(content_len + 1) as u8];
+    }
+    for extra in 1..=3usize {
+        let total = content_len + 1 + extra;
+        if total < 1 << (4 + 8 * extra) {
+            let mut out = vec![((extra as u8) << 6) | (total & 0xf) as u8];
+            out.extend((0..extra).map(|i| (total >> (4 + 8 * i)) as u8));
+            return out;
+        }
+    }
+    unreachable!("AML objects here are far smaller than 256 MiB")
+}
+
+/// `opcode PkgLength body`.
+fn aml_pkg(opcode: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = opcode.to_vec();
+    out.extend(pkg_length(body.len()));
+    out.extend_from_slice(body);
+    out
+}
+
+/// `Name(seg, value)` with `value` already encoded.
+fn aml_name(seg: &[u8; 4], value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x08];
+    out.extend_from_slice(seg);
+    out.extend_from_slice(value);
+    out
+}
+
+/// EisaId("PNP0501"): three 5-bit letters and four hex digits, stored big-endian.
+fn eisa_id(id: &[u8; 7]) -> u32 {
+    let l = |c: u8| u32::from(c - b'@') & 0x1f;
+    let hex = std::str::from_utf8(&id[3..]).expect("ascii");
+    let product = u32::from_str_radix(hex, 16).expect("hex digits");
+    let be = (l(id[0]) << 26) | (l(id[1]) << 21) | (l(id[2]) << 16) | product;
+    be.swap_bytes()
+}
+
+/// One 16550-compatible UART: `Device(NAME) { _HID PNP0501, _UID, _CRS { IO, Interrupt } }`.
+fn uart_device(name: &[u8; 4], uid: u8, base: u16, irq: u32) -> Vec<u8> {
+    let mut hid = vec![0x0c]; // DWordConst
+    hid.extend_from_slice(&eisa_id(b"PNP0501").to_le_bytes());
+    let mut crs = Vec::new();
+    // I/O port descriptor: 16-bit decode, min = max = base, alignment 0, 8 ports.
+    crs.extend_from_slice(&[0x47, 0x01]);
+    crs.extend_from_slice(&base.to_le_bytes());
+    crs.extend_from_slice(&base.to_le_bytes());
+    crs.extend_from_slice(&[0x00, 0x08]);
+    // Extended interrupt descriptor: consumer, edge, active-high, exclusive; one GSI.
+    crs.extend_from_slice(&[0x89, 0x06, 0x00, 0x03, 0x01]);
+    crs.extend_from_slice(&irq.to_le_bytes());
+    crs.extend_from_slice(&[0x79, 0x00]); // end tag
+    let mut buffer = vec![0x0a, crs.len() as u8]; // BufferSize as ByteConst
+    buffer.extend(crs);
+    let mut body = name.to_vec();
+    body.extend(aml_name(b"_HID", &hid));
+    body.extend(aml_name(b"_UID", &[0x0a, uid]));
+    body.extend(aml_name(b"_CRS", &aml_pkg(&[0x11], &buffer)));
+    aml_pkg(&[0x5b, 0x82], &body)
+}
+
 fn dsdt() -> Vec<u8> {
-    // No devices to describe: an empty definition block.
-    sdt(b"DSDT", 2, &[])
+    // Scope(\_SB) { COM1, COM2 }
+    let mut scope = b"\\_SB_".to_vec();
+    for (uid, (name, base, irq)) in UARTS.iter().enumerate() {
+        scope.extend(uart_device(name, uid as u8 + 1, *base, *irq));
+    }
+    sdt(b"DSDT", 2, &aml_pkg(&[0x10], &scope))
 }
 
 fn fadt(dsdt_addr: u64) -> Vec<u8> {
@@ -209,6 +288,101 @@ mod tests {
         spans.sort();
         assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0));
         assert!(spans.last().unwrap().1 <= ACPI_END);
+    }
+
+    /// Walk the DSDT's AML: Scope(\_SB) holding one Device per UART, each with
+    /// _HID PNP0501 and a _CRS naming its port and interrupt.
+    #[test]
+    fn dsdt_describes_both_uarts() {
+        let d = dsdt();
+        assert_eq!(u32_at(&d, 4) as usize, d.len());
+        let aml = &d[HEADER_LEN..];
+        // PkgLength decoding, the inverse of pkg_length.
+        let pkg = |b: &[u8]| -> (usize, usize) {
+            let extra = (b[0] >> 6) as usize;
+            if extra == 0 {
+                return ((b[0] & 0x3f) as usize, 1);
+            }
+            let mut len = (b[0] & 0xf) as usize;
+            for i in 0..extra {
+                len |= (b[1 + i] as usize) << (4 + 8 * i);
+            }
+            (len, 1 + extra)
+        };
+        assert_eq!(aml[0], 0x10, "ScopeOp");
+        let (len, n) = pkg(&aml[1..]);
+        assert_eq!(1 + len, aml.len(), "the scope spans the whole table");
+        assert_eq!(&aml[1 + n..1 + n + 5], b"\\_SB_");
+        let mut off = 1 + n + 5;
+        let mut found = Vec::new();
+        while off < aml.len() {
+            assert_eq!(&aml[off..off + 2], &[0x5b, 0x82], "DeviceOp at {off}");
+            let (len, n) = pkg(&aml[off + 2..]);
+            let dev = &aml[off + 2..off + 2 + len];
+            let name = &dev[n..n + 4];
+            let hid = dev.windows(5).position(|w| w == b"_HID\x0c").unwrap();
+            assert_eq!(&dev[hid + 5..hid + 9], &[0x41, 0xd0, 0x05, 0x01], "PNP0501");
+            let io = dev.windows(2).position(|w| w == [0x47, 0x01]).unwrap();
+            let base = u16::from_le_bytes([dev[io + 2], dev[io + 3]]);
+            let irq = dev
+                .windows(3)
+                .position(|w| w == [0x89, 0x06, 0x00])
+                .unwrap();
+            let gsi = u32_at(dev, irq + 5);
+            found.push((name.to_vec(), base, gsi));
+            off += 2 + len;
+        }
+        assert_eq!(off, aml.len());
+        assert_eq!(
+            found,
+            vec![(b"COM1".to_vec(), 0x3f8, 4), (b"COM2".to_vec(), 0x2f8, 3)]
+        );
+    }
+
+    #[test]
+    fn pkg_length_encodings() {
+        assert_eq!(pkg_length(0), vec![1]);
+        assert_eq!(pkg_length(62), vec![63]);
+        // 63 bytes of content + 2 length bytes = 65 = 0x41: lead 0x41, then 0x04.
+        assert_eq!(pkg_length(63), vec![0x41, 0x04]);
+        // 4000 + 2 = 4002 = 0xfa2: lead 0x40 | 0x2, then 0xfa.
+        assert_eq!(pkg_length(4000), vec![0x42, 0xfa]);
+    }
+
+    /// The table decodes with ACPICA's disassembler where it is installed (acpica-tools).
+    #[test]
+    fn dsdt_disassembles_with_iasl() {
+        let Ok(out) = std::process::Command::new("iasl").arg("-v").output() else {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(
+                b"skipped: dsdt_disassembles_with_iasl: iasl (acpica-tools) is not installed\n",
+            );
+            return;
+        };
+        assert!(out.status.success());
+        let dir = tempfile::tempdir().unwrap();
+        let dat = dir.path().join("dsdt.dat");
+        std::fs::write(&dat, dsdt()).unwrap();
+        let out = std::process::Command::new("iasl")
+            .arg("-d")
+            .arg(&dat)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "iasl -d: {log}");
+        let dsl = std::fs::read_to_string(dir.path().join("dsdt.dsl")).unwrap();
+        for want in [
+            "Device (COM1)",
+            "Device (COM2)",
+            "EisaId (\"PNP0501\")",
+            "0x03F8",
+            "0x02F8",
+        ] {
+            assert!(dsl.contains(want), "{want} missing from:\n{dsl}");
+        }
+        assert!(!log.contains("Error"), "{log}");
     }
 
     #[test]
