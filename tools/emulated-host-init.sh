@@ -1,0 +1,103 @@
+#!/bin/busybox sh
+# The emulated host's init (see tools/emulated-host.sh). As /init of the L1 initramfs it loads
+# the modules, mounts the host's root (virtio-fs tag share0, read-only) with fresh writable
+# directories and the shares, and switches root to it; then, as `stage2`, it lays out the
+# cgroups, runs the command and powers L1 off. Its status goes to the run directory (share1).
+set -u
+
+fail() {
+    echo "emulated-host (L1): $*"
+    for s in /run/isobox-l1/status /newroot/run/isobox-l1/status; do [ -d "${s%/status}" ] && echo 1 >"$s"; done
+    power_off
+}
+
+# An immediate reset, which qemu's -no-reboot turns into its exit.
+power_off() {
+    sync
+    echo b >/proc/sysrq-trigger
+    sleep 5
+}
+
+stage1() {
+    /bin/busybox --install -s /bin
+    mount -t proc proc /proc
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev
+    while read -r m; do
+        insmod "/modules/$m" || fail "insmod $m failed"
+    done </modules/order
+    mount -t virtiofs -o ro share0 /newroot || fail "mounting the host root failed"
+    for d in tmp run var/tmp; do
+        mount -t tmpfs -o mode=1777 tmpfs "/newroot/$d" || fail "tmpfs on /$d failed"
+    done
+    mkdir -p /newroot/run/isobox-l1
+    mount -t virtiofs share1 /newroot/run/isobox-l1 || fail "mounting the run directory failed"
+    while read -r tag path; do
+        mount -t virtiofs "$tag" "/newroot$path" || fail "mounting $path failed"
+    done </newroot/run/isobox-l1/shares
+    mount --move /dev /newroot/dev
+    umount /proc /sys
+    repo=$(sed -n 's/^repo=//p' /newroot/run/isobox-l1/config)
+    exec switch_root /newroot /bin/sh "$repo/tools/emulated-host-init.sh" stage2
+}
+
+cgroups() {
+    case "$1" in
+    v2)
+        mount -t cgroup2 cgroup2 /sys/fs/cgroup
+        ctrls=$(cat /sys/fs/cgroup/cgroup.controllers)
+        for c in $ctrls; do echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || true; done
+        ;;
+    v1 | hybrid)
+        mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
+        for c in $(awk 'NR > 1 && $4 == 1 {print $1}' /proc/cgroups); do
+            mkdir -p "/sys/fs/cgroup/$c"
+            mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || true
+        done
+        if [ "$1" = hybrid ]; then
+            mkdir -p /sys/fs/cgroup/unified
+            mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+        fi
+        ;;
+    esac
+}
+
+stage2() {
+    export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+    mount -t proc proc /proc
+    mount -t sysfs sysfs /sys
+    mkdir -p /dev/pts /dev/shm
+    mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+    mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+    cfg=/run/isobox-l1/config
+    cgroup=$(sed -n 's/^cgroup=//p' $cfg)
+    repo=$(sed -n 's/^repo=//p' $cfg)
+    workdir=$(sed -n 's/^workdir=//p' $cfg)
+    cgroups "$cgroup"
+    # isobox's data directory: the host's cached guest kernels, read-only, under a writable
+    # directory (isobox locks and may add to it).
+    host_data=/var/lib/isobox
+    mkdir -p /run/host-data
+    mount --bind "$host_data" /run/host-data 2>/dev/null
+    mount -t tmpfs tmpfs "$host_data" && mkdir -p "$host_data/kernels"
+    for f in /run/host-data/kernels/vmlinu*; do
+        [ -e "$f" ] && ln -s "$f" "$host_data/kernels/"
+    done
+    export HOME=/root TMPDIR=/tmp
+    mount -t tmpfs tmpfs /root
+    export PATH="$repo/target/x86_64-unknown-linux-gnu/debug:$PATH"
+    ip link set lo up 2>/dev/null
+    cd "$workdir" || fail "cd $workdir"
+    if [ -s /run/isobox-l1/command ] && [ -n "$(cat /run/isobox-l1/command)" ]; then
+        sh -c "$(cat /run/isobox-l1/command)" </dev/null
+    else
+        "$repo/tools/emulated-host-suite.sh" </dev/null
+    fi
+    echo $? >/run/isobox-l1/status
+    power_off
+}
+
+case "${1:-}" in
+stage2) stage2 ;;
+*) stage1 ;;
+esac

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# An ordinary host in software: boot Debian's cloud kernel under qemu TCG with `-cpu max`
+# (which emulates AMD SVM with nested paging), so the "L1" guest has a real /dev/kvm
+# (kvm-amd) and a pure cgroup-v2 hierarchy: the two things these build machines lack.
+#
+#   tools/emulated-host.sh [--cgroup v2|hybrid|v1] [--share DIR]... [-- COMMAND]
+#
+# L1's root is this host's own root, shared read-only over virtio-fs, with fresh /tmp, /run,
+# /var/tmp and the state isobox keeps; every `--share DIR` is mounted read-write at the same
+# path. COMMAND runs under `sh -c` in the first shared directory (else in the repository),
+# with the workspace's debug binaries first on PATH; its output is printed and its status is
+# this script's. Only the L1 initramfs (busybox, the kernel's kvm, virtio and virtio-fs
+# modules, the init script) is built, once per kernel version and input hash, in
+# $ISOBOX_DATA_DIR/emulated-host (default /var/lib/isobox/emulated-host).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+data=${ISOBOX_DATA_DIR:-/var/lib/isobox}
+cache=$data/emulated-host
+cgroup=v2
+shares=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --cgroup) cgroup=$2; shift 2 ;;
+    --cgroup=*) cgroup=${1#*=}; shift ;;
+    --share) shares+=("$(cd "$2" && pwd)"); shift 2 ;;
+    --share=*) shares+=("$(cd "${1#*=}" && pwd)"); shift ;;
+    --) shift; break ;;
+    -h|--help) sed -n 2,14p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "emulated-host: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$cgroup" in v2|hybrid|v1) ;; *) echo "emulated-host: --cgroup takes v2, hybrid or v1" >&2; exit 2 ;; esac
+command=${*:-}
+
+step_start=$(date +%s.%N)
+step() {
+    local now
+    now=$(date +%s.%N)
+    awk -v a="$step_start" -v b="$now" -v s="$1" 'BEGIN {printf "emulated-host: %-40s %6.1f s\n", s, b - a}' >&2
+    step_start=$now
+}
+
+virtiofsd=
+for c in /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd "$(command -v virtiofsd || true)"; do
+    [ -n "$c" ] && [ -x "$c" ] && { virtiofsd=$c; break; }
+done
+[ -n "$virtiofsd" ] || { echo "emulated-host: no virtiofsd (Debian: qemu-system-common)" >&2; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || { echo "emulated-host: qemu-system-x86_64 is missing" >&2; exit 1; }
+
+# The L1 kernel: the same Debian package isobox provisions for its guests, modules included.
+mkdir -p "$cache"
+pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$pkg" ] || { echo "emulated-host: cannot resolve linux-image-cloud-amd64 (run apt-get update)" >&2; exit 1; }
+kdir=$cache/$pkg
+if [ ! -d "$kdir/x/boot" ]; then
+    rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
+    (cd "$kdir.tmp" && apt-get download -q "$pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x && rm -f ./*.deb)
+    rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
+fi
+kver=${pkg#linux-image-}
+vmlinuz=$kdir/x/boot/vmlinuz-$kver
+mods=$kdir/x/lib/modules/$kver/kernel
+step "L1 kernel $kver"
+
+# Load order (each after what it depends on, per modinfo).
+modules=(
+    drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko
+    drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci_modern_dev.ko
+    drivers/virtio/virtio_pci.ko fs/fuse/fuse.ko fs/fuse/virtiofs.ko
+    fs/overlayfs/overlay.ko virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko
+)
+key=$( (cat "$0" "$repo/tools/emulated-host-init.sh" /bin/busybox; echo "$kver") | sha256sum | cut -c1-16)
+initrd=$cache/l1-$kver-$key.cpio.gz
+if [ ! -f "$initrd" ]; then
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp"/{bin,dev,proc,sys,modules,newroot,share}
+    cp /bin/busybox "$tmp/bin/busybox"
+    cp "$repo/tools/emulated-host-init.sh" "$tmp/init"
+    chmod 755 "$tmp/init"
+    for m in "${modules[@]}"; do
+        cp "$mods/$m" "$tmp/modules/"
+        basename "$m" >>"$tmp/modules/order"
+    done
+    (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1 >"$initrd.tmp")
+    mv "$initrd.tmp" "$initrd"
+    rm -rf "$tmp"
+fi
+step "L1 initramfs"
+
+run=$(mktemp -d /tmp/isobox-l1-XXXXXX)
+# The workspace's binaries and, for the suite, its test executables (static, like every
+# binary here, and run in L1 from the repository's target directory).
+if [ -z "${EMULATED_HOST_NO_BUILD:-}" ]; then
+    (cd "$repo" && cargo build --workspace --bins -q)
+fi
+if [ -z "$command" ]; then
+    (cd "$repo" && cargo test --workspace --no-run -q --message-format=json) |
+        sed -n 's/.*"target":{[^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*/\1 \2/p' \
+            >"$run/tests"
+fi
+step "build"
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "${EMULATED_HOST_KEEP:-}" ] || rm -rf "$run"
+}
+trap cleanup EXIT
+workdir=${shares[0]:-$repo}
+{
+    echo "cgroup=$cgroup"
+    echo "repo=$repo"
+    echo "workdir=$workdir"
+} >"$run/config"
+printf '%s\n' "${command:-}" >"$run/command"
+# Tag 0 is the host's root (read-only in L1), tag 1 this run's directory, then the shares.
+dirs=(/ "$run" "${shares[@]}")
+qemu_fs=()
+for i in "${!dirs[@]}"; do
+    sock=$run/fs$i.sock
+    # The namespace sandbox pivots into its directory, which "/" cannot be.
+    sandbox=namespace
+    [ "$i" -eq 0 ] && sandbox=chroot
+    "$virtiofsd" --socket-path="$sock" -o source="${dirs[$i]}" -o cache=auto \
+        -o log_level=err -o announce_submounts -o sandbox=$sandbox >>"$run/virtiofsd.log" 2>&1 &
+    pids+=($!)
+    qemu_fs+=(-chardev "socket,id=fs$i,path=$sock"
+        -device "vhost-user-fs-pci,queue-size=1024,chardev=fs$i,tag=share$i")
+    [ "$i" -ge 2 ] && echo "share$i ${dirs[$i]}" >>"$run/shares"
+done
+touch "$run/shares"
+for i in "${!dirs[@]}"; do
+    for _ in $(seq 100); do [ -S "$run/fs$i.sock" ] && break; sleep 0.05; done
+done
+
+mem=${EMULATED_HOST_MEMORY:-4G}
+set +e
+qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
+    -M q35 -m "$mem" -object "memory-backend-memfd,id=mem,size=$mem,share=on" \
+    -numa node,memdev=mem -display none -monitor none -serial stdio -no-reboot \
+    -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
+    -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable quiet loglevel=1" \
+    </dev/null
+qemu_status=$?
+set -e
+step "L1 run"
+if [ ! -f "$run/status" ]; then
+    echo "emulated-host: L1 ended without reporting a status (qemu exited $qemu_status)" >&2
+    [ -s "$run/virtiofsd.log" ] && sed 's/^/virtiofsd: /' "$run/virtiofsd.log" >&2
+    exit 1
+fi
+exit "$(cat "$run/status")"
