@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod id;
 pub mod proc;
 pub mod protocol;
+pub mod rootpath;
 pub mod seccomp;
 pub mod state;
 pub mod syscalls;
