@@ -1,11 +1,9 @@
 //! Device nodes in the container's /dev: the default set, `linux.devices`, and the usual links.
 
-use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::stat::{makedev, SFlag};
 use std::borrow::Cow;
 
 use oci_spec::runtime::{
@@ -13,7 +11,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::{ContainerError, Result};
-use crate::paths::join_in_root;
+use crate::paths::{self, fd_path, Root, RootError};
 
 /// A device node to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +91,18 @@ pub fn from_spec(devices: &[LinuxDevice]) -> std::result::Result<Vec<Node>, (Str
                 ))
             }
         };
+        let dotdot = d
+            .path()
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        if dotdot {
+            // In a user namespace the path is also the host node bound in: /dev/../etc/x
+            // would be a host file.
+            return Err((
+                format!("{field}.path"),
+                format!("{} must not contain \"..\"", d.path().display()),
+            ));
+        }
         if !d.path().is_absolute() || !d.path().starts_with("/dev") {
             return Err((
                 format!("{field}.path"),
@@ -124,50 +134,40 @@ fn dev_err(node: &Node, step: &str, e: impl std::fmt::Display) -> ContainerError
     ))
 }
 
-/// Create `nodes` under `rootfs`. In a user namespace mknod is not allowed, so the host's node
-/// of the same path is bound instead (as runc does).
+/// A failure to resolve or change `node.path` inside the rootfs, naming the path field.
+fn path_err(node: &Node, e: RootError) -> ContainerError {
+    if node.field.starts_with("linux.devices[") {
+        ContainerError::Init(format!("{}.path: {e}", node.field))
+    } else {
+        ContainerError::Init(format!("{}: {e}", node.field))
+    }
+}
+
+/// Create `nodes` under `rootfs`, resolved inside it: whatever the rootfs ships at a node's
+/// path (a symlink too) is replaced, not followed, and links on the way never lead out. In a
+/// user namespace mknod is not allowed, so the host's node of the same path is bound instead
+/// (as runc does).
 pub fn create(rootfs: &Path, nodes: &[Node], in_user_ns: bool) -> Result<()> {
+    let root = paths::open_root(rootfs)?;
     for node in nodes {
-        let dest = join_in_root(rootfs, &node.path);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| dev_err(node, "creating the directory", e))?;
-        }
         if in_user_ns {
-            bind_host(node, &dest)?;
+            bind_host(&root, node)?;
             continue;
         }
-        // Replace whatever the rootfs ships at that path.
-        if fs::symlink_metadata(&dest).is_ok() {
-            let _ = fs::remove_file(&dest);
-        }
         let dev = makedev(node.major, node.minor);
-        mknod(&dest, node.kind, Mode::from_bits_truncate(node.mode), dev)
-            .map_err(|e| dev_err(node, "mknod", e))?;
-        // mknod applies the umask; set the exact mode.
-        fs::set_permissions(&dest, fs::Permissions::from_mode(node.mode))
-            .map_err(|e| dev_err(node, "chmod", e))?;
-        nix::unistd::chown(
-            &dest,
-            Some(nix::unistd::Uid::from_raw(node.uid)),
-            Some(nix::unistd::Gid::from_raw(node.gid)),
-        )
-        .map_err(|e| dev_err(node, "chown", e))?;
+        root.mknod(&node.path, node.kind, node.mode, dev, node.uid, node.gid)
+            .map_err(|e| path_err(node, e))?;
     }
     Ok(())
 }
 
-fn bind_host(node: &Node, dest: &Path) -> Result<()> {
-    if fs::symlink_metadata(dest).is_err() {
-        fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dest)
-            .map_err(|e| dev_err(node, "creating the bind target", e))?;
-    }
+fn bind_host(root: &Root, node: &Node) -> Result<()> {
+    let dest = root
+        .replace_with_file(&node.path)
+        .map_err(|e| path_err(node, e))?;
     nix::mount::mount(
         Some(&node.path),
-        dest,
+        fd_path(&dest).as_path(),
         None::<&str>,
         MsFlags::MS_BIND,
         None::<&str>,
@@ -178,7 +178,10 @@ fn bind_host(node: &Node, dest: &Path) -> Result<()> {
 /// The standard links of /dev: fd, stdin, stdout, stderr, ptmx (to the container's devpts
 /// instance) and core when the host has /proc/kcore.
 pub fn links(rootfs: &Path) -> Result<()> {
-    let dev = join_in_root(rootfs, Path::new("/dev"));
+    let root = paths::open_root(rootfs)?;
+    let link_err = |name: &str, target: &str, e: RootError| {
+        ContainerError::Init(format!("linking /dev/{name} to {target}: {e}"))
+    };
     let mut list = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -188,19 +191,24 @@ pub fn links(rootfs: &Path) -> Result<()> {
     if Path::new("/proc/kcore").exists() {
         list.push(("/proc/kcore", "core"));
     }
+    let dev = Path::new("/dev");
     for (target, name) in list {
         let link = dev.join(name);
-        if fs::symlink_metadata(&link).is_ok() {
+        if root.exists(&link) {
             continue;
         }
-        symlink(target, &link)
-            .map_err(|e| ContainerError::Init(format!("linking /dev/{name} to {target}: {e}")))?;
+        root.symlink(Path::new(target), &link)
+            .map_err(|e| link_err(name, target, e))?;
     }
-    if dev.join("pts").is_dir() {
+    let pts = root.open_path(
+        Path::new("/dev/pts"),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+    );
+    if pts.is_ok() {
         let ptmx = dev.join("ptmx");
-        let _ = fs::remove_file(&ptmx);
-        symlink("pts/ptmx", &ptmx)
-            .map_err(|e| ContainerError::Init(format!("linking /dev/ptmx to pts/ptmx: {e}")))?;
+        root.unlink(&ptmx)
+            .and_then(|()| root.symlink(Path::new("pts/ptmx"), &ptmx))
+            .map_err(|e| link_err("ptmx", "pts/ptmx", e))?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The bundle's `mounts`, done inside the container's mount namespace before pivot_root.
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use isobox_common::Bundle;
@@ -12,7 +12,7 @@ use crate::cgroups::Mode as CgroupMode;
 use crate::error::{ContainerError, Result};
 use crate::mount_opts::{self, MountOptions};
 use crate::mountinfo;
-use crate::paths::join_in_root;
+use crate::paths::{self, fd_path, Root, RootError};
 
 /// One entry of `mounts`, parsed before the container process exists.
 #[derive(Debug, Clone)]
@@ -149,31 +149,40 @@ pub fn remount_bind(target: &Path, flags: MsFlags) -> nix::Result<()> {
     sys_mount(None, target, None, all, None)
 }
 
-/// Create the mount point: a file when a non-directory is bound there, else a directory.
-fn make_mount_point(m: &PlannedMount, dest: &Path) -> Result<()> {
+/// The mount point of `m` inside the rootfs, created if missing (a file when a non-directory
+/// is bound there, else a directory), as an O_PATH fd: resolved inside the rootfs, so a
+/// symlink there cannot make it a host path.
+fn make_mount_point(m: &PlannedMount, root: &Root) -> Result<OwnedFd> {
     let file_wanted = m.opts.is_bind()
         && m.source
             .as_ref()
             .and_then(|s| fs::metadata(s).ok())
             .is_some_and(|meta| !meta.is_dir());
     let res = if file_wanted {
-        if fs::symlink_metadata(dest).is_ok() {
-            return Ok(());
-        }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| mount_err(m, format!("creating {}: {e}", parent.display())))?;
-        }
-        fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dest)
-            .map(drop)
+        root.create_file(&m.destination)
     } else {
-        fs::create_dir_all(dest)
+        root.mkdir_all(&m.destination)
     };
-    res.map_err(|e| mount_err(m, format!("creating mount point {}: {e}", dest.display())))
+    res.map_err(|e| dest_err(m, e))
+}
+
+fn dest_err(m: &PlannedMount, e: RootError) -> ContainerError {
+    ContainerError::Init(format!("mounts[{}].destination: {e}", m.index))
+}
+
+/// A place to mount on: `path` inside `root`, resolved again for every step, since an fd
+/// opened before a mount still names the directory underneath it.
+struct At<'a> {
+    root: &'a Root,
+    path: PathBuf,
+    /// The path as the container sees it, for messages.
+    shown: PathBuf,
+}
+
+impl At<'_> {
+    fn open(&self, m: &PlannedMount) -> Result<OwnedFd> {
+        self.root.resolve(&self.path).map_err(|e| dest_err(m, e))
+    }
 }
 
 /// Do every planned mount under `ctx.rootfs`, calling `before_cgroup` before each cgroup
@@ -193,37 +202,48 @@ pub fn mount_all(
 }
 
 fn mount_one(m: &PlannedMount, ctx: &MountContext) -> Result<()> {
-    let dest = join_in_root(&ctx.rootfs, &m.destination);
-    make_mount_point(m, &dest)?;
+    // Opened for each mount: one on "/" changes what the rootfs path leads to.
+    let root = paths::open_root(&ctx.rootfs)?;
+    let dest = make_mount_point(m, &root)?;
+    let target = fd_path(&dest);
+    let at = At {
+        root: &root,
+        path: m.destination.clone(),
+        shown: m.destination.clone(),
+    };
     if m.typ == "cgroup" || m.typ == "cgroup2" {
-        mount_cgroup(m, &dest, ctx)?;
+        mount_cgroup(m, &at, &target, ctx)?;
     } else if m.opts.is_bind() {
         let src = m.source.as_deref().expect("planned binds have a source");
         let first = m.opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-        sys_mount(Some(src), &dest, None, first, None)
+        sys_mount(Some(src), &target, None, first, None)
             .map_err(|e| mount_err(m, format!("binding {}: {e}", src.display())))?;
         let extra = m.opts.remount_flags();
         if !extra.is_empty() {
-            remount_bind(&dest, extra)
+            remount_bind(&fd_path(&at.open(m)?), extra)
                 .map_err(|e| mount_err(m, format!("remounting with {extra:?}: {e}")))?;
         }
     } else {
         let data = m.opts.data_string();
         let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.typ));
         let typ = (!m.typ.is_empty()).then_some(m.typ.as_str());
-        sys_mount(Some(&src), &dest, typ, m.opts.flags, data.as_deref())
+        sys_mount(Some(&src), &target, typ, m.opts.flags, data.as_deref())
             .map_err(|e| mount_err(m, format!("mounting {} ({}): {e}", src.display(), m.typ)))?;
     }
-    for p in &m.opts.propagation {
-        sys_mount(None, &dest, None, *p, None)
-            .map_err(|e| mount_err(m, format!("setting propagation {p:?}: {e}")))?;
+    if !m.opts.propagation.is_empty() {
+        let mounted = at.open(m)?;
+        for p in &m.opts.propagation {
+            sys_mount(None, &fd_path(&mounted), None, *p, None)
+                .map_err(|e| mount_err(m, format!("setting propagation {p:?}: {e}")))?;
+        }
     }
     Ok(())
 }
 
-/// A `cgroup` mount: cgroup2 on a v2 host; on v1 and hybrid hosts a tmpfs holding one mount
-/// per v1 hierarchy (plus `unified` on hybrid hosts), like runc.
-fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()> {
+/// A `cgroup` mount at `at` (whose mount point is the fd path `target`): cgroup2 on a v2
+/// host; on v1 and hybrid hosts a tmpfs holding one mount per v1 hierarchy (plus `unified`
+/// on hybrid hosts), like runc.
+fn mount_cgroup(m: &PlannedMount, at: &At, target: &Path, ctx: &MountContext) -> Result<()> {
     let flags = m.opts.flags;
     let mode = if m.typ == "cgroup2" {
         CgroupMode::V2
@@ -234,7 +254,7 @@ fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()>
         return mount_cgroup_fs(
             m,
             Path::new("/sys/fs/cgroup"),
-            dest,
+            at,
             "cgroup2",
             flags,
             None,
@@ -244,17 +264,24 @@ fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()>
     let fs_flags = flags - MsFlags::MS_RDONLY;
     sys_mount(
         Some(Path::new("tmpfs")),
-        dest,
+        target,
         Some("tmpfs"),
         fs_flags,
         Some("mode=755"),
     )
     .map_err(|e| mount_err(m, format!("mounting the cgroup tmpfs: {e}")))?;
+    // The fresh tmpfs is ours: the hierarchies go in relative to its root.
+    let tmp = Root::from_fd(at.open(m)?);
+    let sub_at = |name: &str| At {
+        root: &tmp,
+        path: PathBuf::from(name),
+        shown: at.shown.join(name),
+    };
     let mounts = mountinfo::read().map_err(|e| mount_err(m, format!("reading mountinfo: {e}")))?;
     for h in mountinfo::v1_hierarchies(&mounts) {
-        let sub = dest.join(&h.name);
-        fs::create_dir_all(&sub)
-            .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.display())))?;
+        let sub = sub_at(&h.name);
+        tmp.mkdir_all(&sub.path)
+            .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.shown.display())))?;
         mount_cgroup_fs(
             m,
             &h.host_path,
@@ -266,18 +293,17 @@ fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()>
         )?;
         if h.name.contains(',') {
             for part in h.name.split(',') {
-                let link = dest.join(part);
-                if !link.exists() {
-                    symlink(&h.name, &link)
-                        .map_err(|e| mount_err(m, format!("linking {}: {e}", link.display())))?;
+                if !tmp.exists(Path::new(part)) {
+                    tmp.symlink(Path::new(&h.name), Path::new(part))
+                        .map_err(|e| mount_err(m, format!("linking {part}: {e}")))?;
                 }
             }
         }
     }
     if mode == CgroupMode::Hybrid {
-        let sub = dest.join("unified");
-        fs::create_dir_all(&sub)
-            .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.display())))?;
+        let sub = sub_at("unified");
+        tmp.mkdir_all(&sub.path)
+            .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.shown.display())))?;
         let host = mounts
             .iter()
             .find(|e| e.fstype == "cgroup2")
@@ -288,7 +314,7 @@ fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()>
     if flags.contains(MsFlags::MS_RDONLY) {
         sys_mount(
             None,
-            dest,
+            &fd_path(&at.open(m)?),
             None,
             flags | MsFlags::MS_REMOUNT,
             Some("mode=755"),
@@ -298,18 +324,22 @@ fn mount_cgroup(m: &PlannedMount, dest: &Path, ctx: &MountContext) -> Result<()>
     Ok(())
 }
 
-/// Mount one cgroup filesystem. In a cgroup namespace a fresh mount shows the container's own
-/// cgroup as root; without one (or when the kernel refuses) the host hierarchy is bound instead.
+/// Mount one cgroup filesystem at `at`. In a cgroup namespace a fresh mount shows the
+/// container's own cgroup as root; without one (or when the kernel refuses) the host
+/// hierarchy is bound instead.
 fn mount_cgroup_fs(
     m: &PlannedMount,
     host: &Path,
-    dest: &Path,
+    at: &At,
     fstype: &str,
     flags: MsFlags,
     data: Option<&str>,
     ctx: &MountContext,
 ) -> Result<()> {
-    let direct = sys_mount(Some(Path::new(fstype)), dest, Some(fstype), flags, data);
+    let shown = at.shown.display();
+    let dest = at.open(m)?;
+    let target = fd_path(&dest);
+    let direct = sys_mount(Some(Path::new(fstype)), &target, Some(fstype), flags, data);
     match direct {
         Ok(()) => Ok(()),
         Err(e)
@@ -317,7 +347,7 @@ fn mount_cgroup_fs(
         {
             sys_mount(
                 Some(host),
-                dest,
+                &target,
                 None,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None,
@@ -326,26 +356,18 @@ fn mount_cgroup_fs(
                 mount_err(
                     m,
                     format!(
-                        "mounting {fstype} at {} failed ({e}) and binding {} failed: {e2}",
-                        dest.display(),
+                        "mounting {fstype} at {shown} failed ({e}) and binding {} failed: {e2}",
                         host.display()
                     ),
                 )
             })?;
             let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
             if !extra.is_empty() {
-                remount_bind(dest, extra).map_err(|e| {
-                    mount_err(
-                        m,
-                        format!("remounting {} with {extra:?}: {e}", dest.display()),
-                    )
-                })?;
+                remount_bind(&fd_path(&at.open(m)?), extra)
+                    .map_err(|e| mount_err(m, format!("remounting {shown} with {extra:?}: {e}")))?;
             }
             Ok(())
         }
-        Err(e) => Err(mount_err(
-            m,
-            format!("mounting {fstype} at {}: {e}", dest.display()),
-        )),
+        Err(e) => Err(mount_err(m, format!("mounting {fstype} at {shown}: {e}"))),
     }
 }

@@ -2,8 +2,7 @@
 //! isobox needs before anything is created on the host.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
@@ -259,12 +258,8 @@ impl Bundle {
                 .collect()
         };
         for cand in &candidates {
-            if let Some(host) = resolve_in_root(&self.rootfs, cand) {
-                if let Ok(meta) = fs::metadata(&host) {
-                    if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                        return Ok(cand.clone());
-                    }
-                }
+            if resolve_in_root(&self.rootfs, cand).is_some_and(|fd| is_executable(&fd)) {
+                return Ok(cand.clone());
             }
         }
         // A bind mount may bring the executable in; the container checks again at exec time.
@@ -354,54 +349,17 @@ pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
     Ok(cpus)
 }
 
-/// Map `path` (as the container sees it) to a host path under `root`, following symlinks that
-/// exist as the container would (absolute targets restart at `root`, `..` stops at `root`).
-/// Components that do not exist yet are appended as they are, so the result can be created.
-pub fn join_in_root(root: &Path, path: &Path) -> PathBuf {
-    let parts = |p: &Path| -> Vec<PathBuf> {
-        p.components()
-            .rev()
-            .map(|c| PathBuf::from(c.as_os_str()))
-            .collect()
-    };
-    let mut todo = parts(path);
-    let mut cur = PathBuf::new(); // relative to root
-    let mut links = 0;
-    while let Some(part) = todo.pop() {
-        match part.components().next() {
-            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
-            Some(Component::ParentDir) => {
-                cur.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let next = cur.join(&part);
-        let host = root.join(&next);
-        match fs::symlink_metadata(&host) {
-            Ok(meta) if meta.file_type().is_symlink() && links < 40 => {
-                links += 1;
-                let Ok(target) = fs::read_link(&host) else {
-                    cur = next;
-                    continue;
-                };
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                todo.extend(parts(&target));
-            }
-            _ => cur = next,
-        }
-    }
-    root.join(cur)
+/// Open `path` (as the container sees it) inside the rootfs `root`, following symlinks as the
+/// container would but never out of it (see [`crate::rootpath`]). None when it does not
+/// resolve (missing, too many links, a magic link).
+pub fn resolve_in_root(root: &Path, path: &Path) -> Option<std::os::fd::OwnedFd> {
+    crate::rootpath::Root::open(root).ok()?.resolve(path).ok()
 }
 
-/// Like [`join_in_root`], but None unless the path exists and is no symlink (a missing
-/// component, or links that loop).
-pub fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
-    let host = join_in_root(root, path);
-    let meta = fs::symlink_metadata(&host).ok()?;
-    (!meta.file_type().is_symlink()).then_some(host)
+/// A regular file with an execute bit, as execve wants.
+fn is_executable(fd: &std::os::fd::OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0)
 }
 
 #[cfg(test)]

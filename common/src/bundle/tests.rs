@@ -57,8 +57,10 @@ fn absolute_symlink_resolves_inside_the_rootfs() {
     let dir = bundle_with(&with(base(), "/process/args", json!(["/bin/abs"])));
     let b = Bundle::load(dir.path()).unwrap();
     assert_eq!(b.resolve_executable().unwrap(), Path::new("/bin/abs"));
-    let host = resolve_in_root(&b.rootfs, Path::new("/bin/abs")).unwrap();
-    assert_eq!(host, b.rootfs.join("bin/tool"));
+    let fd = resolve_in_root(&b.rootfs, Path::new("/bin/abs")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let ino = nix::sys::stat::fstat(&fd).unwrap().st_ino;
+    assert_eq!(ino, fs::metadata(b.rootfs.join("bin/tool")).unwrap().ino());
 }
 
 #[test]
