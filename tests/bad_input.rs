@@ -619,7 +619,8 @@ fn duplicate_id_keeps_the_first_container() {
         stderr(&out)
     );
     assert_eq!(ib.state("dup")["status"], "created");
-    let out = ib.run(&["delete", "dup"]);
+    // Only a stopped container may be deleted without --force.
+    let out = ib.run(&["delete", "--force", "dup"]);
     assert!(out.status.success(), "{}", stderr(&out));
     ib.assert_nothing_left("dup", Some(b.path()));
 }

@@ -162,15 +162,33 @@ pub fn kill(store: &StateStore, id: &str, signal: &str, all: bool) -> Result<()>
 }
 
 pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
+    match delete_existing(store, id, force) {
+        // runc's rule, which podman and containerd rely on when they clean up.
+        Err(e) if force && is_not_found(&e) => {
+            log::debug(&format!("delete --force {id}: no such container"));
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<isobox_common::Error>(),
+        Some(isobox_common::Error::NotFound(_))
+    )
+}
+
+fn delete_existing(store: &StateStore, id: &str, force: bool) -> Result<()> {
     let _lock = store.lock(id)?;
     let state = store.load(id)?;
     let backend = backends::for_kind(state.backend)?;
     match state.status {
         Status::Stopped => {}
-        Status::Running if !force => {
-            bail!("container {id:?} is running: stop it first, or delete it with --force")
-        }
-        // A created container never ran its workload: deleting it is always allowed (runc too).
+        // Only a stopped container may be deleted (runtime spec, "delete").
+        other if !force => bail!(
+            "container {id:?} is {other}: only a stopped container can be deleted; stop it with kill, or delete it with --force"
+        ),
         _ => kill_and_reap(&*backend, &state),
     }
     backend.delete(&state)?;
