@@ -1,7 +1,8 @@
 use crate::{Error, Result};
 
-/// Longest accepted container id; it becomes a directory and a cgroup name.
-pub const MAX_ID_LEN: usize = 1024;
+/// Longest accepted container id: it becomes a directory name in the state root and a cgroup
+/// directory name, and a file name may have at most NAME_MAX (255) bytes.
+pub const MAX_ID_LEN: usize = 255;
 
 /// Check a container id the way runc does: non-empty, no path separators, no `.`/`..`,
 /// only `[A-Za-z0-9_+\-.]`.
@@ -16,7 +17,13 @@ pub fn validate(id: &str) -> Result<()> {
         return bad("must not be empty");
     }
     if id.len() > MAX_ID_LEN {
-        return bad("longer than 1024 bytes");
+        return Err(Error::InvalidId {
+            id: crate::text::cut(id, 40),
+            reason: format!(
+                "{} bytes long, more than {MAX_ID_LEN} (it names a directory and a cgroup)",
+                id.len()
+            ),
+        });
     }
     if id == "." || id == ".." {
         return bad("must not be \".\" or \"..\"");
@@ -50,6 +57,9 @@ mod tests {
             let err = validate(id).unwrap_err().to_string();
             assert!(err.starts_with("container id"), "{id:?}: {err}");
         }
-        assert!(validate(&"a".repeat(1025)).is_err());
+        validate(&"a".repeat(255)).unwrap();
+        let err = validate(&"a".repeat(300)).unwrap_err().to_string();
+        assert!(err.contains("300 bytes long, more than 255"), "{err}");
+        assert!(err.len() < 200, "{err}");
     }
 }

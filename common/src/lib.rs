@@ -13,6 +13,7 @@ pub mod rootpath;
 pub mod seccomp;
 pub mod state;
 pub mod syscalls;
+pub mod text;
 
 pub use backend::{Backend, BackendKind, CreateOptions, Created};
 pub use bundle::Bundle;

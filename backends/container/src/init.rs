@@ -138,6 +138,10 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn fail_setup(chan: &Channel, text: String) -> ! {
+    // The parent wraps the text in ContainerError::Init again: say "container init" once.
+    let text = text
+        .strip_prefix("container init: ")
+        .map_or(text.clone(), str::to_string);
     let _ = chan.send(&Msg::Error(text));
     // SAFETY: leaving the child without running the parent's destructors.
     unsafe { libc::_exit(1) }
@@ -184,7 +188,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     let spec = &plan.bundle.spec;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h)
-            .map_err(|e| ContainerError::io(format!("hostname: sethostname({h:?})"), e.into()))?;
+            .map_err(|e| ContainerError::io(format!("hostname: sethostname({})", isobox_common::text::quote(h)), e.into()))?;
     }
     if let Some(d) = spec.domainname() {
         // SAFETY: setdomainname with a valid buffer and length.

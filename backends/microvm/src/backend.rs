@@ -146,6 +146,7 @@ impl MicrovmBackend {
         let o = parse_options(&opts.options)?;
         // Compiled first, so a bad profile fails before anything is made.
         let seccomp = vmspec::seccomp(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
+        vmspec::validate(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
         let choice: HypervisorChoice =
             match (&o.hypervisor, opts.bundle.annotation(HYPERVISOR_ANNOTATION)) {
                 (Some(v), _) => v.parse().map_err(|reason| MicrovmError::InvalidOption {

@@ -88,6 +88,47 @@ pub fn mem_mib(bundle: &Bundle) -> u64 {
         .unwrap_or(DEFAULT_MEM_MIB)
 }
 
+/// Most vCPUs a VM gets (the built-in VMM's limit; qemu's microvm machine takes no more).
+pub const MAX_VCPUS: u32 = 255;
+
+/// What the VM cannot honour, checked before anything is built; errors are (field, reason).
+pub fn validate(bundle: &Bundle) -> Result<(), (String, String)> {
+    let n = vcpus(bundle);
+    if n > MAX_VCPUS {
+        let cpus_set = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.cpu().as_ref())
+            .is_some_and(|c| c.cpus().is_some());
+        let field = if cpus_set {
+            "linux.resources.cpu.cpus"
+        } else {
+            "linux.resources.cpu.quota"
+        };
+        return Err((
+            field.into(),
+            format!("asks for {n} vCPUs, a microVM has at most {MAX_VCPUS}"),
+        ));
+    }
+    let rlimits = bundle.process().rlimits().as_ref();
+    for (i, r) in rlimits.into_iter().flatten().enumerate() {
+        if r.soft() > r.hard() {
+            return Err((
+                format!("process.rlimits[{i}]"),
+                format!(
+                    "{}: soft limit {} is above hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

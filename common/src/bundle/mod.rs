@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use crate::text::{self, quote};
 use crate::{Error, Result};
 
 /// PATH used to find the executable when the process environment has none (runc's default).
@@ -108,13 +109,13 @@ impl Bundle {
         if !version.starts_with("1.") {
             return Err(self.err(
                 "ociVersion",
-                format!("{version:?} is not an OCI runtime-spec 1.x version"),
+                format!("{} is not an OCI runtime-spec 1.x version", quote(version)),
             ));
         }
         if !self.rootfs.is_dir() {
             return Err(self.err(
                 "root.path",
-                format!("root filesystem {} does not exist", self.rootfs.display()),
+                format!("root filesystem {} does not exist", text::path(&self.rootfs)),
             ));
         }
         let process = self
@@ -136,14 +137,17 @@ impl Bundle {
         if !process.cwd().is_absolute() {
             return Err(self.err(
                 "process.cwd",
-                format!("{:?} must be an absolute path", process.cwd()),
+                format!(
+                    "{} must be an absolute path",
+                    quote(&process.cwd().to_string_lossy())
+                ),
             ));
         }
         if let Some(env) = process.env() {
             if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| !e.contains('=')) {
                 return Err(self.err(
                     format!("process.env[{i}]"),
-                    format!("{bad:?} is not NAME=VALUE"),
+                    format!("{} is not NAME=VALUE", quote(bad)),
                 ));
             }
         }
@@ -153,7 +157,10 @@ impl Bundle {
                 if !m.destination().is_absolute() {
                     return Err(self.err(
                         format!("mounts[{i}].destination"),
-                        format!("{:?} must be an absolute path", m.destination()),
+                        format!(
+                            "{} must be an absolute path",
+                            quote(&m.destination().to_string_lossy())
+                        ),
                     ));
                 }
             }
@@ -190,6 +197,19 @@ impl Bundle {
                 "hostname",
                 "setting a hostname needs a uts namespace in linux.namespaces",
             ));
+        }
+        if !seen.contains(&LinuxNamespaceType::User) {
+            for (name, maps) in [
+                ("uidMappings", linux.uid_mappings()),
+                ("gidMappings", linux.gid_mappings()),
+            ] {
+                if maps.as_ref().is_some_and(|m| !m.is_empty()) {
+                    return Err(self.err(
+                        format!("linux.{name}"),
+                        "id mappings need a user namespace in linux.namespaces",
+                    ));
+                }
+            }
         }
         if let Some(mem) = linux.resources().as_ref().and_then(|r| r.memory().as_ref()) {
             if let Some(limit) = mem.limit() {
@@ -236,7 +256,10 @@ impl Bundle {
         if let Some(sysctl) = linux.sysctl() {
             for key in sysctl.keys() {
                 if key.is_empty() || key.contains("..") || key.starts_with('/') {
-                    return Err(self.err(format!("linux.sysctl.{key}"), "not a sysctl name"));
+                    return Err(self.err(
+                        format!("linux.sysctl.{}", text::plain(key)),
+                        "not a sysctl name",
+                    ));
                 }
             }
         }
@@ -273,14 +296,16 @@ impl Bundle {
         }
         let reason = if arg0.contains('/') {
             format!(
-                "executable {arg0:?} not found in the rootfs {}",
-                self.rootfs.display()
+                "executable {} not found in the rootfs {}",
+                quote(arg0),
+                text::path(&self.rootfs)
             )
         } else {
             format!(
-                "executable {arg0:?} not found in the rootfs {} (searched PATH={})",
-                self.rootfs.display(),
-                self.search_path()
+                "executable {} not found in the rootfs {} (searched PATH={})",
+                quote(arg0),
+                text::path(&self.rootfs),
+                text::plain(&self.search_path())
             )
         };
         Err(self.err("process.args[0]", reason))
@@ -330,7 +355,7 @@ fn strip_position(msg: &str) -> String {
 pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
     let mut cpus = Vec::new();
     for part in list.split(',').map(str::trim) {
-        let bad = || format!("{list:?} is not a CPU list like \"0-1,3\"");
+        let bad = || format!("{} is not a CPU list like \"0-1,3\"", quote(list));
         if part.is_empty() {
             return Err(bad());
         }

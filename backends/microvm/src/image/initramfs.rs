@@ -57,7 +57,7 @@ fn too_big(rootfs: &Path, bytes: u64, mem_mib: u64, partial: bool) -> MicrovmErr
         reason: format!(
             "the rootfs packs to {:.1} MiB{more}, which needs about {need_mib} MiB{more} of guest RAM \
              (twice the archive plus {GUEST_KERNEL_RESERVE_MIB} MiB for the kernel); the VM has \
-             {mem_mib} MiB: give it more memory or use a smaller rootfs",
+             {mem_mib} MiB: raise linux.resources.memory.limit or use a smaller rootfs",
             bytes as f64 / 1048576.0,
         ),
     }
