@@ -219,6 +219,19 @@ impl Undo<'_> {
     }
 }
 
+/// setns back to the runtime's own pid namespace after cloning into a joined one: later
+/// children (hooks) must not land in the container's namespace.
+fn return_to_pid_ns(own: &OwnedFd) -> Result<(), Error> {
+    // SAFETY: setns on a descriptor we own; it changes only where later children go.
+    if unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+        return Err(Error::io(
+            "returning to isobox's own pid namespace after cloning the init (setns)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// After a runtime-side failure: stop the init and report its own error if it had already
 /// failed (that is the cause), else `err`.
 fn init_error_or(chan: &Channel, pid: Option<i32>, err: Error) -> Error {
@@ -276,10 +289,7 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
         drop(parent);
         init::run(plan, child);
     }
-    if let Some(own) = own_pid_ns {
-        // SAFETY: setns back to our own pid namespace (affects only later children).
-        unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
-    }
+    let returned = own_pid_ns.as_ref().map_or(Ok(()), return_to_pid_ns);
     drop(child);
     let pid = cloned.map_err(|e| {
         Error::io(
@@ -291,6 +301,8 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
         )
     })?;
     undo.pid = Some(pid);
+    // A failure leaves us in the container's pid namespace: undo kills the init.
+    returned?;
     let cg = match setup_init(plan, opts, pid, &parent, undo) {
         Ok(cg) => cg,
         // The init's own error, if it sent one, is the cause.
@@ -423,4 +435,18 @@ fn setup_init(
     // once the init holds nothing but stdio and the exec fifo.
     let _ = parent.recv();
     Ok(cg)
+}
+
+#[cfg(test)]
+mod create_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_return_to_the_own_pid_namespace_is_an_error() {
+        // Not a namespace descriptor: setns fails, and that must not pass unnoticed.
+        let not_ns: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        let err = return_to_pid_ns(&not_ns).unwrap_err().to_string();
+        assert!(err.contains("own pid namespace"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
 }
