@@ -3,12 +3,17 @@
 //! The guest kernel unpacks the archive into its rootfs and runs /init, which is the agent;
 //! the bundle's own files sit around it as the guest's root file system.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use nix::dir::Dir;
+use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
 use super::cpio::{CpioWriter, Meta, S_IFBLK, S_IFCHR, S_IFIFO};
 use crate::error::{MicrovmError, Result};
@@ -122,10 +127,17 @@ fn build(rootfs: &Path, agent: &Path, out: &Path, mem_mib: Option<u64>) -> Resul
         rootfs,
         limit: mem_mib.map(|m| (m, max_initramfs_bytes(m))),
     };
-    packer.walk(rootfs, &mut Vec::new())?;
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(format!("rootfs {}: {e}", rootfs.display())))?;
+    packer.walk(&root, rootfs, &mut Vec::new())?;
 
+    let lstat = |name: &str| fstatat(&root, name, AtFlags::AT_SYMLINK_NOFOLLOW);
     for (name, mode) in MOUNT_POINTS {
-        if std::fs::symlink_metadata(rootfs.join(name)).is_err() {
+        if lstat(name).is_err() {
             packer
                 .w
                 .dir(name.as_bytes(), Meta::new(mode))
@@ -133,10 +145,10 @@ fn build(rootfs: &Path, agent: &Path, out: &Path, mem_mib: Option<u64>) -> Resul
         }
     }
     // The kernel opens /dev/console for PID 1 before it runs /init.
-    let dev_is_dir = std::fs::symlink_metadata(rootfs.join("dev"))
-        .map(|m| m.is_dir())
+    let dev_is_dir = lstat("dev")
+        .map(|st| kind(&st) == libc::S_IFDIR)
         .unwrap_or(true);
-    if dev_is_dir && std::fs::symlink_metadata(rootfs.join("dev/console")).is_err() {
+    if dev_is_dir && lstat("dev/console").is_err() {
         let console = Meta {
             mode: S_IFCHR | 0o600,
             rdev_major: 5,
@@ -208,91 +220,127 @@ impl<W: Write> Packer<'_, W> {
         }
     }
 
-    /// Packs the directory `dir`, whose path inside the archive is `rel` (empty for the root).
-    fn walk(&mut self, dir: &Path, rel: &mut Vec<u8>) -> Result<()> {
-        let mut names: Vec<OsString> = std::fs::read_dir(dir)
-            .map_err(|e| self.fail(dir, e))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| self.fail(dir, e))?;
+    /// Packs the directory open as `dir` (at `path` on the host, for messages), whose path
+    /// inside the archive is `rel` (empty for the root). Entries are opened relative to `dir`
+    /// with O_NOFOLLOW and checked against what lstat saw, so a symlink is stored as a link
+    /// and never followed, even one swapped in while the rootfs is packed.
+    fn walk(&mut self, dir: &OwnedFd, path: &Path, rel: &mut Vec<u8>) -> Result<()> {
+        let mut names: Vec<OsString> = Dir::openat(
+            dir,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.fail(path, e))?
+        .iter()
+        .map(|e| e.map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string()))
+        .filter(|n| !matches!(n, Ok(n) if n == "." || n == ".."))
+        .collect::<nix::Result<_>>()
+        .map_err(|e| self.fail(path, e))?;
         names.sort();
         for name in names {
             // The agent is /init; whatever the rootfs has there is replaced.
             if rel.is_empty() && name == "init" {
                 continue;
             }
-            let path = dir.join(&name);
             let len = rel.len();
             if !rel.is_empty() {
                 rel.push(b'/');
             }
             rel.extend_from_slice(name.as_bytes());
-            self.entry(&path, rel)?;
+            self.entry(dir, &name, &path.join(&name), rel)?;
             rel.truncate(len);
             self.check_limit()?;
         }
         Ok(())
     }
 
-    fn entry(&mut self, path: &Path, rel: &mut Vec<u8>) -> Result<()> {
-        let m = std::fs::symlink_metadata(path).map_err(|e| self.fail(path, e))?;
-        let meta = Meta {
-            mode: m.mode(),
-            uid: m.uid(),
-            gid: m.gid(),
-            mtime: m.mtime().clamp(0, u32::MAX as i64) as u32,
-            rdev_major: dev_major(m.rdev()),
-            rdev_minor: dev_minor(m.rdev()),
+    fn entry(&mut self, dir: &OwnedFd, name: &OsStr, path: &Path, rel: &mut Vec<u8>) -> Result<()> {
+        let st =
+            fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| self.fail(path, e))?;
+        // Opens `name` without following a symlink and checks it is what lstat saw.
+        let open = |extra: OFlag| -> Result<(OwnedFd, FileStat)> {
+            let fd = openat(
+                dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra,
+                Mode::empty(),
+            )
+            .map_err(|e| self.fail(path, e))?;
+            let now = fstat(&fd).map_err(|e| self.fail(path, e))?;
+            if (now.st_dev, now.st_ino, kind(&now)) != (st.st_dev, st.st_ino, kind(&st)) {
+                return Err(self.fail(path, "changed while the rootfs was packed"));
+            }
+            Ok((fd, now))
         };
-        let ft = m.file_type();
-        if ft.is_dir() {
-            self.w.dir(rel, meta).map_err(|e| self.fail(path, e))?;
-            self.walk(path, rel)
-        } else if ft.is_file() {
-            let f = File::open(path).map_err(|e| self.fail(path, e))?;
-            let fm = f.metadata().map_err(|e| self.fail(path, e))?;
-            if !fm.is_file() {
-                return Err(self.fail(path, "changed type while the rootfs was packed"));
+        match kind(&st) {
+            libc::S_IFDIR => {
+                let (fd, now) = open(OFlag::O_DIRECTORY)?;
+                self.w
+                    .dir(rel, meta(&now))
+                    .map_err(|e| self.fail(path, e))?;
+                self.walk(&fd, path, rel)
             }
-            if let Some((mem, max)) = self.limit {
-                if self.w.bytes_written() + fm.len() > max {
-                    return Err(too_big(
-                        self.rootfs,
-                        self.w.bytes_written() + fm.len(),
-                        mem,
-                        true,
-                    ));
+            libc::S_IFREG => {
+                // O_NONBLOCK: a fifo swapped in would fail the check above, not block.
+                let (fd, now) = open(OFlag::O_NONBLOCK | OFlag::O_NOCTTY)?;
+                let len = now.st_size as u64;
+                if let Some((mem, max)) = self.limit {
+                    if self.w.bytes_written() + len > max {
+                        return Err(too_big(
+                            self.rootfs,
+                            self.w.bytes_written() + len,
+                            mem,
+                            true,
+                        ));
+                    }
                 }
+                let f = File::from(fd);
+                self.w
+                    .file(rel, meta(&now), len, &mut &f)
+                    .map_err(|e| self.fail(path, e))
             }
-            self.w
-                .file(rel, meta, fm.len(), &mut &f)
-                .map_err(|e| self.fail(path, e))
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(path).map_err(|e| self.fail(path, e))?;
-            self.w
-                .symlink(rel, target.as_os_str().as_bytes(), meta)
-                .map_err(|e| self.fail(path, e))
-        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-            let kind = if ft.is_char_device() {
-                S_IFCHR
-            } else if ft.is_block_device() {
-                S_IFBLK
-            } else {
-                S_IFIFO
-            };
-            self.w
-                .node(
-                    rel,
-                    Meta {
-                        mode: kind | (meta.mode & 0o7777),
-                        ..meta
-                    },
-                )
-                .map_err(|e| self.fail(path, e))
-        } else {
+            libc::S_IFLNK => {
+                let target = readlinkat(dir, name).map_err(|e| self.fail(path, e))?;
+                self.w
+                    .symlink(rel, target.as_bytes(), meta(&st))
+                    .map_err(|e| self.fail(path, e))
+            }
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+                let k = match kind(&st) {
+                    libc::S_IFCHR => S_IFCHR,
+                    libc::S_IFBLK => S_IFBLK,
+                    _ => S_IFIFO,
+                };
+                let m = meta(&st);
+                self.w
+                    .node(
+                        rel,
+                        Meta {
+                            mode: k | (m.mode & 0o7777),
+                            ..m
+                        },
+                    )
+                    .map_err(|e| self.fail(path, e))
+            }
             // Sockets mean nothing in a fresh guest: skip them.
-            Ok(())
+            _ => Ok(()),
         }
+    }
+}
+
+fn kind(st: &FileStat) -> libc::mode_t {
+    st.st_mode & libc::S_IFMT
+}
+
+fn meta(st: &FileStat) -> Meta {
+    Meta {
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: st.st_mtime.clamp(0, u32::MAX as i64) as u32,
+        rdev_major: dev_major(st.st_rdev),
+        rdev_minor: dev_minor(st.st_rdev),
     }
 }
 
@@ -324,6 +372,29 @@ mod tests {
                 && e.contains("128 MiB"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn links_out_of_the_rootfs_are_stored_as_links() {
+        let d = tempfile::tempdir().unwrap();
+        let host = d.path().join("host");
+        std::fs::create_dir(&host).unwrap();
+        let secret = b"host-only-content-3f9a1c";
+        std::fs::write(host.join("secret"), secret).unwrap();
+        let root = d.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(host.join("secret"), root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../host/secret", root.join("rel")).unwrap();
+        std::os::unix::fs::symlink(&host, root.join("dir")).unwrap();
+        let agent = d.path().join("agent");
+        std::fs::write(&agent, b"agent").unwrap();
+        let out = d.path().join("initramfs");
+        build_initramfs(&root, &agent, &out).unwrap();
+        let archive = std::fs::read(&out).unwrap();
+        let has = |needle: &[u8]| archive.windows(needle.len()).any(|w| w == needle);
+        assert!(!has(secret), "a host file was packed");
+        assert!(has(b"../host/secret") && has(host.join("secret").as_os_str().as_bytes()));
+        assert!(!has(b"dir/secret"), "a host directory was walked");
     }
 
     #[test]
