@@ -440,7 +440,7 @@ fn probe_reports_the_seccomp_filter() {
     // The probe is another package's binary: present after `cargo test --workspace`.
     let probe = std::path::Path::new(env!("CARGO_BIN_EXE_isobox")).with_file_name("isobox-probe");
     if !probe.exists() {
-        println!("skipped: {} is not built", probe.display());
+        isobox_common::skip::skip(&format!("{} is not built", probe.display()));
         return;
     }
     let ib = Isobox::new();

@@ -48,7 +48,7 @@ fn isobox_microvm_qemu_missing() -> bool {
 macro_rules! require_vm {
     () => {
         if let Some(reason) = vm_skip_reason() {
-            eprintln!("skipped: {reason}");
+            isobox_common::skip::skip(&reason);
             return;
         }
     };

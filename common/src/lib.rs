@@ -11,6 +11,7 @@ pub mod proc;
 pub mod protocol;
 pub mod rootpath;
 pub mod seccomp;
+pub mod skip;
 pub mod state;
 pub mod syscalls;
 pub mod text;

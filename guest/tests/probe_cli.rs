@@ -93,7 +93,7 @@ fn unknown_argument_is_refused() {
 fn host_boot_id_decides_shared_kernel() {
     let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
     let Ok(ours) = ours else {
-        eprintln!("skip: no /proc/sys/kernel/random/boot_id");
+        isobox_common::skip::skip("no /proc/sys/kernel/random/boot_id");
         return;
     };
     for (given, want) in [
@@ -111,7 +111,7 @@ fn host_boot_id_decides_shared_kernel() {
 #[test]
 fn new_pid_and_net_namespaces_hide_the_host() {
     if !is_root() || !Path::new("/usr/bin/unshare").exists() {
-        eprintln!("skip: needs root and unshare");
+        isobox_common::skip::skip("needs root and unshare");
         return;
     }
     let host = host_report();
@@ -201,7 +201,7 @@ fn runc_bundle(name: &str, args: &[&str], env: &[&str], memory: i64, pids: i64) 
 #[test]
 fn runc_container_contains_memory_and_forks() {
     if !is_root() || !have("runc") {
-        eprintln!("skip: needs root and runc");
+        isobox_common::skip::skip("needs root and runc");
         return;
     }
     let host = host_report();
@@ -244,7 +244,7 @@ fn runc_container_contains_memory_and_forks() {
 #[test]
 fn runc_seccomp_filter_is_seen_and_survived() {
     if !is_root() || !have("runc") {
-        eprintln!("skip: needs root and runc");
+        isobox_common::skip::skip("needs root and runc");
         return;
     }
     let bundle = runc_bundle("seccomp", &[], &[], 256 << 20, 100);

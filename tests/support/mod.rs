@@ -31,12 +31,13 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// Skip the calling test (return early) with a printed reason when it cannot run here.
+/// Skip the calling test (return early) when it cannot run here, saying so in the test
+/// output ("skipped: <test>: <reason>"); under CI as root it panics instead.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if let Some(reason) = support::skip_reason() {
-            eprintln!("skipped: {reason}");
+            isobox_common::skip::skip(&reason);
             return;
         }
     };

@@ -791,6 +791,7 @@ fn main() {
             continue;
         }
         if let Some(why) = skip {
+            isobox_common::skip::skip_named(name, why);
             println!("test {name} ... skipped ({why})");
             skipped += 1;
             continue;

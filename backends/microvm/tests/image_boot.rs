@@ -72,12 +72,13 @@ fn provisioned_kernel_boots_the_built_initramfs_under_qemu() {
         .status()
         .is_err()
     {
-        eprintln!("skipping: qemu-system-x86_64 is not installed");
+        isobox_common::skip::skip("qemu-system-x86_64 is not installed");
         return;
     }
     let opts = ResolveOptions {
         env_kernel: None,
-        provision: false,
+        // Under CI the test must run: provision the kernel rather than skip.
+        provision: isobox_common::skip::must_run(),
         host_boot: false,
         progress: false,
         ..ResolveOptions::default()
@@ -85,14 +86,16 @@ fn provisioned_kernel_boots_the_built_initramfs_under_qemu() {
     let kernel = match resolve_kernel(None, &opts) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("skipping: no cached kernel ({e}); `isobox kernel` provisions one");
+            isobox_common::skip::skip(&format!(
+                "no cached kernel ({e}); `isobox kernel` provisions one"
+            ));
             return;
         }
     };
     assert_eq!(kernel.format, KernelFormat::Vmlinux);
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
-        eprintln!("skipping: /bin/busybox (busybox-static) is not installed");
+        isobox_common::skip::skip("/bin/busybox (busybox-static) is not installed");
         return;
     }
 
@@ -128,10 +131,10 @@ fn provisioned_kernel_boots_the_built_initramfs_under_qemu() {
     for k in kernels {
         let Some(out) = boot(&k, &initrd) else {
             // TCG can hang in early timer calibration; that is the emulator, not the image.
-            eprintln!(
-                "skipping {}: the guest did not finish under TCG",
+            isobox_common::skip::skip_for_hardware(&format!(
+                "needs hardware KVM: {} did not finish under TCG",
                 k.display()
-            );
+            ));
             continue;
         };
         let release = kernel.release.as_deref().unwrap_or("");

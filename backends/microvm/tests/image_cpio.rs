@@ -16,7 +16,7 @@ fn cpio_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("skipping: GNU cpio is not installed");
+        isobox_common::skip::skip("GNU cpio is not installed");
     }
     ok
 }

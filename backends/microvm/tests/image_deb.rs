@@ -49,7 +49,7 @@ fn build_deb(dir: &Path, compression: &str) -> Option<PathBuf> {
     {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("skipping: dpkg-deb cannot run: {e}");
+            isobox_common::skip::skip(&format!("dpkg-deb cannot run: {e}"));
             return None;
         }
     };

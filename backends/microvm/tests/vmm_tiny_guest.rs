@@ -25,7 +25,7 @@ impl Write for Capture {
 fn kvm_or_skip() -> bool {
     let kind = detect();
     if let HostKind::NoKvm(_) = kind {
-        eprintln!("skipping: {}", kind.describe());
+        isobox_common::skip::skip_for_hardware(&format!("needs hardware KVM: {}", kind.describe()));
         return false;
     }
     eprintln!("host: {}", kind.describe());

@@ -78,6 +78,7 @@ struct ExecPtrs {
 // SAFETY: the pointers refer into the heap buffers of `_strings`, owned alongside them and
 // never mutated; they are only read in the forked child.
 unsafe impl Send for ExecPtrs {}
+// SAFETY: as for Send: shared references only read the pointers.
 unsafe impl Sync for ExecPtrs {}
 
 impl ExecPtrs {
@@ -234,7 +235,7 @@ mod tests {
     #[test]
     fn env_cwd_umask_and_rlimits_reach_the_child() {
         if !nix::unistd::getuid().is_root() {
-            eprintln!("skipped: setgroups needs root");
+            isobox_common::skip::skip("setgroups needs root");
             return;
         }
         let mut r = req(&["sh", "-c", "echo $GREETING; pwd; umask; ulimit -n"]);
@@ -255,7 +256,7 @@ mod tests {
     #[test]
     fn workload_starts_with_default_signal_dispositions_and_mask() {
         if !nix::unistd::getuid().is_root() {
-            eprintln!("skipped: setgroups needs root");
+            isobox_common::skip::skip("setgroups needs root");
             return;
         }
         let r = req(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
@@ -278,7 +279,7 @@ mod tests {
     #[test]
     fn seccomp_filter_confines_only_the_workload() {
         if !nix::unistd::getuid().is_root() {
-            eprintln!("skipped: setgroups needs root");
+            isobox_common::skip::skip("setgroups needs root");
             return;
         }
         let profile = serde_json::from_value(serde_json::json!({

@@ -95,8 +95,8 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool, String> {
         if n == 0 {
             return Err(format!("child silent for {} s", QUIET_TIMEOUT_MS / 1000));
         }
-        // SAFETY: reads into the unfilled tail of `buf`.
         let got = if n > 0 {
+            // SAFETY: reads into the unfilled tail of `buf`.
             unsafe {
                 libc::read(
                     fd.as_raw_fd(),

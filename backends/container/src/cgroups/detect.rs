@@ -240,11 +240,11 @@ mod tests {
     #[test]
     fn host_detection_matches_mountinfo() {
         let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-            eprintln!("skip: no /proc/self/mountinfo");
+            isobox_common::skip::skip("no /proc/self/mountinfo");
             return;
         };
         let Ok(h) = Hierarchy::host() else {
-            eprintln!("skip: no cgroup file system at {CGROUP_ROOT}");
+            isobox_common::skip::skip(&format!("no cgroup file system at {CGROUP_ROOT}"));
             return;
         };
         let root_is_v2 = info

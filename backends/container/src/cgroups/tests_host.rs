@@ -16,13 +16,13 @@ const MIB: i64 = 1024 * 1024;
 
 fn host() -> Option<Hierarchy> {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skip: needs root to make cgroups");
+        isobox_common::skip::skip("needs root to make cgroups");
         return None;
     }
     match Hierarchy::host() {
         Ok(h) => Some(h),
         Err(e) => {
-            eprintln!("skip: no usable cgroup hierarchy: {e}");
+            isobox_common::skip::skip(&format!("no usable cgroup hierarchy: {e}"));
             None
         }
     }
@@ -203,7 +203,7 @@ fn freeze_signal_and_default_path() {
 fn bpf_device_filter_denies_and_allows() {
     let Some(h) = host() else { return };
     if h.unified.is_none() {
-        eprintln!("skip: no unified hierarchy to attach a device program to");
+        isobox_common::skip::skip("no unified hierarchy to attach a device program to");
         return;
     }
     let path = test_path("bpf");
@@ -217,7 +217,7 @@ fn bpf_device_filter_denies_and_allows() {
         .unwrap()];
     let rules = resources::device_rules(&deny_all).unwrap();
     if let Err(e) = bpf::attach(&dir, &rules) {
-        eprintln!("skip: this kernel refuses cgroup device programs: {e}");
+        isobox_common::skip::skip(&format!("this kernel refuses cgroup device programs: {e}"));
         return;
     }
     // /dev/null is on the default allowlist, /dev/kmsg (1:11) is not. The shell joins the
@@ -332,7 +332,7 @@ fn concurrent_create_destroy_share_the_parent() {
 fn v2_mode_on_the_unified_hierarchy() {
     let Some(h) = host() else { return };
     let Some(unified) = h.unified.clone() else {
-        eprintln!("skip: no unified hierarchy");
+        isobox_common::skip::skip("no unified hierarchy");
         return;
     };
     let v2 = Hierarchy::v2(unified);

@@ -248,7 +248,7 @@ mod tests {
             .stdout(std::process::Stdio::piped())
             .spawn()
         else {
-            eprintln!("skipping: lz4 command not installed");
+            isobox_common::skip::skip("lz4 command not installed");
             return;
         };
         let mut stdin = child.stdin.take().unwrap();

@@ -1,0 +1,42 @@
+//! Tests that cannot run on a host say so in the test output, and under CI as root they may
+//! not skip at all: a skipped test would count as passed.
+
+use std::io::Write;
+
+/// Whether this is a CI run as root, where a test must run rather than skip.
+pub fn must_run() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true") && nix::unistd::geteuid().is_root()
+}
+
+/// The running test's name: libtest names each test's thread after it.
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("test")
+        .to_string()
+}
+
+/// Report that `test` is skipped for `reason` on stderr (libtest does not capture a raw
+/// write), or panic when [`must_run`].
+pub fn skip_named(test: &str, reason: &str) {
+    if must_run() {
+        panic!("{test} would be skipped under CI as root: {reason}");
+    }
+    say(test, reason);
+}
+
+/// [`skip_named`] for the current test.
+pub fn skip(reason: &str) {
+    skip_named(&current_test(), reason);
+}
+
+/// A skip that is legitimate even in CI: the host lacks hardware the test needs (hardware
+/// KVM). Still reported.
+pub fn skip_for_hardware(reason: &str) {
+    say(&current_test(), reason);
+}
+
+fn say(test: &str, reason: &str) {
+    let _ = std::io::stderr().write_all(format!("skipped: {test}: {reason}\n").as_bytes());
+}
