@@ -1,5 +1,8 @@
 //! `--log FILE` / `--log-format text|json` / `--debug`, the way runc's callers expect them:
 //! containerd reads the JSON lines of the log file to report errors.
+//!
+//! This is also the `log` facade's logger: the library crates warn with `log::warn!`, and
+//! a warning goes to stderr ("isobox: warning: ...") and to the log file in its format.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -17,6 +20,39 @@ struct Logger {
 
 static LOGGER: Mutex<Option<Logger>> = Mutex::new(None);
 
+/// The `log` crate's entry point into [`LOGGER`].
+struct Facade;
+
+static FACADE: Facade = Facade;
+
+impl ::log::Log for Facade {
+    fn enabled(&self, meta: &::log::Metadata) -> bool {
+        meta.level() <= ::log::max_level()
+    }
+
+    fn log(&self, record: &::log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let msg = isobox_common::text::one_line(&record.args().to_string());
+        let level = match record.level() {
+            ::log::Level::Error => "error",
+            ::log::Level::Warn => "warning",
+            ::log::Level::Info => "info",
+            ::log::Level::Debug | ::log::Level::Trace => "debug",
+        };
+        match record.level() {
+            ::log::Level::Error | ::log::Level::Warn => {
+                let _ = std::io::stderr().write_all(format!("isobox: {level}: {msg}\n").as_bytes());
+                write(level, &msg);
+            }
+            _ => write(level, &msg),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) {
     let file = path.and_then(|p| {
         OpenOptions::new()
@@ -31,6 +67,13 @@ pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) {
         format,
         debug,
     });
+    if ::log::set_logger(&FACADE).is_ok() {
+        ::log::set_max_level(if debug {
+            ::log::LevelFilter::Debug
+        } else {
+            ::log::LevelFilter::Info
+        });
+    }
 }
 
 fn write(level: &str, msg: &str) {

@@ -52,7 +52,7 @@ impl Backend for ContainerBackend {
         running.status = Status::Running;
         // A failing poststart hook is only a warning (runtime-spec lifecycle, step 9).
         if let Err(e) = hooks::run("poststart", &d.poststart, &state_bytes(&running)) {
-            eprintln!("isobox: warning: container {}: {e}", state.id);
+            log::warn!("container {}: {e}", state.id);
         }
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Backend for ContainerBackend {
         stopped.status = Status::Stopped;
         // A failing poststop hook is only a warning (runtime-spec lifecycle, step 13).
         if let Err(e) = hooks::run("poststop", &d.poststop, &state_bytes(&stopped)) {
-            eprintln!("isobox: warning: container {}: {e}", state.id);
+            log::warn!("container {}: {e}", state.id);
         }
         Ok(())
     }

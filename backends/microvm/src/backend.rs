@@ -316,7 +316,7 @@ impl Backend for MicrovmBackend {
     fn create(&self, opts: &CreateOptions) -> isobox_common::Result<Created> {
         let result = self.prepare(opts).and_then(|(cfg, warning)| {
             if let Some(w) = warning {
-                eprintln!("isobox: {w}");
+                log::warn!("{}", w.strip_prefix("warning: ").unwrap_or(&w));
             }
             let pid = self.launch(opts, &cfg)?;
             Ok((cfg, pid))

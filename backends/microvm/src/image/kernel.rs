@@ -267,7 +267,7 @@ pub fn resolve_kernel(explicit: Option<&Path>, opts: &ResolveOptions) -> Result<
             Ok(report) => return inspect_kernel(&report.vmlinux, KernelSource::Provisioned),
             Err(e) => {
                 if opts.progress {
-                    eprintln!("isobox: {e}");
+                    log::warn!("{e}");
                 }
                 tried.push(format!("provisioning failed ({e})"));
             }
