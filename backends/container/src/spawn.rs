@@ -131,6 +131,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
             .unwrap_or_default(),
     )
     .map_err(cfg)?;
+    devices::check_cgroup_rules(linux).map_err(cfg)?;
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default()).map_err(cfg)?;
     let caps = process
         .capabilities()
@@ -356,11 +357,12 @@ fn setup_init(
         .send(&Msg::Go(pid))
         .map_err(|e| to_common(e, config))?;
     // The cgroup is made and joined while the init sets up its mounts.
-    let resources = linux.and_then(devices::cgroup_resources);
+    // Always with device rules: the default deny holds without linux.resources too.
+    let resources = devices::cgroup_resources_of(linux);
     let placed = Cgroup::create(
         linux.and_then(|l| l.cgroups_path().as_deref()),
         &opts.id,
-        resources.as_deref(),
+        Some(&resources),
     )
     .and_then(|cg| {
         undo.cgroup = Some(cg.clone());

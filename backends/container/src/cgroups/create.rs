@@ -29,9 +29,8 @@ pub(crate) fn create(
         None => Vec::new(),
     };
 
-    let devices = res
-        .and_then(|r| r.devices().as_deref())
-        .filter(|d| !d.is_empty());
+    // Some, even empty: the rules apply to a cgroup that denies every device.
+    let devices = res.and_then(|r| r.devices().as_deref());
     let bpf_devices = match devices {
         Some(d) if flavor("devices") == Ok(Flavor::V2) => Some(resources::device_rules(d)?),
         _ => None,

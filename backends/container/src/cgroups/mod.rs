@@ -15,6 +15,7 @@ use crate::error::Result;
 mod bpf;
 mod create;
 mod detect;
+mod emulator;
 mod files;
 mod lifecycle;
 mod path;
@@ -29,7 +30,9 @@ mod tests_host;
 
 pub use detect::{Hierarchy, V1Mount, CGROUP_ROOT};
 pub use path::DEFAULT_PARENT;
-pub use resources::{blkio_weight_to_io, shares_to_weight, swap_to_v2};
+pub use resources::{
+    blkio_weight_to_io, default_device_rules, device_state, shares_to_weight, swap_to_v2,
+};
 
 /// How the host mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,11 @@
 //! against the config, not against a file name the user never wrote.
 
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources,
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxMemory, LinuxResources,
 };
 
+use super::emulator::{self, Emulator, Rule};
 use crate::error::{ContainerError, Result};
 
 /// Which cgroup version holds a controller.
@@ -102,7 +104,8 @@ pub(crate) fn settings(
         };
         out.push(set("pids", "pids.max", v, "pids.limit"));
     }
-    if let Some(rules) = res.devices().as_deref().filter(|r| !r.is_empty()) {
+    // No rules still means the default deny-all state; only None leaves the devices alone.
+    if let Some(rules) = res.devices().as_deref() {
         // On v2 the allowlist is a BPF program the caller attaches, not files.
         if need("devices", "devices")? == Flavor::V1 {
             out.extend(devices_v1(rules)?);
@@ -402,61 +405,106 @@ fn cpu(c: &LinuxCpu, need: &Need<'_>, out: &mut Vec<Setting>) -> Result<()> {
     Ok(())
 }
 
-/// The devices every container needs, allowed after the bundle's own rules (as runc and the
-/// OCI spec's default devices do): null, zero, full, random, urandom, tty, console, ptmx,
-/// pts/*, net/tun, plus mknod of any character or block device.
-const DEFAULT_ALLOWED: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-    "c 10:200 rwm",
+/// runc's AllowedDevices (libcontainer/specconv), appended to the bundle's own rules: mknod
+/// of any character or block device, null, random, full, tty, zero, urandom, the pts
+/// devices, ptmx and net/tun.
+const DEFAULT_ALLOWED: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
+    (LinuxDeviceType::C, None, None, "m"),
+    (LinuxDeviceType::B, None, None, "m"),
+    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+    (LinuxDeviceType::C, Some(136), None, "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+    (LinuxDeviceType::C, Some(10), Some(200), "rwm"),
 ];
 
-/// One rule in devices.allow / devices.deny syntax: `c 1:3 rwm`, or `a` for every device.
-pub(crate) fn device_rule(r: &LinuxDeviceCgroup) -> Result<Option<String>> {
-    let t = match r.typ().unwrap_or_default() {
-        LinuxDeviceType::A => return Ok(Some("a".into())),
+/// The default allow rules every container gets after its own (runc's AllowedDevices).
+pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    DEFAULT_ALLOWED
+        .iter()
+        .map(|&(typ, major, minor, access)| {
+            let mut b = LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(typ)
+                .access(access);
+            if let Some(m) = major {
+                b = b.major(m);
+            }
+            if let Some(m) = minor {
+                b = b.minor(m);
+            }
+            b.build().expect("static rule")
+        })
+        .collect()
+}
+
+/// One OCI rule as the emulator takes it. A missing type means every device, a missing (or
+/// -1) major or minor any number, a missing access "rwm".
+pub(crate) fn device_rule(r: &LinuxDeviceCgroup) -> std::result::Result<Rule, String> {
+    let typ = match r.typ().unwrap_or_default() {
+        LinuxDeviceType::A => 'a',
         LinuxDeviceType::B => 'b',
-        LinuxDeviceType::C | LinuxDeviceType::U => 'c',
-        // The devices controller has no notion of FIFOs: nothing to allow or deny.
-        LinuxDeviceType::P => return Ok(None),
-    };
-    let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
-    let access = r.access().clone().unwrap_or_else(|| "rwm".into());
-    if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
-        return Err(refuse(
-            "devices",
-            format!("access {access:?} is not made of r, w, m"),
-        ));
-    }
-    Ok(Some(format!(
-        "{t} {}:{} {access}",
-        num(r.major()),
-        num(r.minor())
-    )))
-}
-
-/// The bundle's device rules then the defaults, as (allow, rule) in devices.allow syntax.
-/// Later rules win over earlier ones, as in the v1 controller.
-pub(crate) fn device_rules(rules: &[LinuxDeviceCgroup]) -> Result<Vec<(bool, String)>> {
-    let mut out = Vec::new();
-    for r in rules {
-        if let Some(rule) = device_rule(r)? {
-            out.push((r.allow(), rule));
+        LinuxDeviceType::C => 'c',
+        t @ (LinuxDeviceType::U | LinuxDeviceType::P) => {
+            return Err(format!(
+                "type {:?} is not a device cgroup type (a, b or c)",
+                t.as_str()
+            ))
         }
+    };
+    let num = |n: Option<i64>, what: &str| match n {
+        None | Some(-1) => Ok(None),
+        Some(n) => u32::try_from(n).map(Some).map_err(|_| {
+            format!("{what} {n} is not a device number (0 to 4294967295, or -1 for any)")
+        }),
+    };
+    let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+    let mut bits = 0;
+    for c in access.chars() {
+        bits |= match c {
+            'r' => emulator::READ,
+            'w' => emulator::WRITE,
+            'm' => emulator::MKNOD,
+            _ => 0xff,
+        };
     }
-    out.extend(DEFAULT_ALLOWED.iter().map(|r| (true, r.to_string())));
-    Ok(out)
+    if access.is_empty() || bits == 0xff || bits & !emulator::RWM != 0 {
+        return Err(format!("access {access:?} is not made of r, w, m"));
+    }
+    Ok(Rule {
+        allow: r.allow(),
+        typ,
+        major: num(r.major(), "major")?,
+        minor: num(r.minor(), "minor")?,
+        access: bits,
+    })
 }
 
+/// Apply `rules` in order to a cgroup that denies every device, as runc does, and return
+/// the resulting state as `(allow, rule)` in devices.allow syntax: `a` for the default
+/// first, then the exceptions. Errors name the index of the rule at fault.
+pub fn device_state(
+    rules: &[LinuxDeviceCgroup],
+) -> std::result::Result<Vec<(bool, String)>, (usize, String)> {
+    let mut emu = Emulator::deny_all();
+    for (i, r) in rules.iter().enumerate() {
+        let rule = device_rule(r).map_err(|why| (i, why))?;
+        emu.apply(&rule).map_err(|why| (i, why))?;
+    }
+    Ok(emu.rules())
+}
+
+/// [`device_state`] with errors naming linux.resources.devices.
+pub(crate) fn device_rules(rules: &[LinuxDeviceCgroup]) -> Result<Vec<(bool, String)>> {
+    device_state(rules).map_err(|(i, why)| refuse(&format!("devices[{i}]"), why))
+}
+
+/// v1: reset the default with `a`, then the exceptions (runc's transition from a cgroup
+/// whose rules it cannot know: a new v1 cgroup allows everything).
 fn devices_v1(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Setting>> {
     Ok(device_rules(rules)?
         .into_iter()

@@ -249,21 +249,32 @@ fn v1_pids_unlimited_and_devices() {
     let t = v1_tree(false, true);
     let res = LinuxResourcesBuilder::default()
         .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
-        .devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(false)
-            .access("rwm")
-            .build()
-            .unwrap()])
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap(),
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1)
+                .minor(3)
+                .access("r")
+                .build()
+                .unwrap(),
+        ])
         .build()
         .unwrap();
     let cg = Cgroup::create_in(&t.h, None, "c2", Some(&res)).unwrap();
     let d = t.root.join("pids/isobox/c2");
     assert_eq!(read(d.join("pids.max")), "max");
-    // Deny-all went to devices.deny; the default allowlist follows it in devices.allow.
+    // Deny-all went to devices.deny, then each allowed device to devices.allow (the fake
+    // files keep the last write).
     assert_eq!(read(t.root.join("devices/isobox/c2/devices.deny")), "a");
     assert_eq!(
         read(t.root.join("devices/isobox/c2/devices.allow")),
-        "c 10:200 rwm"
+        "c 1:3 r"
     );
     cg.destroy().unwrap();
 }
@@ -278,29 +289,76 @@ fn device_rules() {
         if let Some(m) = minor {
             b = b.minor(m);
         }
-        resources::device_rule(&b.build().unwrap())
+        b.build().unwrap()
     };
+    let state = |rules: &[oci_spec::runtime::LinuxDeviceCgroup]| {
+        resources::device_state(rules).map(|s| {
+            s.into_iter()
+                .map(|(a, r)| format!("{} {r}", if a { "allow" } else { "deny" }))
+                .collect::<Vec<_>>()
+        })
+    };
+    let mut allow_rw = rule(LinuxDeviceType::C, Some(1), Some(3), "rw");
+    allow_rw.set_allow(true);
+    let mut allow_b = rule(LinuxDeviceType::B, Some(8), None, "m");
+    allow_b.set_allow(true);
+    // No rules: deny everything (runc starts there whatever the rules say).
+    assert_eq!(state(&[]).unwrap(), ["deny a"]);
     assert_eq!(
-        rule(LinuxDeviceType::C, Some(1), Some(3), "rw")
-            .unwrap()
-            .unwrap(),
-        "c 1:3 rw"
+        state(&[allow_rw.clone(), allow_b.clone()]).unwrap(),
+        ["deny a", "allow c 1:3 rw", "allow b 8:* m"]
     );
+    // `a` resets whatever its access says; -1 is a wildcard.
+    let mut all = rule(LinuxDeviceType::A, Some(1), None, "r");
+    all.set_allow(true);
+    assert_eq!(state(&[allow_rw, all]).unwrap(), ["allow a"]);
+    let mut any = rule(LinuxDeviceType::C, Some(-1), Some(-1), "m");
+    any.set_allow(true);
+    assert_eq!(state(&[any]).unwrap(), ["deny a", "allow c *:* m"]);
+    // Errors name the rule's index.
+    for (bad, what) in [
+        (rule(LinuxDeviceType::C, None, None, "rx"), "access"),
+        (rule(LinuxDeviceType::P, None, None, "r"), "type"),
+        (rule(LinuxDeviceType::U, None, None, "r"), "type"),
+        (rule(LinuxDeviceType::C, Some(-2), None, "r"), "major"),
+        (rule(LinuxDeviceType::C, None, Some(1 << 32), "r"), "minor"),
+    ] {
+        let (i, why) = state(&[allow_b.clone(), bad]).unwrap_err();
+        assert_eq!(i, 1);
+        assert!(why.contains(what), "{why}");
+    }
+    let (field, _) = resource_err(
+        resources::device_rules(&[rule(LinuxDeviceType::C, None, None, "")]).unwrap_err(),
+    );
+    assert_eq!(field, "linux.resources.devices[0]");
+}
+
+#[test]
+fn the_default_allowlist_is_runcs() {
+    let rules = default_device_rules();
+    let state = resources::device_state(&rules).unwrap();
+    let text: Vec<String> = state
+        .iter()
+        .map(|(a, r)| format!("{} {r}", if *a { "allow" } else { "deny" }))
+        .collect();
     assert_eq!(
-        rule(LinuxDeviceType::B, Some(8), None, "m")
-            .unwrap()
-            .unwrap(),
-        "b 8:* m"
+        text,
+        [
+            "deny a",
+            "allow b *:* m",
+            "allow c *:* m",
+            "allow c 1:3 rwm",
+            "allow c 1:5 rwm",
+            "allow c 1:7 rwm",
+            "allow c 1:8 rwm",
+            "allow c 1:9 rwm",
+            "allow c 5:0 rwm",
+            "allow c 5:2 rwm",
+            "allow c 10:200 rwm",
+            "allow c 136:* rwm",
+        ]
     );
-    assert_eq!(
-        rule(LinuxDeviceType::A, Some(1), None, "r")
-            .unwrap()
-            .unwrap(),
-        "a"
-    );
-    assert_eq!(rule(LinuxDeviceType::P, None, None, "r").unwrap(), None);
-    let (field, _) = resource_err(rule(LinuxDeviceType::C, None, None, "rx").unwrap_err());
-    assert_eq!(field, "linux.resources.devices");
+    assert!(!text.iter().any(|t| t == "allow a"));
 }
 
 #[test]

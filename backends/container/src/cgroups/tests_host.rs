@@ -210,11 +210,12 @@ fn bpf_device_filter_denies_and_allows() {
     let cg = Cgroup::create_in(&h, Some(&path), "bpf", None).unwrap();
     let _guard = Guard(&cg);
     let dir = v2::unified_dir(&cg.paths).unwrap().to_path_buf();
-    let deny_all = vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+    let mut deny_all = vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()
         .unwrap()];
+    deny_all.extend(default_device_rules());
     let rules = resources::device_rules(&deny_all).unwrap();
     if let Err(e) = bpf::attach(&dir, &rules) {
         isobox_common::skip::skip(&format!("this kernel refuses cgroup device programs: {e}"));
@@ -240,6 +241,62 @@ fn bpf_device_filter_denies_and_allows() {
         status.code(),
         Some(0),
         "10: /dev/null refused, 20: /dev/kmsg allowed"
+    );
+}
+
+#[test]
+fn v1_device_cgroup_starts_from_deny_all() {
+    let Some(h) = host() else { return };
+    if h.v1_mount("devices").is_none() {
+        isobox_common::skip::skip("no v1 devices controller");
+        return;
+    }
+    // No rules of the bundle's own: the default allowlist alone, on a cgroup that denies
+    // everything else (a new v1 cgroup starts as `a *:* rwm`).
+    let res = LinuxResourcesBuilder::default()
+        .devices(default_device_rules())
+        .build()
+        .unwrap();
+    let path = test_path("devlist");
+    let cg = Cgroup::create_in(&h, Some(&path), "devlist", Some(&res)).unwrap();
+    let _guard = Guard(&cg);
+    let list = value(&cg, "devices.list").unwrap();
+    let mut lines: Vec<&str> = list.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "b *:* m",
+            "c *:* m",
+            "c 10:200 rwm",
+            "c 136:* rwm",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:2 rwm",
+        ],
+        "{list}"
+    );
+    let mut probe = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "read go; dd if=/dev/null count=0 2>/dev/null || exit 10; \
+              dd if=/dev/kmsg count=0 2>/dev/null && exit 20; exit 0",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    cg.add(probe.id() as i32).unwrap();
+    use std::io::Write;
+    probe.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(
+        probe.wait().unwrap().code(),
+        Some(0),
+        "10: null refused, 20: kmsg allowed"
     );
 }
 
@@ -356,12 +413,9 @@ fn v2_mode_on_the_unified_hierarchy() {
         }
     }
 
+    // No rules of its own: the default allowlist on a cgroup that denies everything else.
     let res = LinuxResourcesBuilder::default()
-        .devices(vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
-            .allow(false)
-            .access("rwm")
-            .build()
-            .unwrap()])
+        .devices(default_device_rules())
         .build()
         .unwrap();
     let path = test_path("v2");
