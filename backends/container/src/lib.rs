@@ -41,6 +41,7 @@ mod rootfs;
 mod seccomp;
 mod spawn;
 mod sync;
+mod sysctl;
 mod user;
 
 pub use backend::ContainerBackend;

@@ -17,7 +17,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::error::ContainerError;
 use crate::init::{self, InitPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, seccomp};
+use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, seccomp, sysctl};
 
 /// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +121,9 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         }
     }
     let ns = namespaces::plan(linux).map_err(cfg)?;
+    if let Some(values) = linux.and_then(|l| l.sysctl().as_ref()) {
+        sysctl::validate(values, &ns).map_err(cfg)?;
+    }
     let planned = mounts::plan(bundle).map_err(cfg)?;
     let propagation =
         mount_opts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
