@@ -119,4 +119,11 @@ pub trait Backend {
 
     /// Host pids of the container's processes (`ps`).
     fn processes(&self, state: &State) -> Result<Vec<i32>>;
+
+    /// Undo a `create` that never finished: its process died (or was killed) while the state
+    /// was incomplete (`state.creator` is set and no longer alive). `create` records in the
+    /// state directory what it makes as soon as it exists (processes, cgroups); this ends and
+    /// removes exactly what was recorded, and the backend's files. Idempotent; no hooks run.
+    /// The caller holds the lock and removes the state directory afterwards.
+    fn delete_partial(&self, state: &State) -> Result<()>;
 }

@@ -35,6 +35,90 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// A host process named by pid and start time, so a recycled pid is never taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessRef {
+    /// The process `pid` as it is now, if it exists.
+    pub fn of(pid: i32) -> Option<Self> {
+        Some(ProcessRef {
+            pid,
+            start_time: proc::start_time(pid)?,
+        })
+    }
+
+    /// The calling process.
+    pub fn current() -> Self {
+        let pid = std::process::id() as i32;
+        ProcessRef {
+            pid,
+            start_time: proc::start_time(pid).unwrap_or(0),
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        proc::is_alive(self.pid, self.start_time)
+    }
+
+    /// SIGKILL the process if it is still this one, then wait (at most `limit`) until it is
+    /// gone or a zombie; reaps it when it is our child. True when it is gone.
+    pub fn kill_and_wait(&self, limit: std::time::Duration) -> bool {
+        if !self.is_alive() {
+            return true;
+        }
+        // SAFETY: kill(2) with integer arguments, on the pid checked just above.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            // Reap it if it is our child; harmless (ECHILD) otherwise.
+            // SAFETY: waitpid with a null status pointer.
+            unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), libc::WNOHANG) };
+            if !self.is_alive() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Record it in `path` as `PID START_TIME` (temp file + rename, so a reader never sees
+    /// half of it).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(
+            path,
+            format!("{} {}\n", self.pid, self.start_time).as_bytes(),
+        )
+    }
+
+    /// Read what `save` wrote; None when the file is missing or unreadable.
+    pub fn load(path: &Path) -> Option<Self> {
+        let text = fs::read_to_string(path).ok()?;
+        let mut it = text.split_whitespace();
+        Some(ProcessRef {
+            pid: it.next()?.parse().ok()?,
+            start_time: it.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// Write `body` to `path` through a temp file and a rename.
+pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp).ctx(|| format!("writing {}", tmp.display()))?;
+    f.write_all(body)
+        .ctx(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))
+}
+
 /// The OCI state of a container plus what isobox needs to find it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,11 +144,47 @@ pub struct State {
     /// Backend-private data.
     #[serde(default)]
     pub data: serde_json::Value,
+    /// The `isobox create` process while the state is incomplete (the backend has not
+    /// finished); None once create recorded the whole state. An incomplete state whose
+    /// creator is gone is `stopped`, and `delete --force` undoes what the backend recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<ProcessRef>,
 }
 
 impl State {
-    /// Recompute `status` from the live process.
+    /// The state of a directory whose `create` died before it wrote anything: stopped,
+    /// incomplete, nothing of a backend made yet.
+    fn unrecorded(id: &str, state_dir: PathBuf) -> State {
+        State {
+            oci_version: crate::OCI_VERSION.to_string(),
+            id: id.to_string(),
+            status: Status::Stopped,
+            pid: 0,
+            bundle: PathBuf::new(),
+            annotations: BTreeMap::new(),
+            backend: BackendKind::default(),
+            pid_start_time: 0,
+            created: String::new(),
+            started: false,
+            state_dir,
+            data: serde_json::Value::Null,
+            creator: Some(ProcessRef {
+                pid: 0,
+                start_time: 0,
+            }),
+        }
+    }
+
+    /// Recompute `status` from the live process (or, while incomplete, from its creator).
     pub fn refresh(&mut self) {
+        if let Some(creator) = &self.creator {
+            self.status = if creator.is_alive() {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+            return;
+        }
         self.status = if !proc::is_alive(self.pid, self.pid_start_time) {
             Status::Stopped
         } else if self.started {
@@ -74,13 +194,21 @@ impl State {
         };
     }
 
+    /// True while the state is incomplete: `create` has not finished (or died before it did).
+    pub fn is_incomplete(&self) -> bool {
+        self.creator.is_some()
+    }
+
     /// The OCI state document (what `isobox state` prints and hooks read on stdin).
     pub fn oci_json(&self) -> serde_json::Value {
         serde_json::json!({
             "ociVersion": self.oci_version,
             "id": self.id,
             "status": self.status,
-            "pid": if self.status == Status::Stopped { 0 } else { self.pid },
+            "pid": match self.status {
+                Status::Stopped | Status::Creating => 0,
+                _ => self.pid,
+            },
             "bundle": self.bundle,
             "annotations": self.annotations,
             "backend": self.backend,
@@ -134,11 +262,11 @@ impl StateStore {
         Ok((dir, lock))
     }
 
-    /// Lock an existing container.
+    /// Lock an existing container (also one whose state is incomplete).
     pub fn lock(&self, id: &str) -> Result<Lock> {
         id::validate(id)?;
         let dir = self.dir(id);
-        if !dir.join("state.json").exists() {
+        if !dir.is_dir() {
             return Err(Error::NotFound(id.to_string()));
         }
         self.lock_dir(&dir)
@@ -166,24 +294,25 @@ impl StateStore {
 
     /// Write the state atomically (temp file + rename).
     pub fn save(&self, state: &State) -> Result<()> {
-        let dir = self.dir(&state.id);
-        let tmp = dir.join("state.json.tmp");
-        let path = dir.join("state.json");
+        let path = self.dir(&state.id).join("state.json");
         let body = serde_json::to_vec_pretty(state).expect("state serializes");
-        let mut f = File::create(&tmp).ctx(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&body)
-            .ctx(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, &path).ctx(|| format!("renaming {}", tmp.display()))
+        write_atomic(&path, &body)
     }
 
-    /// Load a container's state and refresh its status from the live process.
+    /// Load a container's state and refresh its status from the live process. A directory
+    /// without a state file (its `create` died right after making it) loads as an incomplete,
+    /// stopped state, so it can be seen and deleted.
     pub fn load(&self, id: &str) -> Result<State> {
         id::validate(id)?;
-        let path = self.dir(id).join("state.json");
+        let dir = self.dir(id);
+        let path = dir.join("state.json");
         let body = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(id.to_string()))
+                if dir.is_dir() {
+                    return Ok(State::unrecorded(id, dir));
+                }
+                return Err(Error::NotFound(id.to_string()));
             }
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
@@ -195,7 +324,7 @@ impl StateStore {
         Ok(state)
     }
 
-    /// Ids of all containers with a state file, sorted.
+    /// Ids of all containers (every state directory, complete or not), sorted.
     pub fn list(&self) -> Result<Vec<String>> {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
@@ -204,8 +333,9 @@ impl StateStore {
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("state.json").exists())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| id::validate(name).is_ok())
             .collect();
         ids.sort();
         Ok(ids)
@@ -240,6 +370,7 @@ mod tests {
             started: false,
             state_dir: store.dir(id),
             data: serde_json::Value::Null,
+            creator: None,
         }
     }
 
@@ -262,6 +393,76 @@ mod tests {
         store.remove("c1").unwrap();
         assert!(matches!(store.load("c1"), Err(Error::NotFound(_))));
         assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn incomplete_state_is_creating_while_its_creator_lives_then_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = StateStore::new(tmp.path());
+        let (_dir, _lock) = store.create("half").unwrap();
+        let mut st = sample(&store, "half");
+        st.pid = 0;
+        st.creator = Some(ProcessRef::current());
+        store.save(&st).unwrap();
+        let loaded = store.load("half").unwrap();
+        assert!(loaded.is_incomplete());
+        assert_eq!(loaded.status, Status::Creating);
+        assert_eq!(loaded.oci_json()["pid"], 0);
+        st.creator.as_mut().unwrap().start_time += 1; // the creator died, its pid recycled
+        store.save(&st).unwrap();
+        assert_eq!(store.load("half").unwrap().status, Status::Stopped);
+        // Completing the state drops the creator for good.
+        st.creator = None;
+        store.save(&st).unwrap();
+        assert!(!store.load("half").unwrap().is_incomplete());
+    }
+
+    #[test]
+    fn a_state_dir_without_state_file_is_listed_loaded_and_locked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = StateStore::new(tmp.path());
+        let (_dir, lock) = store.create("bare").unwrap();
+        drop(lock);
+        std::fs::create_dir(tmp.path().join("not an id")).unwrap();
+        std::fs::write(tmp.path().join("stray-file"), "").unwrap();
+        assert_eq!(store.list().unwrap(), vec!["bare".to_string()]);
+        let st = store.load("bare").unwrap();
+        assert_eq!(st.status, Status::Stopped);
+        assert!(st.is_incomplete());
+        assert!(store.lock("bare").is_ok());
+        assert!(matches!(store.lock("none"), Err(Error::NotFound(_))));
+        assert!(matches!(store.load("none"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn process_ref_round_trips_and_tells_a_recycled_pid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = ProcessRef::current();
+        assert!(me.is_alive());
+        assert_eq!(ProcessRef::of(me.pid), Some(me));
+        let path = tmp.path().join("x.pid");
+        me.save(&path).unwrap();
+        assert_eq!(ProcessRef::load(&path), Some(me));
+        assert_eq!(ProcessRef::load(&tmp.path().join("none")), None);
+        let other = ProcessRef {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!other.is_alive());
+        // Not this process any more: nothing is signalled, and it counts as gone.
+        assert!(other.kill_and_wait(std::time::Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn kill_and_wait_ends_and_reaps_a_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let p = ProcessRef::of(child.id() as i32).unwrap();
+        assert!(p.kill_and_wait(std::time::Duration::from_secs(5)));
+        assert!(proc::start_time(p.pid).is_none(), "reaped");
+        let _ = child.wait(); // already reaped: ECHILD
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use isobox_common::state::ProcessRef;
 use isobox_common::{proc, Backend, BackendKind, Bundle, CreateOptions, State, StateStore, Status};
 
 use crate::backends;
@@ -61,28 +62,38 @@ fn create_in(
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let mut state = State {
+        oci_version: isobox_common::OCI_VERSION.to_string(),
+        id: args.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        bundle: bundle.dir.clone(),
+        annotations,
+        backend: kind,
+        pid_start_time: 0,
+        created: now_rfc3339(),
+        started: false,
+        state_dir: state_dir.clone(),
+        data: serde_json::Value::Null,
+        creator: Some(ProcessRef::current()),
+    };
+    // Saved before the backend makes anything: if this process dies from here on, `list` and
+    // `state` show the container (creating, then stopped) and `delete --force` undoes what the
+    // backend recorded in the state dir as it went.
+    store.save(&state)?;
     let opts = CreateOptions {
         id: args.id.clone(),
         bundle,
-        state_dir: state_dir.clone(),
+        state_dir,
         foreground,
         options,
     };
     let created = backend.create(&opts)?;
-    let mut state = State {
-        oci_version: isobox_common::OCI_VERSION.to_string(),
-        id: args.id.clone(),
-        status: Status::Created,
-        pid: created.pid,
-        bundle: opts.bundle.dir.clone(),
-        annotations,
-        backend: kind,
-        pid_start_time: proc::start_time(created.pid).unwrap_or(0),
-        created: now_rfc3339(),
-        started: false,
-        state_dir,
-        data: created.data,
-    };
+    state.status = Status::Created;
+    state.pid = created.pid;
+    state.pid_start_time = proc::start_time(created.pid).unwrap_or(0);
+    state.data = created.data;
+    state.creator = None;
     let record = (|| -> Result<()> {
         store.save(&state)?;
         if let Some(pid_file) = &args.pid_file {
@@ -154,8 +165,12 @@ pub fn run(store: &StateStore, args: &CreateArgs, detach: bool) -> Result<i32> {
 pub fn kill(store: &StateStore, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = signals::parse(signal)?;
     let state = store.load(id)?;
-    if state.status == Status::Stopped {
-        bail!("container {id:?} is stopped: there is no process to signal");
+    match state.status {
+        Status::Stopped => bail!("container {id:?} is stopped: there is no process to signal"),
+        Status::Creating => {
+            bail!("container {id:?} is being created: there is no process to signal yet")
+        }
+        Status::Created | Status::Running => {}
     }
     backends::for_kind(state.backend)?.kill(&state, sig, all)?;
     Ok(())
@@ -180,9 +195,33 @@ fn is_not_found(e: &anyhow::Error) -> bool {
 }
 
 fn delete_existing(store: &StateStore, id: &str, force: bool) -> Result<()> {
+    let state = store.load(id)?;
+    if let (Status::Creating, Some(creator)) = (state.status, state.creator) {
+        if !force {
+            bail!(
+                "container {id:?} is being created (by isobox pid {}): delete it with --force to stop that",
+                creator.pid
+            );
+        }
+        // The creating process holds the lock: end it, then undo what it made.
+        if !creator.kill_and_wait(Duration::from_secs(10)) {
+            bail!(
+                "container {id:?}: its creating process {} did not end after SIGKILL",
+                creator.pid
+            );
+        }
+    }
     let _lock = store.lock(id)?;
     let state = store.load(id)?;
     let backend = backends::for_kind(state.backend)?;
+    if state.is_incomplete() {
+        if state.status != Status::Stopped {
+            bail!("container {id:?} is being created again: retry the delete");
+        }
+        backend.delete_partial(&state)?;
+        store.remove(id)?;
+        return Ok(());
+    }
     match state.status {
         Status::Stopped => {}
         // Only a stopped container may be deleted (runtime spec, "delete").

@@ -61,7 +61,8 @@ pub fn list(store: &StateStore, format: ListFormat, quiet: bool) -> Result<()> {
 
 pub fn ps(store: &StateStore, id: &str, format: ListFormat) -> Result<()> {
     let st = store.load(id)?;
-    let pids = if st.status == isobox_common::Status::Stopped {
+    // An incomplete state has no container process of its own yet.
+    let pids = if st.status == isobox_common::Status::Stopped || st.is_incomplete() {
         Vec::new()
     } else {
         backends::for_kind(st.backend)?.processes(&st)?

@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started: false,
         state_dir: state_dir.clone(),
         data: created.data,
+        creator: None,
     };
     println!("created pid {} in {:?}", created.pid, t_create);
     backend.start(&state)?;

@@ -93,6 +93,10 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
+    fn delete_partial(&self, state: &State) -> Result<()> {
+        spawn::undo_recorded(&state.state_dir)
+    }
+
     fn processes(&self, state: &State) -> Result<Vec<i32>> {
         data(state)?
             .cgroup

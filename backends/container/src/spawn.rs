@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+use isobox_common::state::ProcessRef;
 use isobox_common::{hooks, CreateOptions, Created, Error};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
@@ -203,14 +204,83 @@ fn enter_pid_ns(plan: &InitPlan) -> Result<Option<OwnedFd>, Error> {
     Ok(Some(own))
 }
 
+/// File in the state dir where `create` records what it has made so far.
+pub const PROGRESS_FILE: &str = "progress.json";
+
+/// What `create` has made on the host so far, recorded in the state dir as soon as each part
+/// exists: if the creating process dies midway, `delete --force` ends and removes exactly
+/// this ([`undo_recorded`]).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<ProcessRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Cgroup>,
+}
+
+impl Progress {
+    fn save(&self, state_dir: &Path) -> Result<(), Error> {
+        let body = serde_json::to_vec(self).expect("progress serializes");
+        isobox_common::state::write_atomic(&state_dir.join(PROGRESS_FILE), &body)
+    }
+
+    /// What a create recorded in `state_dir`; the default (nothing) when it recorded nothing.
+    pub fn load(state_dir: &Path) -> Result<Progress, Error> {
+        let path = state_dir.join(PROGRESS_FILE);
+        match std::fs::read(&path) {
+            Ok(body) => serde_json::from_slice(&body).map_err(|e| {
+                Error::io(
+                    format!("reading {}", path.display()),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress::default()),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+}
+
+/// End and remove what an interrupted create recorded in `state_dir` (its init, everything
+/// in its cgroup, the cgroup), and the backend's files there. Idempotent.
+pub fn undo_recorded(state_dir: &Path) -> Result<(), Error> {
+    let progress = Progress::load(state_dir)?;
+    if let Some(init) = progress.init {
+        init.kill_and_wait(std::time::Duration::from_secs(10));
+    }
+    if let Some(cg) = &progress.cgroup {
+        // Kills whatever else is in it and waits until it is empty.
+        cg.destroy().map_err(Error::from)?;
+    }
+    let _ = std::fs::remove_file(state_dir.join(sync::EXEC_FIFO));
+    let _ = std::fs::remove_file(state_dir.join(PROGRESS_FILE));
+    Ok(())
+}
+
 /// Everything `create` made on the host so far, undone in reverse on failure.
 struct Undo<'a> {
     fifo: &'a Path,
+    state_dir: &'a Path,
     cgroup: Option<Cgroup>,
     pid: Option<i32>,
+    progress: Progress,
 }
 
 impl Undo<'_> {
+    /// The init exists: undo kills it, and so does `delete --force` should we die now.
+    fn made_init(&mut self, pid: i32) -> Result<(), Error> {
+        self.pid = Some(pid);
+        // Our unreaped child: its start time cannot belong to another process yet.
+        self.progress.init = ProcessRef::of(pid);
+        self.progress.save(self.state_dir)
+    }
+
+    /// The cgroup exists (in every hierarchy).
+    fn made_cgroup(&mut self, cg: Cgroup) -> Result<(), Error> {
+        self.progress.cgroup = Some(cg.clone());
+        self.cgroup = Some(cg);
+        self.progress.save(self.state_dir)
+    }
+
     fn run(&mut self) {
         if let Some(pid) = self.pid.take() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -220,6 +290,7 @@ impl Undo<'_> {
             let _ = cg.destroy();
         }
         let _ = std::fs::remove_file(self.fifo);
+        let _ = std::fs::remove_file(self.state_dir.join(PROGRESS_FILE));
     }
 }
 
@@ -263,8 +334,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created, Error> {
     sync::make_fifo(&fifo).map_err(|e| to_common(e, config))?;
     let mut undo = Undo {
         fifo: &fifo,
+        state_dir: &opts.state_dir,
         cgroup: None,
         pid: None,
+        progress: Progress::default(),
     };
     let plan = sync::open_fifo(&fifo)
         .map_err(|e| to_common(e, config))
@@ -304,7 +377,8 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
             e,
         )
     })?;
-    undo.pid = Some(pid);
+    // Recorded first, so the failures below (and our own death) still end the init.
+    undo.made_init(pid)?;
     // A failure leaves us in the container's pid namespace: undo kills the init.
     returned?;
     let cg = match setup_init(plan, opts, pid, &parent, undo) {
@@ -362,19 +436,14 @@ fn setup_init(
     // The cgroup is made and joined while the init sets up its mounts.
     // Always with device rules: the default deny holds without linux.resources too.
     let resources = devices::cgroup_resources_of(linux);
-    let placed = Cgroup::create(
+    let cg = Cgroup::create(
         linux.and_then(|l| l.cgroups_path().as_deref()),
         &opts.id,
         Some(&resources),
     )
-    .and_then(|cg| {
-        undo.cgroup = Some(cg.clone());
-        cg.add(pid).map(|()| cg)
-    });
-    let cg = match placed {
-        Ok(cg) => cg,
-        Err(e) => return Err(to_common(e, config)),
-    };
+    .map_err(|e| to_common(e, config))?;
+    undo.made_cgroup(cg.clone())?;
+    cg.add(pid).map_err(|e| to_common(e, config))?;
     parent
         .send(&Msg::Placed)
         .map_err(|e| to_common(e, config))?;
@@ -453,5 +522,33 @@ mod create_tests {
         let err = return_to_pid_ns(&not_ns).unwrap_err().to_string();
         assert!(err.contains("own pid namespace"), "{err}");
         assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn progress_is_recorded_and_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Progress::load(dir.path()).unwrap().init.is_none());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fifo = dir.path().join(sync::EXEC_FIFO);
+        std::fs::write(&fifo, "").unwrap();
+        let mut undo = Undo {
+            fifo: &fifo,
+            state_dir: dir.path(),
+            cgroup: None,
+            pid: None,
+            progress: Progress::default(),
+        };
+        undo.made_init(child.id() as i32).unwrap();
+        let recorded = Progress::load(dir.path()).unwrap().init.unwrap();
+        assert_eq!(recorded.pid, child.id() as i32);
+        assert!(recorded.is_alive());
+        undo_recorded(dir.path()).unwrap();
+        assert!(!recorded.is_alive(), "the recorded init was not ended");
+        assert!(!fifo.exists() && !dir.path().join(PROGRESS_FILE).exists());
+        undo_recorded(dir.path()).unwrap();
+        let _ = child.wait(); // already reaped: ECHILD
     }
 }

@@ -116,6 +116,7 @@ fn create(f: &Fixture, id: &str) -> Result<Running, (isobox_common::Error, tempf
                 started: false,
                 state_dir: state_dir.path().to_path_buf(),
                 data: c.data,
+                creator: None,
             },
             state_dir,
         }),

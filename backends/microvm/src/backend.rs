@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use isobox_common::state::ProcessRef;
 use isobox_common::{Backend, BackendKind, CreateOptions, Created, State};
 
 use crate::cmdline::kernel_cmdline;
 use crate::error::{MicrovmError, Result};
 use crate::host_process::config::{
     VmHostConfig, ALL_FILES, CONSOLE_LOG, HYPERVISOR_PID, INITRAMFS, READY_FD_ENV, START_FIFO,
+    VM_HOST_PID,
 };
 use crate::host_process::ready::parse_report;
 use crate::hypervisor::{
@@ -231,6 +233,25 @@ impl MicrovmBackend {
             )
         })?;
         drop(w);
+        // Recorded at once, so `delete --force` finds it should this process die before the
+        // state is complete. Our unreaped child: its start time cannot be another's.
+        let recorded = ProcessRef::of(child.id() as i32)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))
+            .and_then(|p| {
+                p.save(&opts.state_dir.join(VM_HOST_PID))
+                    .map_err(std::io::Error::other)
+            });
+        if let Err(e) = recorded {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(MicrovmError::io(
+                format!(
+                    "recording the VM host process in {}",
+                    opts.state_dir.join(VM_HOST_PID).display()
+                ),
+                e,
+            ));
+        }
         let timeout = Duration::from_secs(cfg.hello_timeout_secs + 30);
         match read_report(r, timeout).and_then(|t| parse_report(&t)) {
             Ok(()) => Ok(child.id() as i32),
@@ -328,10 +349,8 @@ impl Backend for MicrovmBackend {
                 return Err(e);
             }
         };
-        let hv_pid: Option<i32> = std::fs::read_to_string(opts.state_dir.join(HYPERVISOR_PID))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        let hv_start = hv_pid.and_then(isobox_common::proc::start_time);
+        let hv = ProcessRef::load(&opts.state_dir.join(HYPERVISOR_PID));
+        let (hv_pid, hv_start) = (hv.map(|p| p.pid), hv.map(|p| p.start_time));
         Ok(Created {
             pid,
             data: serde_json::json!({
@@ -411,6 +430,24 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    fn delete_partial(&self, state: &State) -> isobox_common::Result<()> {
+        // The host process first: the hypervisor dies with it (parent-death signal), and is
+        // then ended by its own record in case it did not.
+        for file in [VM_HOST_PID, HYPERVISOR_PID] {
+            if let Some(p) = ProcessRef::load(&state.state_dir.join(file)) {
+                if !p.kill_and_wait(Duration::from_secs(10)) {
+                    return Err(MicrovmError::io(
+                        format!("ending process {} recorded in {file}", p.pid),
+                        std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    )
+                    .into());
+                }
+            }
+        }
+        remove_files(&state.state_dir);
+        Ok(())
+    }
+
     fn processes(&self, state: &State) -> isobox_common::Result<Vec<i32>> {
         let mut pids = Vec::new();
         if isobox_common::proc::is_alive(state.pid, state.pid_start_time) {
@@ -436,6 +473,50 @@ mod tests {
         assert_eq!(o.kernel, Some(PathBuf::from("/k")));
         let err = parse_options(&[("bogus".into(), "1".into())]).unwrap_err();
         assert!(err.to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn delete_partial_ends_the_recorded_processes_and_removes_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stand-ins for a VM host and a hypervisor that outlived their `create`.
+        let (mut procs, mut children) = (Vec::new(), Vec::new());
+        for file in [VM_HOST_PID, HYPERVISOR_PID] {
+            let child = Command::new("sleep").arg("30").spawn().unwrap();
+            let p = ProcessRef::of(child.id() as i32).unwrap();
+            p.save(&dir.path().join(file)).unwrap();
+            procs.push(p);
+            children.push(child);
+        }
+        std::fs::write(dir.path().join(CONSOLE_LOG), "boot").unwrap();
+        let state = State {
+            oci_version: isobox_common::OCI_VERSION.into(),
+            id: "half".into(),
+            status: isobox_common::Status::Stopped,
+            pid: 0,
+            bundle: "/b".into(),
+            annotations: Default::default(),
+            backend: BackendKind::Microvm,
+            pid_start_time: 0,
+            created: String::new(),
+            started: false,
+            state_dir: dir.path().to_path_buf(),
+            data: serde_json::Value::Null,
+            creator: Some(ProcessRef {
+                pid: 0,
+                start_time: 0,
+            }),
+        };
+        let backend = MicrovmBackend::with_host_command("/nonexistent", ["vm-host"]);
+        backend.delete_partial(&state).unwrap();
+        for p in &procs {
+            assert!(!p.is_alive(), "recorded process {} still runs", p.pid);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Idempotent.
+        backend.delete_partial(&state).unwrap();
+        for mut c in children {
+            let _ = c.wait(); // already reaped: ECHILD
+        }
     }
 
     #[test]

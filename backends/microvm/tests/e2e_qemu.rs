@@ -195,6 +195,7 @@ fn state_for(vm: &Vm, created: &isobox_common::Created) -> State {
         started: false,
         state_dir: vm.state_dir.clone(),
         data: created.data.clone(),
+        creator: None,
     }
 }
 

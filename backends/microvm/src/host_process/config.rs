@@ -15,7 +15,10 @@ pub const START_FIFO: &str = "start.fifo";
 pub const CONSOLE_LOG: &str = "console.log";
 pub const INITRAMFS: &str = "initramfs.cpio";
 pub const HYPERVISOR_LOG: &str = "hypervisor.log";
+/// The hypervisor process (qemu), as `PID START_TIME`, written by the host process.
 pub const HYPERVISOR_PID: &str = "hypervisor.pid";
+/// The host process itself, as `PID START_TIME`, written by `create` right after spawning it.
+pub const VM_HOST_PID: &str = "vm-host.pid";
 
 /// Every file the backend may leave in a state directory (removed on error and on delete).
 pub const ALL_FILES: &[&str] = &[
@@ -25,6 +28,7 @@ pub const ALL_FILES: &[&str] = &[
     INITRAMFS,
     HYPERVISOR_LOG,
     HYPERVISOR_PID,
+    VM_HOST_PID,
 ];
 
 /// Environment variable carrying the descriptor the host process reports readiness on.

@@ -118,7 +118,11 @@ fn launch_qemu(
     let mut child = qemu::spawn(&qcfg, OwnedFd::from(guest_end), log)?;
     let pid = child.id() as i32;
     let pid_path = state_dir.join(HYPERVISOR_PID);
-    if let Err(e) = std::fs::write(&pid_path, format!("{pid}\n")) {
+    // Our unreaped child: the start time read now is its own.
+    let recorded = isobox_common::state::ProcessRef::of(pid)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))
+        .and_then(|p| p.save(&pid_path).map_err(std::io::Error::other));
+    if let Err(e) = recorded {
         let _ = child.kill();
         let _ = child.wait();
         return Err(MicrovmError::io(
