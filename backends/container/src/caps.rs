@@ -95,6 +95,68 @@ impl CapMasks {
     }
 }
 
+/// The OCI name of a capability, e.g. CAP_SYS_RESOURCE.
+pub fn name(cap: Capability) -> String {
+    serde_json::to_value(cap)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{cap:?}"))
+}
+
+/// The runtime's own bounding set: no process it starts can hold a capability outside it.
+pub fn runtime_bounding(last_cap: u32) -> u64 {
+    let held = |n: u32| {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_CAPBSET_READ, n as libc::c_ulong, 0, 0, 0) == 1 }
+    };
+    (0..=last_cap.min(63))
+        .filter(|&n| held(n))
+        .fold(0u64, |m, n| m | (1u64 << n))
+}
+
+/// The five sets in the order of the runtime spec, with their field names.
+fn sets(caps: &LinuxCapabilities) -> [(&'static str, Option<&Capabilities>); 5] {
+    [
+        ("bounding", caps.bounding().as_ref()),
+        ("effective", caps.effective().as_ref()),
+        ("inheritable", caps.inheritable().as_ref()),
+        ("permitted", caps.permitted().as_ref()),
+        ("ambient", caps.ambient().as_ref()),
+    ]
+}
+
+/// The first capability of the five sets that the runtime cannot grant (outside its
+/// `bounding` set), as (set, capability). Capabilities newer than the running kernel are
+/// ignored, as runc does (see [`mask`]).
+pub fn ungrantable(
+    caps: &LinuxCapabilities,
+    bounding: u64,
+    last_cap: u32,
+) -> Option<(&'static str, Capability)> {
+    sets(caps).into_iter().find_map(|(set, list)| {
+        let mut missing: Vec<Capability> = list
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|c| number(*c) <= last_cap && bounding & (1u64 << number(*c)) == 0)
+            .collect();
+        // The sets are unordered once parsed: name the lowest, so the error is stable.
+        missing.sort_by_key(|c| number(*c));
+        missing.first().map(|c| (set, *c))
+    })
+}
+
+/// Where `cap` is in `process.capabilities.<set>` of config.json `text`, for the error
+/// (the parsed sets no longer have an order).
+pub fn index_in_config(text: &str, set: &str, cap: Capability) -> Option<usize> {
+    let config: serde_json::Value = serde_json::from_str(text).ok()?;
+    config
+        .pointer(&format!("/process/capabilities/{set}"))?
+        .as_array()?
+        .iter()
+        .position(|v| serde_json::from_value::<Capability>(v.clone()).ok() == Some(cap))
+}
+
 fn os_err(step: &str) -> ContainerError {
     ContainerError::io(step.to_string(), std::io::Error::last_os_error())
 }
@@ -218,6 +280,54 @@ mod tests {
             serde_json::from_str(r#"["CAP_KILL","CAP_NET_RAW","CAP_SETUID"]"#).unwrap();
         assert_eq!(mask(Some(&set), 40), (1 << 5) | (1 << 13) | (1 << 7));
         assert_eq!(mask(None, 40), 0);
+    }
+
+    #[test]
+    fn capabilities_outside_the_bounding_set_are_named_by_set() {
+        let caps: LinuxCapabilities = serde_json::from_str(
+            r#"{"bounding":["CAP_KILL"],"permitted":["CAP_KILL"],
+                "effective":["CAP_KILL","CAP_SYS_RESOURCE","CAP_SYS_ADMIN","CAP_BPF"]}"#,
+        )
+        .unwrap();
+        let all = u64::MAX >> (63 - 40);
+        assert_eq!(ungrantable(&caps, all, 40), None);
+        let no_resource = all & !(1 << 24);
+        assert_eq!(
+            ungrantable(&caps, no_resource, 40),
+            Some(("effective", Capability::SysResource))
+        );
+        let neither = no_resource & !(1 << 21);
+        assert_eq!(
+            ungrantable(&caps, neither, 40),
+            Some(("effective", Capability::SysAdmin)),
+            "the lowest is named"
+        );
+        // CAP_BPF (39) on a kernel that stops at 38 is ignored, not refused.
+        assert_eq!(ungrantable(&caps, 1 << 5 | 1 << 21 | 1 << 24, 38), None);
+        assert_eq!(name(Capability::SysResource), "CAP_SYS_RESOURCE");
+    }
+
+    #[test]
+    fn the_index_comes_from_the_config_text() {
+        let text = r#"{"process":{"capabilities":{"effective":["CAP_KILL","sys_resource"]}}}"#;
+        assert_eq!(
+            index_in_config(text, "effective", Capability::SysResource),
+            Some(1)
+        );
+        assert_eq!(index_in_config(text, "bounding", Capability::Kill), None);
+        assert_eq!(index_in_config("{", "effective", Capability::Kill), None);
+    }
+
+    #[test]
+    fn the_runtime_bounding_set_is_read() {
+        let b = runtime_bounding(last_cap());
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let want = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(b, want);
     }
 
     #[test]

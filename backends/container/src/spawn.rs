@@ -137,10 +137,27 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
     .map_err(cfg)?;
     devices::check_cgroup_rules(linux).map_err(cfg)?;
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default()).map_err(cfg)?;
-    let caps = process
-        .capabilities()
-        .as_ref()
-        .map(|c| CapMasks::from_spec(c, caps::last_cap()));
+    let caps = match process.capabilities().as_ref() {
+        Some(c) => {
+            let last = caps::last_cap();
+            // Checked here: capset after `start` would fail only in the workload.
+            if let Some((set, cap)) = caps::ungrantable(c, caps::runtime_bounding(last), last) {
+                let index = std::fs::read_to_string(&bundle.config_path)
+                    .ok()
+                    .and_then(|text| caps::index_in_config(&text, set, cap))
+                    .map_or(String::new(), |i| format!("[{i}]"));
+                return Err(cfg((
+                    format!("process.capabilities.{set}{index}"),
+                    format!(
+                        "{} is not in the runtime's bounding set, so it cannot be granted",
+                        caps::name(cap)
+                    ),
+                )));
+            }
+            Some(CapMasks::from_spec(c, last))
+        }
+        None => None,
+    };
     if ns.new_user()
         && linux
             .and_then(|l| l.uid_mappings().as_ref())
