@@ -48,7 +48,10 @@ pub fn wait_forwarding(pid: i32, mut forward: impl FnMut(i32)) -> Result<i32> {
     }
     // SAFETY: pidfd_open returns a new descriptor we own, or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    let pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) });
+    let pidfd = (raw >= 0).then(|| {
+        // SAFETY: `raw` is the new descriptor pidfd_open returned, owned by no one else.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    });
     let code = loop {
         let mut fds = vec![PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
         if let Some(p) = &pidfd {

@@ -447,12 +447,10 @@ mod tests {
             );
         }
         // The test process must still have its stdio after the sweep.
-        // SAFETY: F_GETFD on fds 0..2 only reads flags.
         for fd in 0..3 {
-            assert!(
-                unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0,
-                "fd {fd} closed"
-            );
+            // SAFETY: F_GETFD on fds 0..2 only reads flags.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert!(flags >= 0, "fd {fd} closed");
         }
     }
 }
