@@ -210,6 +210,7 @@ impl MicrovmBackend {
             .map_err(|e| MicrovmError::io("creating the readiness pipe", e.into()))?;
         let wfd = w.as_raw_fd();
         let detach = !opts.foreground;
+        let parent = std::process::id() as libc::pid_t;
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .arg(&opts.state_dir)
@@ -219,6 +220,16 @@ impl MicrovmBackend {
             cmd.pre_exec(move || {
                 if detach {
                     libc::setsid();
+                }
+                // Until its readiness report, the host process (and with it the hypervisor,
+                // which has its own parent-death signal) dies with this thread: a `create`
+                // killed during boot leaves no VM behind. The host clears it when ready.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl: then nobody would signal us.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 if libc::fcntl(wfd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());

@@ -51,7 +51,7 @@ pub fn vm_host_main(state_dir: &Path) -> i32 {
     match run(state_dir, &mut ready) {
         Ok(code) => code,
         Err(msg) => {
-            if !ready.report(Err(&msg)) {
+            if !matches!(ready.report(Err(&msg)), Ok(true)) {
                 eprintln!("isobox: microvm: {msg}");
             }
             VM_FAILED
@@ -96,7 +96,16 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     let fifo_path = state_dir.join(START_FIFO);
     let fifo = threads::open_start_fifo(&fifo_path)
         .map_err(|e| host.fail(&format!("opening {}: {e}", fifo_path.display())))?;
-    ready.report(Ok(()));
+    // The VM now outlives `create` (a detached container): no more parent-death signal.
+    // Cleared before the report, since `create` returns (and may exit) as soon as it reads it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    if let Err(e) = ready.report(Ok(())) {
+        // Nobody reads the report: the creating isobox died before create completed.
+        return Err(host.fail(&format!(
+            "the creating isobox went away before the VM was ready: {e}"
+        )));
+    }
     threads::start_fifo(fifo, fifo_path, tx);
     if let Some(code) = host.await_start()? {
         return Ok(code);

@@ -25,17 +25,17 @@ impl Ready {
         }))
     }
 
-    /// Send the one report; false when it was already sent (or nobody listens).
-    pub fn report(&mut self, outcome: Result<(), &str>) -> bool {
+    /// Send the one report: Ok(true) once written, Ok(false) when it was already sent (or
+    /// nobody was given to listen), Err when the write failed (`create` is gone).
+    pub fn report(&mut self, outcome: Result<(), &str>) -> std::io::Result<bool> {
         let Some(mut f) = self.0.take() else {
-            return false;
+            return Ok(false);
         };
         let text = match outcome {
             Ok(()) => "ok\n".to_string(),
             Err(msg) => format!("error: {msg}\n"),
         };
-        let _ = f.write_all(text.as_bytes());
-        true
+        f.write_all(text.as_bytes()).map(|()| true)
     }
 }
 
