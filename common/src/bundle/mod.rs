@@ -9,6 +9,12 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use crate::text::{self, quote};
 use crate::{Error, Result};
 
+/// uid_t/gid_t -1: "no change" to setuid(2)/setgid(2), never an id.
+const NO_ID: u32 = u32::MAX;
+
+/// The most ranges a uid_map or gid_map takes (Linux 4.15 and later).
+const MAX_ID_RANGES: usize = 340;
+
 /// PATH used to find the executable when the process environment has none (runc's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -151,6 +157,7 @@ impl Bundle {
                 ));
             }
         }
+        self.validate_user(process)?;
         self.validate_linux()?;
         if let Some(mounts) = self.spec.mounts() {
             for (i, m) in mounts.iter().enumerate() {
@@ -169,10 +176,100 @@ impl Bundle {
         Ok(())
     }
 
+    /// setuid(-1) and setgid(-1) mean "no change": id 4294967295 would leave the workload
+    /// running as the runtime's user, root.
+    fn validate_user(&self, process: &Process) -> Result<()> {
+        let user = process.user();
+        let none = |field: String| {
+            Err(self.err(
+                field,
+                format!(
+                    "{NO_ID} is not an id: it means \"no change\" to setuid/setgid, and the \
+                     workload would keep running as root"
+                ),
+            ))
+        };
+        if user.uid() == NO_ID {
+            return none("process.user.uid".into());
+        }
+        if user.gid() == NO_ID {
+            return none("process.user.gid".into());
+        }
+        if let Some(i) = user
+            .additional_gids()
+            .iter()
+            .flatten()
+            .position(|g| *g == NO_ID)
+        {
+            return none(format!("process.user.additionalGids[{i}]"));
+        }
+        Ok(())
+    }
+
+    /// The kernel's rules for uid_map and gid_map, checked before anything is made: each
+    /// range non-empty, within 0..4294967295 inside and outside, no two overlapping, at most
+    /// 340 of them.
+    fn validate_id_mappings(&self, linux: &oci_spec::runtime::Linux) -> Result<()> {
+        for (name, maps) in [
+            ("uidMappings", linux.uid_mappings()),
+            ("gidMappings", linux.gid_mappings()),
+        ] {
+            let maps = maps.as_deref().unwrap_or_default();
+            if maps.len() > MAX_ID_RANGES {
+                return Err(self.err(
+                    format!("linux.{name}"),
+                    format!(
+                        "{} ranges, the kernel takes at most {MAX_ID_RANGES}",
+                        maps.len()
+                    ),
+                ));
+            }
+            let span =
+                |first: u32, size: u32| (u64::from(first), u64::from(first) + u64::from(size));
+            for (i, m) in maps.iter().enumerate() {
+                let field = format!("linux.{name}[{i}]");
+                if m.size() == 0 {
+                    return Err(
+                        self.err(format!("{field}.size"), "0: a range maps at least one id")
+                    );
+                }
+                for (what, first) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+                    let (_, end) = span(first, m.size());
+                    if end > u64::from(NO_ID) {
+                        return Err(self.err(
+                            field,
+                            format!(
+                                "{what} {first} + size {} passes {}, the highest id a map can hold",
+                                m.size(),
+                                NO_ID - 1
+                            ),
+                        ));
+                    }
+                }
+                for (j, o) in maps[..i].iter().enumerate() {
+                    let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+                    for (what, mine, theirs) in [
+                        ("containerID", m.container_id(), o.container_id()),
+                        ("hostID", m.host_id(), o.host_id()),
+                    ] {
+                        if overlap(span(mine, m.size()), span(theirs, o.size())) {
+                            return Err(self.err(
+                                field,
+                                format!("its {what} range overlaps that of linux.{name}[{j}]"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_linux(&self) -> Result<()> {
         let Some(linux) = self.spec.linux() else {
             return Ok(());
         };
+        self.validate_id_mappings(linux)?;
         let mut seen = Vec::new();
         for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
             if seen.contains(&ns.typ()) {

@@ -248,3 +248,84 @@ fn backend_choice_order() {
         "{err}"
     );
 }
+
+#[test]
+fn uid_and_gid_minus_one_are_refused() {
+    for (pointer, value, field) in [
+        (
+            "/process/user/uid",
+            json!(4294967295u32),
+            "process.user.uid",
+        ),
+        (
+            "/process/user/gid",
+            json!(4294967295u32),
+            "process.user.gid",
+        ),
+        (
+            "/process/user/additionalGids",
+            json!([5, 4294967295u32]),
+            "process.user.additionalGids[1]",
+        ),
+    ] {
+        let mut config = base();
+        config["process"]["user"][pointer.rsplit('/').next().unwrap()] = value;
+        let err = load_err(&config);
+        assert!(err.contains(&format!("{field}: 4294967295")), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    let mut ok = base();
+    ok["process"]["user"] = json!({"uid": 4294967294u32, "gid": 1000, "additionalGids": [0]});
+    let dir = bundle_with(&ok);
+    Bundle::load(dir.path()).unwrap();
+}
+
+#[test]
+fn id_mappings_are_checked_with_their_field() {
+    let err_for = |maps: serde_json::Value| {
+        let mut config = base();
+        config["linux"]["uidMappings"] = maps;
+        load_err(&config)
+    };
+    let err = err_for(json!([{"containerID": 1, "hostID": 0, "size": 4294967295u32}]));
+    assert!(err.contains("linux.uidMappings[0]: containerID 1"), "{err}");
+    let err = err_for(json!([{"containerID": 0, "hostID": 4294967295u32, "size": 1}]));
+    assert!(err.contains("linux.uidMappings[0]: hostID"), "{err}");
+    let err = err_for(json!([{"containerID": 0, "hostID": 1000, "size": 0}]));
+    assert!(err.contains("linux.uidMappings[0].size"), "{err}");
+    let err = err_for(json!([
+        {"containerID": 0, "hostID": 100000, "size": 65536},
+        {"containerID": 70000, "hostID": 165535, "size": 10}
+    ]));
+    assert!(
+        err.contains(
+            "linux.uidMappings[1]: its hostID range overlaps that of linux.uidMappings[0]"
+        ),
+        "{err}"
+    );
+    let mut config = base();
+    config["linux"]["gidMappings"] = json!([
+        {"containerID": 0, "hostID": 100000, "size": 65536},
+        {"containerID": 65535, "hostID": 0, "size": 1}
+    ]);
+    let err = load_err(&config);
+    assert!(
+        err.contains("linux.gidMappings[1]: its containerID range"),
+        "{err}"
+    );
+    // The whole range, and adjacent ranges, are fine.
+    let mut config = base();
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    config["linux"]["uidMappings"] = json!([
+        {"containerID": 0, "hostID": 0, "size": 4294967295u32}
+    ]);
+    config["linux"]["gidMappings"] = json!([
+        {"containerID": 0, "hostID": 100000, "size": 65536},
+        {"containerID": 65536, "hostID": 1000, "size": 1}
+    ]);
+    let dir = bundle_with(&config);
+    Bundle::load(dir.path()).unwrap();
+}
