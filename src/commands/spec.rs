@@ -7,22 +7,8 @@ use anyhow::{bail, Context, Result};
 /// The default configuration: busybox-friendly `sh`, the usual namespaces, mounts, masked and
 /// read-only paths, and runc's default capability set.
 pub fn default_config() -> serde_json::Value {
-    let caps = [
-        "CAP_AUDIT_WRITE",
-        "CAP_KILL",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_SYS_CHROOT",
-    ];
+    // runc spec's set: no CAP_MKNOD, CAP_SETUID or CAP_SYS_CHROOT for a default container.
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     serde_json::json!({
         // 1.0.2: the newest version every peer runtime (crun 1.8 too) accepts.
         "ociVersion": "1.0.2",
@@ -59,7 +45,9 @@ pub fn default_config() -> serde_json::Value {
             ],
             "readonlyPaths": [
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ]
+            ],
+            // runc spec's: deny every device; the default devices are allowed after it.
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]}
         }
     })
 }
@@ -93,6 +81,21 @@ mod tests {
                 .unwrap()
                 .len(),
             6
+        );
+        let linux = spec.linux().as_ref().unwrap();
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(!rules[0].allow() && rules[0].access().as_deref() == Some("rwm"));
+        let config = super::default_config();
+        assert_eq!(
+            config["process"]["capabilities"]["bounding"].to_string(),
+            r#"["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE"]"#
         );
     }
 }
