@@ -35,20 +35,38 @@ impl RunOutcome {
         self.exit_code == 0
     }
 
-    /// The first non-empty line of stderr (or stdout), else the exit code: what a table cell
-    /// can show for a failed run.
+    /// The line that says why a run failed, for a table cell: isobox's error line
+    /// (`isobox: …`, not `isobox: warning: …` such as the TCG notice), else the first other
+    /// stderr line that is not a warning, else stdout's first line, else a warning, else the
+    /// exit code.
     pub fn error_line(&self) -> String {
-        let first = |bytes: &[u8]| {
+        let lines = |bytes: &[u8]| -> Vec<String> {
             String::from_utf8_lossy(bytes)
                 .lines()
                 .map(str::trim)
-                .find(|l| !l.is_empty())
+                .filter(|l| !l.is_empty())
                 .map(str::to_string)
+                .collect()
         };
-        first(&self.stderr)
-            .or_else(|| first(&self.stdout))
+        let err = lines(&self.stderr);
+        let out = lines(&self.stdout);
+        err.iter()
+            .find(|l| l.starts_with("isobox: ") && !is_warning(l))
+            .or_else(|| err.iter().find(|l| !is_warning(l)))
+            .or_else(|| out.first())
+            .or_else(|| err.first())
+            .cloned()
             .unwrap_or_else(|| format!("exited with code {}", self.exit_code))
     }
+}
+
+/// A stderr line that warns rather than says why the run failed (isobox's own, or runc's
+/// logrus `level=warning`).
+fn is_warning(line: &str) -> bool {
+    let rest = line.strip_prefix("isobox: ").unwrap_or(line);
+    rest.get(..8)
+        .is_some_and(|w| w.eq_ignore_ascii_case("warning:"))
+        || line.contains("level=warning")
 }
 
 /// Run `argv` with `env` added, stdin closed, stdout/stderr captured, in its own process group
@@ -418,6 +436,40 @@ mod tests {
             t.elapsed() < Duration::from_secs(20),
             "not held up by the straggler"
         );
+    }
+
+    #[test]
+    fn error_line_is_the_error_not_a_warning() {
+        let run = |stderr: &str, stdout: &str| RunOutcome {
+            wall: Duration::ZERO,
+            first_output: None,
+            exit_code: 1,
+            peak_rss_bytes: 0,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        };
+        let tcg = "isobox: warning: this host's KVM cannot boot Linux: the VM runs under qemu TCG";
+        assert_eq!(
+            run(
+                &format!(
+                    "{tcg}\nisobox: microvm: guest agent: no Hello within 60 s\n  console line\n"
+                ),
+                ""
+            )
+            .error_line(),
+            "isobox: microvm: guest agent: no Hello within 60 s"
+        );
+        assert_eq!(
+            run(
+                "time=\"x\" level=warning msg=\"w\"\ntime=\"x\" level=error msg=\"e\"\n",
+                ""
+            )
+            .error_line(),
+            "time=\"x\" level=error msg=\"e\""
+        );
+        assert_eq!(run(&format!("{tcg}\n"), "out\n").error_line(), "out");
+        assert_eq!(run(&format!("{tcg}\n"), "").error_line(), tcg);
+        assert_eq!(run("", "").error_line(), "exited with code 1");
     }
 
     #[test]

@@ -46,15 +46,73 @@ struct Sample {
     startup: Vec<std::time::Duration>,
     first_output: Vec<std::time::Duration>,
     peak_rss: u64,
+    /// Runs that succeeded, and the error line of each that failed (warm-up included).
+    successes: usize,
     failures: Vec<String>,
     hypervisor: Option<String>,
     accelerator: Option<String>,
     isolation: Isolation,
 }
 
+/// Failed runs after which a runtime that never succeeded is given up (it would only fail
+/// again, as crun does on hybrid cgroups). One success keeps a runtime in: a failure under
+/// load is counted, it does not drop the runtime.
+const GIVE_UP_AFTER: usize = 3;
+
 impl Sample {
+    fn new(rt: Runtime) -> Sample {
+        Sample {
+            error: match (&rt.kind, &rt.binary) {
+                (Kind::Oci, None) => Some(format!("{} is not installed", rt.name)),
+                _ => None,
+            },
+            rt,
+            startup: Vec::new(),
+            first_output: Vec::new(),
+            peak_rss: 0,
+            successes: 0,
+            failures: Vec::new(),
+            hypervisor: None,
+            accelerator: None,
+            isolation: Isolation::default(),
+        }
+    }
+
     fn available(&self) -> bool {
-        self.error.is_none()
+        self.error.is_none() && !(self.successes == 0 && self.failures.len() >= GIVE_UP_AFTER)
+    }
+
+    /// Count one run: Ok(outcome) of a successful run, else the failure's error line.
+    fn count(&mut self, run: Result<RunOutcome>) -> Option<RunOutcome> {
+        match run {
+            Ok(out) if out.success() => {
+                self.successes += 1;
+                Some(out)
+            }
+            Ok(out) => {
+                self.failures.push(out.error_line());
+                None
+            }
+            Err(e) => {
+                self.failures.push(first_line(&format!("{e:#}")));
+                None
+            }
+        }
+    }
+
+    /// Why the runtime is unavailable: its own reason, or every run failed.
+    fn unavailable_reason(&self) -> Option<String> {
+        if self.error.is_some() {
+            return self.error.clone();
+        }
+        (self.successes == 0).then(|| {
+            format!(
+                "every run failed ({} of {}): {}",
+                self.failures.len(),
+                self.failures.len(),
+                self.failures.first().map_or("no run made", String::as_str)
+            )
+        })
     }
 }
 
@@ -85,24 +143,11 @@ pub fn run(args: &CompareArgs) -> Result<()> {
 
     let mut samples: Vec<Sample> = runtimes::discover(&exe, tmp.path())
         .into_iter()
-        .map(|rt| Sample {
-            error: match (&rt.kind, &rt.binary) {
-                (Kind::Oci, None) => Some(format!("{} is not installed", rt.name)),
-                _ => None,
-            },
-            rt,
-            startup: Vec::new(),
-            first_output: Vec::new(),
-            peak_rss: 0,
-            failures: Vec::new(),
-            hypervisor: None,
-            accelerator: None,
-            isolation: Isolation::default(),
-        })
+        .map(Sample::new)
         .collect();
     let mut ids = IdGen::default();
 
-    // Warm-up: one untimed run each, which also decides who is available.
+    // Warm-up: one untimed run each (a failure counts like any other).
     let true_args = bundle
         .write_config(Workload::True, &[])?
         .context("the bundle has no workload to run")?;
@@ -110,10 +155,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     for s in samples.iter_mut().filter(|s| s.available()) {
         check_interrupt()?;
         progress.step(&format!("warm-up {}", s.rt_label()));
-        match one_run(&s.rt, &bundle, &mut ids, &true_args, &[]) {
-            Ok(out) if out.success() => s.note_vm_label(&out),
-            Ok(out) => s.error = Some(out.error_line()),
-            Err(e) => s.error = Some(first_line(&format!("{e:#}"))),
+        let run = one_run(&s.rt, &bundle, &mut ids, &true_args, &[]);
+        if let Some(out) = s.count(run) {
+            s.note_vm_label(&out);
         }
     }
 
@@ -123,14 +167,11 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         for s in rotated(&mut samples, i) {
             check_interrupt()?;
             progress.step(&format!("startup {}/{} {}", i + 1, args.runs, s.rt_label()));
-            match one_run(&s.rt, &bundle, &mut ids, &true_args, &[]) {
-                Ok(out) if out.success() => {
-                    s.startup.push(out.wall);
-                    s.peak_rss = s.peak_rss.max(out.peak_rss_bytes);
-                    s.note_vm_label(&out);
-                }
-                Ok(out) => s.failures.push(out.error_line()),
-                Err(e) => s.failures.push(first_line(&format!("{e:#}"))),
+            let run = one_run(&s.rt, &bundle, &mut ids, &true_args, &[]);
+            if let Some(out) = s.count(run) {
+                s.startup.push(out.wall);
+                s.peak_rss = s.peak_rss.max(out.peak_rss_bytes);
+                s.note_vm_label(&out);
             }
         }
     }
@@ -150,14 +191,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
                     args.runs,
                     s.rt_label()
                 ));
-                match one_run(&s.rt, &bundle, &mut ids, &echo_args, &[]) {
-                    Ok(out) if out.success() => {
-                        if let Some(t) = out.first_output {
-                            s.first_output.push(t);
-                        }
-                    }
-                    Ok(out) => s.failures.push(out.error_line()),
-                    Err(e) => s.failures.push(first_line(&format!("{e:#}"))),
+                let run = one_run(&s.rt, &bundle, &mut ids, &echo_args, &[]);
+                if let Some(t) = s.count(run).and_then(|out| out.first_output) {
+                    s.first_output.push(t);
                 }
             }
         }
@@ -253,13 +289,7 @@ fn assemble(
         .into_iter()
         .map(|s| {
             let startup = Stats::of_durations(&s.startup);
-            let mut error = s.error.clone();
-            if error.is_none() && startup.is_none() {
-                error = Some(format!(
-                    "every run failed: {}",
-                    s.failures.first().cloned().unwrap_or_default()
-                ));
-            }
+            let error = s.unavailable_reason();
             let available = error.is_none();
             let (mut hypervisor, mut accelerator) = (s.hypervisor.clone(), s.accelerator.clone());
             if available && s.rt.backend == "microvm" && hypervisor.is_none() {
@@ -287,6 +317,9 @@ fn assemble(
                 hypervisor,
                 accelerator,
                 explanation: String::new(),
+                runs: s.successes + s.failures.len(),
+                failed_runs: s.failures.len(),
+                first_failure: s.failures.first().cloned(),
             };
             if !available {
                 row.isolation = Isolation {
@@ -470,21 +503,7 @@ mod tests {
 
     #[test]
     fn rotation_starts_at_a_different_runtime_each_round() {
-        let tmp = std::path::Path::new("/tmp/none");
-        let mut samples: Vec<Sample> = runtimes::discover(std::path::Path::new("/x"), tmp)
-            .into_iter()
-            .map(|rt| Sample {
-                rt,
-                error: None,
-                startup: vec![],
-                first_output: vec![],
-                peak_rss: 0,
-                failures: vec![],
-                hypervisor: None,
-                accelerator: None,
-                isolation: Isolation::default(),
-            })
-            .collect();
+        let mut samples = samples();
         samples[1].error = Some("down".into());
         let n = samples.len();
         let order =
@@ -495,6 +514,88 @@ mod tests {
         assert_eq!(r0[0], "isobox/container");
         assert_eq!(r2[0], samples[2].rt_label());
         assert_eq!(r2.len(), n - 1);
+    }
+
+    fn samples() -> Vec<Sample> {
+        runtimes::discover(
+            std::path::Path::new("/x"),
+            std::path::Path::new("/tmp/none"),
+        )
+        .into_iter()
+        .map(|rt| Sample {
+            error: None,
+            ..Sample::new(rt)
+        })
+        .collect()
+    }
+
+    fn outcome(code: i32, stderr: &str) -> RunOutcome {
+        RunOutcome {
+            wall: std::time::Duration::from_millis(5),
+            first_output: None,
+            exit_code: code,
+            peak_rss_bytes: 0,
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn one_failed_run_is_counted_and_does_not_drop_the_runtime() {
+        let mut s = samples().remove(1);
+        assert_eq!(s.rt.backend, "microvm");
+        (s.hypervisor, s.accelerator) = (Some("qemu".into()), Some("tcg".into()));
+        let tcg = "isobox: warning: the VM runs under qemu TCG (software emulation)";
+        let err = "isobox: microvm: guest agent: no Hello within 60 s of boot";
+        // The warm-up fails under load, the next runs succeed.
+        assert!(s
+            .count(Ok(outcome(1, &format!("{tcg}\n{err}\n"))))
+            .is_none());
+        assert!(s.available(), "one failure dropped the runtime");
+        assert!(s.count(Ok(outcome(0, tcg))).is_some());
+        s.startup.push(std::time::Duration::from_millis(5));
+        for _ in 0..5 {
+            s.count(Err(anyhow::anyhow!(
+                "still running after 90 s, killed\nmore"
+            )));
+        }
+        assert!(
+            s.available(),
+            "failures after a success dropped the runtime"
+        );
+        let rows = assemble(
+            vec![s],
+            std::path::Path::new("/x"),
+            std::path::Path::new("/x"),
+            std::path::Path::new("/tmp/none"),
+        );
+        let row = &rows[0];
+        assert!(row.available, "{:?}", row.error);
+        assert_eq!((row.runs, row.failed_runs), (7, 6));
+        assert_eq!(
+            row.first_failure.as_deref(),
+            Some(err),
+            "the real error, not the warning"
+        );
+        assert!(row.explanation.contains(err), "{}", row.explanation);
+        let json = crate::compare::json::render(&rows).unwrap();
+        assert!(json.contains("\"failed_runs\": 6"), "{json}");
+        assert!(render::table(&rows).contains("6/7"));
+        let html = report::html(&rows, "host");
+        assert!(html.contains("<th>failed runs</th>"), "{html}");
+        assert!(html.contains(">6/7</td>"), "{html}");
+    }
+
+    #[test]
+    fn a_runtime_is_unavailable_only_when_every_run_failed() {
+        let mut s = samples().remove(0);
+        for _ in 0..GIVE_UP_AFTER {
+            assert!(s.available());
+            s.count(Ok(outcome(1, "isobox: cgroups: no\n")));
+        }
+        assert!(!s.available(), "a runtime that never ran was kept on");
+        let reason = s.unavailable_reason().unwrap();
+        assert_eq!(reason, "every run failed (3 of 3): isobox: cgroups: no");
     }
 
     #[test]

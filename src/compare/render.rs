@@ -128,6 +128,7 @@ pub fn table(rows: &[Row]) -> String {
         "SECCOMP",
         "REACHABLE",
         "HOST SYSCALLS",
+        "FAILED",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     let mut unavailable: Vec<(usize, String)> = Vec::new();
@@ -162,6 +163,7 @@ pub fn table(rows: &[Row]) -> String {
             fmt_opt(&iso.seccomp),
             fmt_opt(&iso.syscalls_reachable),
             fmt_measured(&iso.host_syscalls),
+            row.failed_cell(),
         ]);
     }
     let ncols = header.len();

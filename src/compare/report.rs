@@ -126,13 +126,14 @@ pub fn html(rows: &[Row], host: &str) -> String {
 fn numbers_table(rows: &[Row]) -> String {
     let mut h = String::from(
         "<h2>Numbers</h2>\n<table><tr><th>runtime</th><th>startup ms median (min-max)</th>\
-         <th>first output ms</th><th>x runc</th><th>peak RSS</th><th>disk</th></tr>\n",
+         <th>first output ms</th><th>x runc</th><th>peak RSS</th><th>disk</th>\
+         <th>failed runs</th></tr>\n",
     );
     for r in rows {
         if !r.available {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td colspan=\"5\" class=\"na\">unavailable: {}</td></tr>",
+                "<tr><td>{}</td><td colspan=\"6\" class=\"na\">unavailable: {}</td></tr>",
                 esc(&r.label()),
                 esc(r.error.as_deref().unwrap_or("did not run"))
             );
@@ -140,14 +141,19 @@ fn numbers_table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
             esc(&label_with_accel(r)),
             esc(&super::render::fmt_stats(&r.startup_ms)),
             esc(&super::render::fmt_stats(&r.first_output_ms)),
             r.ratio_to_runc
                 .map_or_else(|| "-".into(), |x| format!("{x:.2}")),
             fmt_bytes(r.peak_rss_bytes),
-            fmt_bytes(r.disk_bytes)
+            fmt_bytes(r.disk_bytes),
+            r.first_failure
+                .as_deref()
+                .map(|f| format!(" title=\"{}\"", esc(f)))
+                .unwrap_or_default(),
+            r.failed_cell()
         );
     }
     h.push_str("</table>\n");

@@ -88,6 +88,19 @@ pub struct Row {
     pub accelerator: Option<String>,
     /// What the difference to the others buys or costs, in one line.
     pub explanation: String,
+    /// Runs made (warm-up, startup and first output) and how many of them failed.
+    pub runs: usize,
+    pub failed_runs: usize,
+    /// The error of the first failed run, as the runtime printed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<String>,
+}
+
+impl Row {
+    /// "2/21" failed of made runs, for the table and the report.
+    pub fn failed_cell(&self) -> String {
+        format!("{}/{}", self.failed_runs, self.runs)
+    }
 }
 
 impl Row {
