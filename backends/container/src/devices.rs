@@ -371,5 +371,12 @@ mod tests {
         let bad: Vec<LinuxDevice> =
             serde_json::from_str(r#"[{"path":"/etc/x","type":"c","major":1,"minor":3}]"#).unwrap();
         assert_eq!(from_spec(&bad).unwrap_err().0, "linux.devices[0].path");
+        let up: Vec<LinuxDevice> = serde_json::from_str(
+            r#"[{"path":"/dev/../etc/shadow","type":"c","major":1,"minor":1}]"#,
+        )
+        .unwrap();
+        let (field, reason) = from_spec(&up).unwrap_err();
+        assert_eq!(field, "linux.devices[0].path");
+        assert!(reason.contains("must not contain \"..\""), "{reason}");
     }
 }
