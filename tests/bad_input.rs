@@ -16,6 +16,7 @@
 //!               {"sized": ["big", 100000000]} ],          // a sparse file of that many bytes
 //!   "args": ["--kernel", "/nonexistent"],    // after `run`, before `--bundle B ID`
 //!   "id": "container id (default: the directory name)",
+//!   "env": {"ISOBOX_BACKEND": "xen"},       // environment of the isobox process
 //!   "raw_config": false,                     // true: the case's own config.json as is (or none)
 //!   "bundle": "optional: a bundle path to pass instead of the prepared one",
 //!   "host_paths_absent": ["$HOST_TMP/x"],    // must not exist afterwards
@@ -298,6 +299,13 @@ impl Case {
             .arg(&bundle_arg)
             .arg(&id)
             .env("TMPDIR", run_tmp.path())
+            .envs(
+                spec["env"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())),
+            )
             .stdout(Stdio::null())
             .stderr(err_file.try_clone().unwrap())
             .spawn()
@@ -336,6 +344,10 @@ impl Case {
         // Values in errors are cut (at 200 characters each): no line may be huge.
         if let Some(long) = err.lines().find(|l| l.len() > MAX_LINE) {
             problems.push(format!("a {}-byte line: {}", long.len(), cut(long)));
+        }
+        // An I/O error whose context already printed its cause must not print it again.
+        if let Some(twice) = err.lines().find(|l| l.matches("(os error ").count() > 1) {
+            problems.push(format!("the OS error more than once: {}", cut(twice)));
         }
         let matching = err.lines().filter(|l| l.contains(expect)).count();
         if matching != 1 {

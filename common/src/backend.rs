@@ -46,8 +46,8 @@ impl BackendKind {
         }
         if let Some(value) = env.filter(|v| !v.is_empty()) {
             return value.parse().map_err(|reason| Error::Config {
-                file: PathBuf::from(format!("${BACKEND_ENV}")),
-                field: BACKEND_ENV.to_string(),
+                file: PathBuf::from("environment"),
+                field: format!("${BACKEND_ENV}"),
                 reason,
             });
         }
