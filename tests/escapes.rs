@@ -321,6 +321,24 @@ fn masked_path_through_a_proc_magic_link_fails() {
 }
 
 #[test]
+fn readonly_path_through_a_proc_magic_link_fails() {
+    require_root!();
+    let mut b = TestBundle::sh("true");
+    b.edit(|c| {
+        c["linux"]["readonlyPaths"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("/proc/1/cwd"))
+    });
+    expect_failure(
+        &Isobox::new(),
+        &b,
+        "esc-romagic",
+        "linux.readonlyPaths[2]: /proc/1/cwd: goes through a /proc magic link",
+    );
+}
+
+#[test]
 fn mount_destination_through_a_proc_magic_link_fails() {
     require_root!();
     let host = Host::new();
