@@ -9,11 +9,22 @@ use oci_spec::runtime::Hook;
 use crate::{Error, Result};
 
 /// Run `hooks` in order; the first that fails (non-zero, signal, timeout) stops the rest.
+/// For prestart, createRuntime, createContainer and startContainer, whose failure is an
+/// error of the operation.
 pub fn run(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
     for hook in hooks {
         run_one(kind, hook, state_json)?;
     }
     Ok(())
+}
+
+/// Run every one of `hooks` in order, also after one failed, and return the failures. For
+/// poststart and poststop, whose failures the runtime-spec makes warnings.
+pub fn run_all(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Vec<Error> {
+    hooks
+        .iter()
+        .filter_map(|hook| run_one(kind, hook, state_json).err())
+        .collect()
 }
 
 fn run_one(kind: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
@@ -66,5 +77,36 @@ fn run_one(kind: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
             return Err(fail(format!("timed out after {timeout}s")));
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Hook {
+        serde_json::from_value(serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn run_stops_at_the_first_failure_and_run_all_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("second");
+        let hooks = [sh("exit 3"), sh(&format!("touch {}", mark.display()))];
+        let err = run("prestart", &hooks, b"{}").unwrap_err().to_string();
+        assert!(err.starts_with("prestart hook /bin/sh: failed"), "{err}");
+        assert!(!mark.exists());
+        let errs = run_all("poststart", &hooks, b"{}");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].to_string().contains("exit status: 3"),
+            "{}",
+            errs[0]
+        );
+        assert!(mark.exists(), "the hook after the failed one did not run");
     }
 }

@@ -29,6 +29,20 @@ fn state_bytes(state: &State) -> Vec<u8> {
     serde_json::to_vec(&state.oci_json()).expect("state serializes")
 }
 
+fn warn_all(state: &State, errors: Vec<Error>) {
+    for e in errors {
+        log::warn!("container {}: {e}", state.id);
+    }
+}
+
+/// Wait (bounded) until the container's init is gone, so its state reads stopped.
+fn wait_gone(state: &State) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while proc::is_alive(state.pid, state.pid_start_time) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 impl Backend for ContainerBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Container
@@ -47,13 +61,20 @@ impl Backend for ContainerBackend {
         }
         let d = data(state)?;
         let fifo = state.state_dir.join(sync::EXEC_FIFO);
-        sync::release(&fifo)?;
+        if let Err(e) = sync::release(&fifo) {
+            // A startContainer hook failed and the init is ending: the container is stopped
+            // once `start` reports it (runtime-spec lifecycle, step 7).
+            wait_gone(state);
+            return Err(e.into());
+        }
         let mut running = state.clone();
         running.status = Status::Running;
-        // A failing poststart hook is only a warning (runtime-spec lifecycle, step 9).
-        if let Err(e) = hooks::run("poststart", &d.poststart, &state_bytes(&running)) {
-            log::warn!("container {}: {e}", state.id);
-        }
+        // A failing poststart hook is only a warning, and the rest still run (runtime-spec
+        // lifecycle, step 9).
+        warn_all(
+            state,
+            hooks::run_all("poststart", &d.poststart, &state_bytes(&running)),
+        );
         Ok(())
     }
 
@@ -86,10 +107,12 @@ impl Backend for ContainerBackend {
         d.cgroup.destroy().map_err(Error::from)?;
         let mut stopped = state.clone();
         stopped.status = Status::Stopped;
-        // A failing poststop hook is only a warning (runtime-spec lifecycle, step 13).
-        if let Err(e) = hooks::run("poststop", &d.poststop, &state_bytes(&stopped)) {
-            log::warn!("container {}: {e}", state.id);
-        }
+        // A failing poststop hook is only a warning, and the rest still run (runtime-spec
+        // lifecycle, step 13).
+        warn_all(
+            state,
+            hooks::run_all("poststop", &d.poststop, &state_bytes(&stopped)),
+        );
         Ok(())
     }
 

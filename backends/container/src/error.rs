@@ -18,6 +18,9 @@ pub enum ContainerError {
     /// Setting up the container process failed; reported by its init over the sync pipe.
     #[error("container init: {0}")]
     Init(String),
+    /// An error of the shared crate (a failing hook), worded there.
+    #[error(transparent)]
+    Common(#[from] isobox_common::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,

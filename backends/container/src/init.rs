@@ -130,6 +130,16 @@ pub fn run(plan: &InitPlan, chan: Channel) -> ! {
     unsafe { libc::_exit(127) }
 }
 
+/// Hand `text` to the waiting `start` (see [`sync::release`]) and end the init; if it cannot
+/// be handed over, it goes to the container's stderr as other errors after start do.
+fn report_to_start(plan: &InitPlan, text: &str) -> ! {
+    if !sync::report_start_error(&plan.fifo, text) {
+        eprintln!("isobox: container {}: {text}", plan.id);
+    }
+    // SAFETY: leaving the child without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -187,8 +197,12 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     let mut placed = false;
     let spec = &plan.bundle.spec;
     if let Some(h) = spec.hostname() {
-        nix::unistd::sethostname(h)
-            .map_err(|e| ContainerError::io(format!("hostname: sethostname({})", isobox_common::text::quote(h)), e.into()))?;
+        nix::unistd::sethostname(h).map_err(|e| {
+            ContainerError::io(
+                format!("hostname: sethostname({})", isobox_common::text::quote(h)),
+                e.into(),
+            )
+        })?;
     }
     if let Some(d) = spec.domainname() {
         // SAFETY: setdomainname with a valid buffer and length.
@@ -235,8 +249,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     let create_container = hooks_of(plan.bundle, |h| h.create_container());
     if !create_container.is_empty() {
         let state = state_json(plan.id, "creating", host_pid, plan.bundle);
-        hooks::run("createContainer", create_container, &state)
-            .map_err(|e| ContainerError::Init(e.to_string()))?;
+        hooks::run("createContainer", create_container, &state)?;
     }
 
     rootfs::pivot(rootfs)?;
@@ -301,7 +314,8 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
     if !start_container.is_empty() {
         let state = state_json(plan.id, "running", host_pid, plan.bundle);
         if let Err(e) = hooks::run("startContainer", start_container, &state) {
-            return e.to_string();
+            // The runtime-spec makes this an error of `start`, which waits for our answer.
+            report_to_start(plan, &e.to_string());
         }
     }
     let process = plan.bundle.process();

@@ -167,10 +167,39 @@ pub fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     }
 }
 
+/// Largest error text the init hands back through the fifo: a pipe write of at most
+/// PIPE_BUF bytes is atomic, and the fifo is empty then, so it cannot block.
+const MAX_START_ERROR: usize = 4000;
+
+/// Init side, after `start` released it: leave the reason it cannot start the workload in the
+/// fifo for [`release`] to read once the init is gone. False if it could not be written.
+pub fn report_start_error(fifo: &OwnedFd, text: &str) -> bool {
+    let mut end = text.len().min(MAX_START_ERROR);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut msg = Vec::with_capacity(end + 1);
+    msg.push(b'E');
+    msg.extend_from_slice(&text.as_bytes()[..end]);
+    matches!(nix::unistd::write(fifo, &msg), Ok(n) if n == msg.len())
+}
+
+/// What is left in the fifo after the hang-up: the init's error, if it sent one (a start
+/// byte it never took comes first).
+fn start_error(watch: &OwnedFd) -> Option<String> {
+    let mut buf = vec![0u8; MAX_START_ERROR + 2];
+    let n = nix::unistd::read(watch, &mut buf).ok()?;
+    let left = &buf[..n];
+    let left = &left[left.iter().take_while(|&&b| b == b'0').count()..];
+    let text = left.strip_prefix(b"E")?;
+    Some(String::from_utf8_lossy(text).into_owned())
+}
+
 /// `start` side: write the byte that releases the init, remove the fifo, and wait until the
 /// init has exec'd the workload (or died): its fifo descriptor is close-on-exec, so the fifo
 /// hangs up then. With no init holding the fifo open (it died), opening it fails at once
-/// instead of blocking.
+/// instead of blocking. An error the init left in the fifo before it ended (a failing
+/// startContainer hook) is returned.
 pub fn release(path: &Path) -> Result<()> {
     let open = |write: bool| {
         std::fs::OpenOptions::new()
@@ -202,8 +231,12 @@ pub fn release(path: &Path) -> Result<()> {
         .map_err(|e| ContainerError::io(format!("writing {}", path.display()), e.into()))?;
     drop(file);
     let _ = std::fs::remove_file(path);
-    wait_hangup(&watch.into(), std::time::Duration::from_secs(60));
-    Ok(())
+    let watch = OwnedFd::from(watch);
+    wait_hangup(&watch, std::time::Duration::from_secs(60));
+    match start_error(&watch) {
+        Some(text) => Err(ContainerError::Init(text)),
+        None => Ok(()),
+    }
 }
 
 /// Wait (bounded) until every writer of the fifo behind `fd` is gone. POLLIN alone means the
@@ -269,6 +302,22 @@ mod tests {
         assert!(!fifo.exists());
         let err = release(&fifo).unwrap_err();
         assert!(err.to_string().contains("already started"), "{err}");
+    }
+
+    #[test]
+    fn fifo_release_returns_the_error_the_init_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join(EXEC_FIFO);
+        make_fifo(&fifo).unwrap();
+        let fd = open_fifo(&fifo).unwrap();
+        let init = std::thread::spawn(move || {
+            wait_for_start(&fd).unwrap();
+            assert!(report_start_error(&fd, "startContainer hook /x: failed"));
+            // Dropping the descriptor is the init ending.
+        });
+        let err = release(&fifo).unwrap_err().to_string();
+        init.join().unwrap();
+        assert_eq!(err, "container init: startContainer hook /x: failed");
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! The runtime spec's lifecycle through the CLI (root only): a container without a process,
+//! linux.rootfsPropagation, a config without a mount namespace, and what a failing hook of
+//! each kind does to create, start, run and delete.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{stderr, Isobox, TestBundle};
+
+/// The one line of a failed command's stderr.
+fn one_line(out: &std::process::Output) -> String {
+    let text = stderr(out);
+    assert_eq!(text.lines().count(), 1, "not one line: {text:?}");
+    text.trim_end().to_string()
+}
+
+fn hook(script: &str) -> Value {
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script]})
+}
+
+#[test]
+fn poststart_and_poststop_hooks_after_a_failing_one_still_run() {
+    require_root!();
+    let ib = Isobox::new();
+    for kind in ["poststart", "poststop"] {
+        let mut b = TestBundle::sh("true");
+        let mark = b.path().join("second-ran");
+        b.edit(|c| {
+            c["hooks"] = json!({kind: [hook("exit 3"), hook(&format!("touch {}", mark.display()))]})
+        });
+        let out = ib.run_bundle(&b, kind);
+        assert!(out.status.success(), "{kind}: {}", stderr(&out));
+        let line = one_line(&out);
+        assert!(
+            line.starts_with("isobox: warning: ")
+                && line.contains(&format!("{kind} hook /bin/sh"))
+                && line.contains("exit status: 3"),
+            "{kind}: {line}"
+        );
+        assert!(
+            mark.exists(),
+            "the {kind} hook after the failing one did not run"
+        );
+        ib.assert_nothing_left(kind, Some(b.path()));
+    }
+}
+
+#[test]
+fn failing_prestart_create_runtime_and_create_container_hooks_fail_create() {
+    require_root!();
+    let ib = Isobox::new();
+    for kind in ["prestart", "createRuntime", "createContainer"] {
+        let mut b = TestBundle::sh("true");
+        let mark = b.path().join("later-ran");
+        b.edit(|c| {
+            c["hooks"] = json!({kind: [hook("exit 4"), hook(&format!("touch {}", mark.display()))]})
+        });
+        let id = kind.to_lowercase();
+        let out = ib.run_detached(&["create", &id], b.path());
+        assert!(!out.status.success(), "{kind}: create succeeded");
+        let line = one_line(&out);
+        assert!(
+            line.contains(&format!("{kind} hook /bin/sh: failed: exit status: 4")),
+            "{kind}: {line}"
+        );
+        assert!(!line.contains("container init: container init"), "{line}");
+        assert!(!mark.exists(), "{kind}: a hook after the failing one ran");
+        ib.assert_nothing_left(&id, Some(b.path()));
+    }
+}
+
+/// A startContainer hook that fails (it runs in the container: /bin/sh of the rootfs), before
+/// a workload that would leave /workload-ran in the rootfs.
+fn failing_start_container(b: &mut TestBundle) {
+    b.edit(|c| {
+        c["process"]["args"] = json!(["/bin/sh", "-c", "touch /workload-ran"]);
+        c["hooks"] = json!({"startContainer": [hook("exit 5")]});
+    });
+}
+
+#[test]
+fn failing_start_container_hook_fails_start_and_the_container_stops() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("true");
+    failing_start_container(&mut b);
+    let out = ib.run_detached(&["create", "startfail"], b.path());
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = ib.run(&["start", "startfail"]);
+    assert!(!out.status.success(), "start succeeded");
+    let line = one_line(&out);
+    assert!(
+        line.contains("startContainer hook /bin/sh: failed: exit status: 5"),
+        "{line}"
+    );
+    assert_eq!(ib.state("startfail")["status"], "stopped");
+    assert!(
+        !b.rootfs().join("workload-ran").exists(),
+        "the workload ran"
+    );
+    let out = ib.run(&["delete", "startfail"]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    ib.assert_nothing_left("startfail", Some(b.path()));
+}
+
+#[test]
+fn failing_start_container_hook_fails_run_and_leaves_nothing() {
+    require_root!();
+    let ib = Isobox::new();
+    for detach in [false, true] {
+        let mut b = TestBundle::sh("true");
+        failing_start_container(&mut b);
+        let out = if detach {
+            ib.run_detached(&["run", "--detach", "runfail"], b.path())
+        } else {
+            ib.run_bundle(&b, "runfail")
+        };
+        assert!(!out.status.success(), "run (detach {detach}) succeeded");
+        let line = one_line(&out);
+        assert!(
+            line.contains("startContainer hook /bin/sh: failed: exit status: 5"),
+            "{line}"
+        );
+        ib.assert_nothing_left("runfail", Some(b.path()));
+        assert!(
+            !b.rootfs().join("workload-ran").exists(),
+            "the workload ran"
+        );
+    }
+}
