@@ -19,6 +19,33 @@ fn hook(script: &str) -> Value {
 }
 
 #[test]
+fn create_without_process_then_start_fails_and_the_container_stays_created() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("true");
+    b.edit(|c| {
+        c.as_object_mut().unwrap().remove("process");
+    });
+    let out = ib.run_detached(&["create", "noproc"], b.path());
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    assert_eq!(ib.state("noproc")["status"], "created");
+    let out = ib.run(&["start", "noproc"]);
+    assert!(!out.status.success());
+    let line = one_line(&out);
+    assert!(
+        line.contains(
+            "config.json: process: missing; a container without a process cannot be started"
+        ),
+        "{line}"
+    );
+    // Refused before the init was released: still created, still startable in principle.
+    assert_eq!(ib.state("noproc")["status"], "created");
+    let out = ib.run(&["delete", "--force", "noproc"]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    ib.assert_nothing_left("noproc", Some(b.path()));
+}
+
+#[test]
 fn poststart_and_poststop_hooks_after_a_failing_one_still_run() {
     require_root!();
     let ib = Isobox::new();
@@ -127,4 +154,56 @@ fn failing_start_container_hook_fails_run_and_leaves_nothing() {
             "the workload ran"
         );
     }
+}
+
+/// Why a microVM cannot boot here (see tests/microvm.rs), if it cannot.
+fn vm_skip_reason() -> Option<String> {
+    if let Some(r) = support::skip_reason() {
+        return Some(r);
+    }
+    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists() {
+        return Some("qemu-system-x86_64 is missing".into());
+    }
+    let built = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "isobox-guest",
+            "--bin",
+            "isobox-agent",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    (!built.is_ok_and(|s| s.success())).then(|| "cannot build isobox-agent".into())
+}
+
+#[test]
+fn microvm_create_without_process_then_start_fails_and_the_vm_stays_created() {
+    if let Some(reason) = vm_skip_reason() {
+        isobox_common::skip::skip(&reason);
+        return;
+    }
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("true");
+    b.edit(|c| {
+        c.as_object_mut().unwrap().remove("process");
+        c["annotations"] = json!({"io.isobox.backend": "microvm"});
+    });
+    let out = ib.run_detached(&["create", "vmnoproc"], b.path());
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    assert_eq!(ib.state("vmnoproc")["status"], "created");
+    let out = ib.run(&["start", "vmnoproc"]);
+    assert!(!out.status.success());
+    let line = one_line(&out);
+    assert!(
+        line.contains(
+            "config.json: process: missing; a container without a process cannot be started"
+        ),
+        "{line}"
+    );
+    assert_eq!(ib.state("vmnoproc")["status"], "created");
+    let out = ib.run(&["delete", "--force", "vmnoproc"]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    ib.assert_nothing_left("vmnoproc", None);
 }

@@ -60,6 +60,15 @@ impl Backend for ContainerBackend {
             });
         }
         let d = data(state)?;
+        if d.no_process {
+            // The init keeps waiting: the container stays created (runtime-spec: process
+            // is required by start).
+            return Err(Error::Config {
+                file: state.bundle.join("config.json"),
+                field: "process".into(),
+                reason: "missing; a container without a process cannot be started".into(),
+            });
+        }
         let fifo = state.state_dir.join(sync::EXEC_FIFO);
         if let Err(e) = sync::release(&fifo) {
             // A startContainer hook failed and the init is ending: the container is stopped

@@ -310,6 +310,14 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
     }
     // The fifo stays open (close-on-exec) until the workload execs: `start` waits for that
     // hang-up so poststart hooks run after the workload started, as the runtime-spec says.
+    let Some(process) = plan.bundle.process() else {
+        // `start` refuses this before releasing the fifo; tell it anyway if released.
+        let text = format!(
+            "{}: process: missing; a container without a process cannot be started",
+            plan.bundle.config_path.display()
+        );
+        report_to_start(plan, &text);
+    };
     let start_container = hooks_of(plan.bundle, |h| h.start_container());
     if !start_container.is_empty() {
         let state = state_json(plan.id, "running", host_pid, plan.bundle);
@@ -318,7 +326,6 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
             report_to_start(plan, &e.to_string());
         }
     }
-    let process = plan.bundle.process();
     if let Err(e) = rlimits::apply(process.rlimits().as_deref().unwrap_or_default()) {
         return e.to_string();
     }

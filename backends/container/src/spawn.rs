@@ -28,6 +28,9 @@ pub struct BackendData {
     pub poststart: Vec<oci_spec::runtime::Hook>,
     #[serde(default)]
     pub poststop: Vec<oci_spec::runtime::Hook>,
+    /// config.json has no process: the container can be created but not started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_process: bool,
 }
 
 /// Map a backend error to the shared one, naming config.json for resource limits.
@@ -78,8 +81,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         .map_err(cfg)?;
     if bundle
         .process()
-        .apparmor_profile()
-        .as_deref()
+        .and_then(|p| p.apparmor_profile().as_deref())
         .is_some_and(|p| !p.is_empty())
     {
         return Err(unsupported(
@@ -89,9 +91,12 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
     }
     let process = bundle.process();
     for (present, field) in [
-        (process.scheduler().is_some(), "process.scheduler"),
         (
-            process.exec_cpu_affinity().is_some(),
+            process.is_some_and(|p| p.scheduler().is_some()),
+            "process.scheduler",
+        ),
+        (
+            process.is_some_and(|p| p.exec_cpu_affinity().is_some()),
             "process.execCPUAffinity",
         ),
         (
@@ -108,8 +113,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         }
     }
     let ioprio = process
-        .io_priority()
-        .as_ref()
+        .and_then(|p| p.io_priority().as_ref())
         .map(ioprio::value)
         .transpose()
         .map_err(cfg)?;
@@ -136,8 +140,13 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
     )
     .map_err(cfg)?;
     devices::check_cgroup_rules(linux).map_err(cfg)?;
-    rlimits::validate(process.rlimits().as_deref().unwrap_or_default()).map_err(cfg)?;
-    let caps = match process.capabilities().as_ref() {
+    rlimits::validate(
+        process
+            .and_then(|p| p.rlimits().as_deref())
+            .unwrap_or_default(),
+    )
+    .map_err(cfg)?;
+    let caps = match process.and_then(|p| p.capabilities().as_ref()) {
         Some(c) => {
             let last = caps::last_cap();
             // Checked here: capset after `start` would fail only in the workload.
@@ -410,6 +419,7 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
             .and_then(|h| h.poststart().clone())
             .unwrap_or_default(),
         poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+        no_process: bundle.process().is_none(),
     };
     Ok(Created {
         pid,
@@ -439,7 +449,7 @@ fn setup_init(
         )
         .map_err(|e| to_common(e, config))?;
     }
-    if let Some(adj) = bundle.process().oom_score_adj() {
+    if let Some(adj) = bundle.process().and_then(|p| p.oom_score_adj()) {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
             Error::io(
                 format!("process.oomScoreAdj: writing /proc/{pid}/oom_score_adj"),

@@ -171,8 +171,10 @@ impl MicrovmBackend {
         let initramfs = opts.state_dir.join(INITRAMFS);
         let initramfs_info =
             image::build_initramfs_for_ram(&opts.bundle.rootfs, &agent, &initramfs, mem_mib)?;
-        let mut exec = vmspec::exec_request(&opts.bundle);
-        exec.seccomp = seccomp;
+        let exec = vmspec::exec_request(&opts.bundle).map(|mut e| {
+            e.seccomp = seccomp;
+            e
+        });
         let cfg = VmHostConfig {
             hypervisor: sel.hypervisor,
             accelerator: sel.accelerator,
@@ -374,11 +376,21 @@ impl Backend for MicrovmBackend {
                 "initramfsBytes": cfg.initramfs_bytes,
                 "hypervisorPid": hv_pid,
                 "hypervisorStartTime": hv_start,
+                "noProcess": cfg.exec.is_none(),
             }),
         })
     }
 
     fn start(&self, state: &State) -> isobox_common::Result<()> {
+        if state.data.get("noProcess") == Some(&serde_json::Value::Bool(true)) {
+            // The VM keeps waiting: the container stays created (runtime-spec: process is
+            // required by start).
+            return Err(isobox_common::Error::Config {
+                file: state.bundle.join("config.json"),
+                field: "process".into(),
+                reason: "missing; a container without a process cannot be started".into(),
+            });
+        }
         let path = state.state_dir.join(START_FIFO);
         // Non-blocking: with no reader (the host process is gone or already started) the
         // open fails with ENXIO instead of hanging.

@@ -8,11 +8,11 @@ pub const DEFAULT_MEM_MIB: u64 = 256;
 /// Smallest guest that boots the kernel and a small initramfs.
 pub const MIN_MEM_MIB: u64 = 64;
 
-/// The agent's Exec request for the bundle's process and hostname.
-pub fn exec_request(bundle: &Bundle) -> ExecRequest {
-    let p = bundle.process();
+/// The agent's Exec request for the bundle's process and hostname; None without a process.
+pub fn exec_request(bundle: &Bundle) -> Option<ExecRequest> {
+    let p = bundle.process()?;
     let user = p.user();
-    ExecRequest {
+    Some(ExecRequest {
         args: p.args().clone().unwrap_or_default(),
         env: p.env().clone().unwrap_or_default(),
         cwd: p.cwd().to_string_lossy().into_owned(),
@@ -35,7 +35,7 @@ pub fn exec_request(bundle: &Bundle) -> ExecRequest {
             .unwrap_or_default(),
         hostname: bundle.spec.hostname().clone(),
         seccomp: None,
-    }
+    })
 }
 
 /// The bundle's `linux.seccomp` compiled for the agent; errors are (field, reason).
@@ -112,7 +112,7 @@ pub fn validate(bundle: &Bundle) -> Result<(), (String, String)> {
             format!("asks for {n} vCPUs, a microVM has at most {MAX_VCPUS}"),
         ));
     }
-    let rlimits = bundle.process().rlimits().as_ref();
+    let rlimits = bundle.process().and_then(|p| p.rlimits().as_ref());
     for (i, r) in rlimits.into_iter().flatten().enumerate() {
         if r.soft() > r.hard() {
             return Err((
@@ -157,13 +157,25 @@ mod tests {
     #[test]
     fn exec_request_carries_the_process() {
         let (_d, b) = bundle(serde_json::json!({}));
-        let r = exec_request(&b);
+        let r = exec_request(&b).unwrap();
         assert_eq!(r.args, vec!["/bin/sh", "-c", "true"]);
         assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (5, 6, vec![7]));
         assert_eq!((r.umask, r.cwd.as_str()), (Some(18), "/w"));
         assert_eq!(r.rlimits[0].kind, "RLIMIT_NOFILE");
         assert_eq!((r.rlimits[0].soft, r.rlimits[0].hard), (10, 20));
         assert_eq!((vcpus(&b), mem_mib(&b)), (1, DEFAULT_MEM_MIB));
+    }
+
+    #[test]
+    fn no_process_means_no_exec_request() {
+        let (d, _) = bundle(serde_json::json!({}));
+        let path = d.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config.as_object_mut().unwrap().remove("process");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let b = Bundle::load(d.path()).unwrap();
+        assert_eq!(exec_request(&b), None);
     }
 
     #[test]

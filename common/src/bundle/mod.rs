@@ -87,16 +87,16 @@ impl Bundle {
             .map(String::as_str)
     }
 
-    /// The process (validated to be present).
-    pub fn process(&self) -> &Process {
-        self.spec.process().as_ref().expect("validated on load")
+    /// The process, validated when present. It may be absent at create: a container
+    /// without one can be created but not started (runtime-spec, `process`).
+    pub fn process(&self) -> Option<&Process> {
+        self.spec.process().as_ref()
     }
 
     /// The container's PATH: the process environment's, else the default.
     pub fn search_path(&self) -> String {
         self.process()
-            .env()
-            .as_ref()
+            .and_then(|p| p.env().as_ref())
             .and_then(|env| env.iter().rev().find_map(|e| e.strip_prefix("PATH=")))
             .unwrap_or(DEFAULT_PATH)
             .to_string()
@@ -121,14 +121,36 @@ impl Bundle {
         if !self.rootfs.is_dir() {
             return Err(self.err(
                 "root.path",
-                format!("root filesystem {} does not exist", text::path(&self.rootfs)),
+                format!(
+                    "root filesystem {} does not exist",
+                    text::path(&self.rootfs)
+                ),
             ));
         }
-        let process = self
-            .spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| self.err("process", "missing (nothing to run)"))?;
+        if let Some(process) = self.process() {
+            self.validate_process(process)?;
+        }
+        self.validate_linux()?;
+        if let Some(mounts) = self.spec.mounts() {
+            for (i, m) in mounts.iter().enumerate() {
+                if !m.destination().is_absolute() {
+                    return Err(self.err(
+                        format!("mounts[{i}].destination"),
+                        format!(
+                            "{} must be an absolute path",
+                            quote(&m.destination().to_string_lossy())
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.process().is_some() {
+            self.resolve_executable()?;
+        }
+        Ok(())
+    }
+
+    fn validate_process(&self, process: &Process) -> Result<()> {
         let args = process.args().as_deref().unwrap_or_default();
         if args.is_empty() || args[0].is_empty() {
             return Err(self.err("process.args", "must not be empty"));
@@ -158,21 +180,6 @@ impl Bundle {
             }
         }
         self.validate_user(process)?;
-        self.validate_linux()?;
-        if let Some(mounts) = self.spec.mounts() {
-            for (i, m) in mounts.iter().enumerate() {
-                if !m.destination().is_absolute() {
-                    return Err(self.err(
-                        format!("mounts[{i}].destination"),
-                        format!(
-                            "{} must be an absolute path",
-                            quote(&m.destination().to_string_lossy())
-                        ),
-                    ));
-                }
-            }
-        }
-        self.resolve_executable()?;
         Ok(())
     }
 
@@ -366,7 +373,9 @@ impl Bundle {
     /// Find the process's executable inside the rootfs the way execvp would, following
     /// symlinks within the rootfs. Returns its path as seen inside the container.
     pub fn resolve_executable(&self) -> Result<PathBuf> {
-        let process = self.process();
+        let process = self
+            .process()
+            .ok_or_else(|| self.err("process", "missing: there is no executable to find"))?;
         let arg0 = &process.args().as_ref().expect("validated")[0];
         let candidates: Vec<PathBuf> = if arg0.contains('/') {
             vec![process.cwd().join(arg0)]

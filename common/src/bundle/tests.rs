@@ -329,3 +329,18 @@ fn id_mappings_are_checked_with_their_field() {
     let dir = bundle_with(&config);
     Bundle::load(dir.path()).unwrap();
 }
+
+#[test]
+fn process_is_optional_at_load() {
+    let mut v = base();
+    v.as_object_mut().unwrap().remove("process");
+    let dir = bundle_with(&v);
+    let b = Bundle::load(dir.path()).unwrap();
+    assert!(b.process().is_none());
+    assert_eq!(b.search_path(), DEFAULT_PATH);
+    let err = b.resolve_executable().unwrap_err().to_string();
+    assert!(
+        err.ends_with("config.json: process: missing: there is no executable to find"),
+        "{err}"
+    );
+}

@@ -53,8 +53,9 @@ pub struct VmHostConfig {
     pub initramfs_bytes: u64,
     /// How long to wait for the agent's Hello.
     pub hello_timeout_secs: u64,
-    /// The workload.
-    pub exec: ExecRequest,
+    /// The workload; None when config.json has no process (`start` is refused then).
+    #[serde(default)]
+    pub exec: Option<ExecRequest>,
 }
 
 impl VmHostConfig {
@@ -120,10 +121,10 @@ mod tests {
             console_log: dir.path().join(CONSOLE_LOG),
             initramfs_bytes: 1,
             hello_timeout_secs: 60,
-            exec: ExecRequest {
+            exec: Some(ExecRequest {
                 args: vec!["true".into()],
                 ..Default::default()
-            },
+            }),
         };
         cfg.save(dir.path()).unwrap();
         assert_eq!(VmHostConfig::load(dir.path()).unwrap(), cfg);

@@ -110,7 +110,13 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     if let Some(code) = host.await_start()? {
         return Ok(code);
     }
-    host.send(&Message::Exec(host.cfg.exec.clone()))?;
+    let Some(exec) = host.cfg.exec.clone() else {
+        // `start` refuses this before it writes the fifo.
+        return Err(host.fail(
+            "config.json: process: missing; a container without a process cannot be started",
+        ));
+    };
+    host.send(&Message::Exec(exec))?;
     threads::stdin_pump(host.writer.clone());
     host.relay()
 }
