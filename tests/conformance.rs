@@ -5,13 +5,26 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{stderr, Isobox, TestBundle};
+use support::{stderr, stdout, Isobox, TestBundle};
 
 /// The one line of a failed command's stderr.
 fn one_line(out: &std::process::Output) -> String {
     let text = stderr(out);
     assert_eq!(text.lines().count(), 1, "not one line: {text:?}");
     text.trim_end().to_string()
+}
+
+/// The optional fields of the host's `/` in our own mountinfo (its propagation).
+fn host_root_propagation() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .expect("a / line")
+        .to_string();
+    let fields: Vec<&str> = line.split(' ').collect();
+    let dash = fields.iter().position(|f| *f == "-").unwrap();
+    fields[6..dash].join(" ")
 }
 
 fn hook(script: &str) -> Value {
@@ -43,6 +56,56 @@ fn create_without_process_then_start_fails_and_the_container_stays_created() {
     let out = ib.run(&["delete", "--force", "noproc"]);
     assert!(out.status.success(), "delete: {}", stderr(&out));
     ib.assert_nothing_left("noproc", Some(b.path()));
+}
+
+/// Run `awk` on the container's own mountinfo line for `/` with rootfsPropagation `prop`.
+fn root_line_with_propagation(prop: &str) -> String {
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("awk '$5 == \"/\"' /proc/self/mountinfo");
+    b.edit(|c| c["linux"]["rootfsPropagation"] = json!(prop));
+    let id = format!("prop-{prop}");
+    let out = ib.run_bundle(&b, &id);
+    assert!(
+        out.status.success(),
+        "rootfsPropagation {prop}: {}",
+        stderr(&out)
+    );
+    ib.assert_nothing_left(&id, Some(b.path()));
+    let line = stdout(&out);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    line
+}
+
+#[test]
+fn rootfs_propagation_shared_makes_the_new_root_shared() {
+    require_root!();
+    let before = host_root_propagation();
+    let line = root_line_with_propagation("shared");
+    assert!(line.contains(" shared:"), "{line}");
+    assert_eq!(
+        host_root_propagation(),
+        before,
+        "the host's / changed propagation"
+    );
+}
+
+#[test]
+fn rootfs_propagation_unbindable_runs_and_the_root_is_unbindable() {
+    require_root!();
+    let line = root_line_with_propagation("unbindable");
+    assert!(line.contains(" unbindable "), "{line}");
+}
+
+#[test]
+fn rootfs_propagation_slave_and_private_keep_working() {
+    require_root!();
+    for prop in ["slave", "private", "rslave", "rprivate"] {
+        let line = root_line_with_propagation(prop);
+        assert!(
+            !line.contains("shared:") && !line.contains("unbindable"),
+            "{prop}: {line}"
+        );
+    }
 }
 
 #[test]

@@ -252,7 +252,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
         hooks::run("createContainer", create_container, &state)?;
     }
 
-    rootfs::pivot(rootfs)?;
+    rootfs::pivot(rootfs, plan.propagation)?;
     if let Some(linux) = spec.linux() {
         if let Some(sysctl) = linux.sysctl() {
             rootfs::sysctl(sysctl)?;

@@ -189,6 +189,14 @@ mod tests {
             rootfs_propagation(Some("private")).unwrap(),
             MsFlags::MS_PRIVATE
         );
+        assert_eq!(
+            rootfs_propagation(Some("shared")).unwrap(),
+            MsFlags::MS_SHARED
+        );
+        assert_eq!(
+            rootfs_propagation(Some("runbindable")).unwrap(),
+            MsFlags::MS_UNBINDABLE | MsFlags::MS_REC
+        );
         assert!(rootfs_propagation(Some("bogus")).is_err());
     }
 }

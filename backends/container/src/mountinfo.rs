@@ -14,12 +14,6 @@ pub struct MountEntry {
     pub super_options: Vec<String>,
 }
 
-impl MountEntry {
-    pub fn is_shared(&self) -> bool {
-        self.optional.iter().any(|o| o.starts_with("shared:"))
-    }
-}
-
 /// Undo mountinfo's octal escapes (`\040` for a space; also tab, newline, backslash).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -139,9 +133,9 @@ mod tests {
         let m = parse(SAMPLE);
         assert_eq!(m.len(), 6);
         assert_eq!(m[0].mount_point, Path::new("/"));
-        assert!(m[0].is_shared());
+        assert!(m[0].optional.iter().any(|o| o.starts_with("shared:")));
         assert_eq!(m[5].mount_point, Path::new("/mnt/with space"));
-        assert!(!m[5].is_shared());
+        assert_eq!(m[5].optional, ["master:3"]);
         assert_eq!(m[3].fstype, "cgroup");
     }
 

@@ -25,9 +25,11 @@ fn none() -> Option<&'static Path> {
     None
 }
 
-/// Set the propagation of every mount (linux.rootfsPropagation), make the mount holding the
-/// rootfs private if it is shared (pivot_root refuses shared parents), and bind the rootfs
-/// onto itself so it is a mount point of its own.
+/// Set the propagation of every mount (linux.rootfsPropagation, default rslave), make the
+/// mount holding the rootfs private (slave for a slave propagation) so neither the self bind
+/// nor pivot_root reaches the host (pivot_root refuses a shared parent, and binding from an
+/// unbindable one fails), and bind the rootfs onto itself so it is a mount point of its own.
+/// As runc's prepareRoot.
 pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
     nix::mount::mount(none(), "/", None::<&str>, propagation, None::<&str>).map_err(|e| {
         mnt(
@@ -35,27 +37,23 @@ pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
             format!("linux.rootfsPropagation: setting {propagation:?}: {e}"),
         )
     })?;
+    let parent_flag = if propagation.contains(MsFlags::MS_SLAVE) {
+        MsFlags::MS_SLAVE
+    } else {
+        MsFlags::MS_PRIVATE
+    };
+    let real =
+        fs::canonicalize(rootfs).map_err(|e| mnt(rootfs, format!("resolving the rootfs: {e}")))?;
     let mounts = mountinfo::read().map_err(|e| mnt(rootfs, format!("reading mountinfo: {e}")))?;
-    if let Some(parent) = rootfs
-        .parent()
-        .and_then(|p| mountinfo::containing(&mounts, p))
-    {
-        if parent.is_shared() {
-            nix::mount::mount(
-                none(),
-                &parent.mount_point,
-                None::<&str>,
-                MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                mnt(
-                    &parent.mount_point,
-                    format!("making the rootfs parent mount private: {e}"),
-                )
-            })?;
-        }
-    }
+    let holder = mountinfo::containing(&mounts, &real)
+        .map(|m| m.mount_point.clone())
+        .unwrap_or_else(|| "/".into());
+    nix::mount::mount(none(), &holder, None::<&str>, parent_flag, None::<&str>).map_err(|e| {
+        mnt(
+            &holder,
+            format!("setting the propagation of the mount holding the rootfs: {e}"),
+        )
+    })?;
     nix::mount::mount(
         Some(rootfs),
         rootfs,
@@ -68,7 +66,10 @@ pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
 
 /// Make `rootfs` the root: pivot_root(".", ".") stacks the old root on top of the new one,
 /// which is then detached (after making it a slave so the unmount does not reach the host).
-pub fn pivot(rootfs: &Path) -> Result<()> {
+/// Then the new root gets linux.rootfsPropagation when that is shared or unbindable: applied
+/// before, it would have been the host root's (private and slave were already applied by
+/// [`prepare`]).
+pub fn pivot(rootfs: &Path, propagation: MsFlags) -> Result<()> {
     let step = |what: &str, e: Errno| mnt(rootfs, format!("pivot_root: {what}: {e}"));
     let dir =
         fs::File::open(rootfs).map_err(|e| mnt(rootfs, format!("opening the rootfs: {e}")))?;
@@ -84,7 +85,16 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     .map_err(|e| step("making the old root a slave", e))?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH)
         .map_err(|e| step("detaching the old root", e))?;
-    nix::unistd::chdir("/").map_err(|e| step("chdir /", e))
+    nix::unistd::chdir("/").map_err(|e| step("chdir /", e))?;
+    if !propagation.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE) {
+        nix::mount::mount(none(), "/", None::<&str>, propagation, None::<&str>).map_err(|e| {
+            mnt(
+                Path::new("/"),
+                format!("linux.rootfsPropagation: setting {propagation:?} on the new root: {e}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Write linux.sysctl under /proc/sys.
