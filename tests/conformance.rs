@@ -108,6 +108,89 @@ fn rootfs_propagation_slave_and_private_keep_working() {
     }
 }
 
+/// The default test config without a mount namespace and without what would need one.
+fn without_mount_ns(c: &mut Value) {
+    c["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]);
+    c["mounts"] = json!([]);
+    let linux = c["linux"].as_object_mut().unwrap();
+    linux.remove("maskedPaths");
+    linux.remove("readonlyPaths");
+}
+
+#[test]
+fn no_mount_namespace_runs_in_the_rootfs_and_mounts_nothing_on_the_host() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("cat /marker; hostname; test -e /etc/passwd && echo passwd");
+    std::fs::write(b.rootfs().join("marker"), "only in the rootfs\n").unwrap();
+    b.edit(without_mount_ns);
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prop_before = host_root_propagation();
+    let out = ib.run_bundle(&b, "nomntns");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "only in the rootfs\nisobox-test\npasswd\n",
+        "{}",
+        stderr(&out)
+    );
+    ib.assert_nothing_left("nomntns", Some(b.path()));
+    assert_eq!(host_root_propagation(), prop_before);
+    let rootfs = std::fs::canonicalize(b.rootfs()).unwrap();
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for text in [&mounts_before, &mounts_after] {
+        assert!(
+            !text.contains(&*rootfs.to_string_lossy()),
+            "a mount of the rootfs on the host"
+        );
+    }
+}
+
+#[test]
+fn no_mount_namespace_refuses_what_would_mount_on_the_host() {
+    require_root!();
+    let ib = Isobox::new();
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 6] = [
+        (
+            "mounts[0]",
+            |c| c["mounts"] = json!([{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]),
+        ),
+        ("linux.maskedPaths", |c| {
+            c["linux"]["maskedPaths"] = json!(["/proc/kcore"])
+        }),
+        ("linux.readonlyPaths", |c| {
+            c["linux"]["readonlyPaths"] = json!(["/proc/sys"])
+        }),
+        ("root.readonly", |c| c["root"]["readonly"] = json!(true)),
+        ("linux.rootfsPropagation", |c| {
+            c["linux"]["rootfsPropagation"] = json!("shared")
+        }),
+        (
+            "linux.devices",
+            |c| {
+                c["linux"]["devices"] =
+                    json!([{"path": "/dev/xnull", "type": "c", "major": 1, "minor": 3}])
+            },
+        ),
+    ];
+    for (field, add) in cases {
+        let mut b = TestBundle::sh("true");
+        b.edit(without_mount_ns);
+        b.edit(add);
+        let out = ib.run_bundle(&b, "refused");
+        assert!(!out.status.success(), "{field}: ran");
+        let line = one_line(&out);
+        assert!(
+            line.contains(&format!("config.json: {field}: needs a mount namespace")),
+            "{field}: {line}"
+        );
+        ib.assert_nothing_left("refused", Some(b.path()));
+        assert!(!b.rootfs().join("dev/xnull").exists());
+    }
+}
+
 #[test]
 fn poststart_and_poststop_hooks_after_a_failing_one_still_run() {
     require_root!();

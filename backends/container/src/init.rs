@@ -214,7 +214,16 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
         }
     }
     let rootfs = plan.bundle.rootfs.as_path();
-    rootfs::prepare(rootfs, plan.propagation)?;
+    // Without a mount namespace nothing is mounted (create refused what would need it):
+    // the rootfs is entered with chroot below.
+    let own_mounts = plan.ns.has(CloneFlags::CLONE_NEWNS);
+    if own_mounts {
+        rootfs::prepare(rootfs, plan.propagation)?;
+    } else if !plan.mounts.is_empty() || !plan.devices.is_empty() {
+        return Err(ContainerError::Init(
+            "mounts or devices planned without a mount namespace".into(),
+        ));
+    }
     let ctx = MountContext {
         rootfs: rootfs.to_path_buf(),
         cgroup_mode: plan.cgroup_mode,
@@ -252,6 +261,15 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
         hooks::run("createContainer", create_container, &state)?;
     }
 
+    if !own_mounts {
+        // The host's /proc still shows this process's namespaces: write them before chroot.
+        if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+            rootfs::sysctl(sysctl)?;
+        }
+        rootfs::chroot(rootfs)?;
+        chan.send(&Msg::Created)?;
+        return Ok(host_pid);
+    }
     rootfs::pivot(rootfs, plan.propagation)?;
     if let Some(linux) = spec.linux() {
         if let Some(sysctl) = linux.sysctl() {

@@ -97,6 +97,66 @@ pub fn pivot(rootfs: &Path, propagation: MsFlags) -> Result<()> {
     Ok(())
 }
 
+/// Without a mount namespace: chroot into the rootfs (runc does the same), mounting nothing,
+/// so no mount is made in the host's namespace.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chroot(rootfs).map_err(|e| mnt(rootfs, format!("chroot: {e}")))?;
+    nix::unistd::chdir("/").map_err(|e| mnt(rootfs, format!("chroot: chdir /: {e}")))
+}
+
+/// What a config without a mount namespace may not ask for: each would mount, remount or
+/// create something in the host's mount namespace or its files. Errors are (field, reason).
+pub fn check_without_mount_ns(
+    spec: &oci_spec::runtime::Spec,
+) -> std::result::Result<(), (String, String)> {
+    let why = "needs a mount namespace (add {\"type\": \"mount\"} to linux.namespaces)";
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err((
+            "mounts[0]".into(),
+            format!("{why}: without one it would be mounted on the host"),
+        ));
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        return Err((
+            "root.readonly".into(),
+            format!("{why}: without one the remount would reach the host's mount"),
+        ));
+    }
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    // runc refuses these two the same way ("unable to restrict sys entries without a
+    // private MNT namespace").
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        if paths.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err((
+                field.into(),
+                format!("{why}: without one the paths would be mounted over on the host"),
+            ));
+        }
+    }
+    if linux
+        .rootfs_propagation()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err((
+            "linux.rootfsPropagation".into(),
+            format!("{why}: without one it would change the host's mounts"),
+        ));
+    }
+    if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err((
+            "linux.devices".into(),
+            format!("{why}: without one the nodes would be made in the rootfs on the host and outlive the container"),
+        ));
+    }
+    Ok(())
+}
+
 /// Write linux.sysctl under /proc/sys.
 pub fn sysctl(values: &HashMap<String, String>) -> Result<()> {
     let mut keys: Vec<_> = values.keys().collect();

@@ -18,7 +18,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::error::ContainerError;
 use crate::init::{self, InitPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, seccomp, sysctl};
+use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, rootfs, seccomp, sysctl};
 
 /// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +126,9 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         }
     }
     let ns = namespaces::plan(linux).map_err(cfg)?;
+    if !ns.has(CloneFlags::CLONE_NEWNS) {
+        rootfs::check_without_mount_ns(&bundle.spec).map_err(cfg)?;
+    }
     if let Some(values) = linux.and_then(|l| l.sysctl().as_ref()) {
         sysctl::validate(values, &ns).map_err(cfg)?;
     }
