@@ -5,7 +5,15 @@ use std::io::Write;
 
 /// Whether this is a CI run as root, where a test must run rather than skip.
 pub fn must_run() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true") && nix::unistd::geteuid().is_root()
+    must_run_given(
+        std::env::var("CI").ok().as_deref(),
+        nix::unistd::geteuid().is_root(),
+    )
+}
+
+/// The rule of [`must_run`], free of the process environment.
+pub fn must_run_given(ci: Option<&str>, is_root: bool) -> bool {
+    ci == Some("true") && is_root
 }
 
 /// The running test's name: libtest names each test's thread after it.
@@ -20,7 +28,11 @@ pub fn current_test() -> String {
 /// Report that `test` is skipped for `reason` on stderr (libtest does not capture a raw
 /// write), or panic when [`must_run`].
 pub fn skip_named(test: &str, reason: &str) {
-    if must_run() {
+    skip_or_panic(must_run(), test, reason);
+}
+
+fn skip_or_panic(must_run: bool, test: &str, reason: &str) {
+    if must_run {
         panic!("{test} would be skipped under CI as root: {reason}");
     }
     say(test, reason);
@@ -39,4 +51,28 @@ pub fn skip_for_hardware(reason: &str) {
 
 fn say(test: &str, reason: &str) {
     let _ = std::io::stderr().write_all(format!("skipped: {test}: {reason}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ci_as_root_must_run() {
+        assert!(must_run_given(Some("true"), true));
+        assert!(!must_run_given(Some("true"), false));
+        assert!(!must_run_given(None, true));
+        assert!(!must_run_given(Some("1"), true));
+    }
+
+    #[test]
+    #[should_panic(expected = "would be skipped under CI as root: no busybox")]
+    fn a_skip_that_must_run_panics() {
+        skip_or_panic(true, "t", "no busybox");
+    }
+
+    #[test]
+    fn a_skip_elsewhere_returns() {
+        skip_or_panic(false, "t", "no busybox");
+    }
 }
