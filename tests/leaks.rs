@@ -249,7 +249,7 @@ fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
 #[test]
 fn sigkill_of_a_microvm_create_during_boot_leaves_no_vm() {
     if let Some(reason) = vm_skip_reason() {
-        eprintln!("skipped: {reason}");
+        isobox_common::skip::skip(&reason);
         return;
     }
     let ib = Isobox::new();
