@@ -169,21 +169,24 @@ pub fn map_text(maps: &[LinuxIdMapping]) -> String {
 
 /// Write the id maps of a child in a new user namespace (from the parent).
 pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
-    let write = |file: &str, text: &str| {
+    // The error names the config field and shows the map on one line.
+    let write = |field: &str, file: &str, text: &str| {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text)
-            .map_err(|e| ContainerError::io(format!("writing {path} ({})", text.trim()), e))
+        std::fs::write(&path, text).map_err(|e| {
+            let shown = text.trim().replace('\n', ", ");
+            ContainerError::io(format!("{field}: writing {path} ({shown})"), e)
+        })
     };
     if !gid.is_empty() {
         // Without CAP_SETGID in the parent namespace the kernel only accepts a gid map once
         // setgroups is denied.
         if !nix::unistd::geteuid().is_root() {
-            write("setgroups", "deny")?;
+            write("linux.gidMappings", "setgroups", "deny")?;
         }
-        write("gid_map", &map_text(gid))?;
+        write("linux.gidMappings", "gid_map", &map_text(gid))?;
     }
     if !uid.is_empty() {
-        write("uid_map", &map_text(uid))?;
+        write("linux.uidMappings", "uid_map", &map_text(uid))?;
     }
     Ok(())
 }
@@ -191,6 +194,22 @@ pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_map_write_names_the_field_on_one_line() {
+        let maps: Vec<LinuxIdMapping> = serde_json::from_str(
+            r#"[{"containerID": 0, "hostID": 1, "size": 1},
+                                    {"containerID": 5, "hostID": 6, "size": 1}]"#,
+        )
+        .unwrap();
+        // No such process: the write fails.
+        let err = write_id_maps(i32::MAX, &maps, &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("linux.uidMappings: writing /proc/2147483647/uid_map (0 1 1, 5 6 1)"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
 
     fn linux(json: &str) -> Linux {
         serde_json::from_str(json).unwrap()
