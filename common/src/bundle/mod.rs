@@ -178,6 +178,34 @@ impl Bundle {
                     format!("{} is not NAME=VALUE", quote(bad)),
                 ));
             }
+            if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| e.starts_with('=')) {
+                return Err(self.err(
+                    format!("process.env[{i}]"),
+                    format!("{} has an empty NAME", quote(bad)),
+                ));
+            }
+        }
+        // execve takes C strings: a NUL byte would cut the value short.
+        let strings = [
+            ("process.args", args),
+            ("process.env", process.env().as_deref().unwrap_or_default()),
+        ];
+        for (field, list) in strings {
+            if let Some((i, bad)) = list.iter().enumerate().find(|(_, a)| a.contains('\0')) {
+                return Err(self.err(
+                    format!("{field}[{i}]"),
+                    format!("{} contains a NUL byte", quote(bad)),
+                ));
+            }
+        }
+        if process.cwd().to_string_lossy().contains('\0') {
+            return Err(self.err(
+                "process.cwd",
+                format!(
+                    "{} contains a NUL byte",
+                    quote(&process.cwd().to_string_lossy())
+                ),
+            ));
         }
         self.validate_user(process)?;
         Ok(())
