@@ -420,7 +420,11 @@ impl Case {
             }
         }
         if problems.is_empty() {
-            Ok(err.trim_end().to_string())
+            Ok(err
+                .lines()
+                .find(|l| l.contains(expect))
+                .unwrap_or_default()
+                .to_string())
         } else {
             Err(problems.join("; "))
         }
