@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn builds_the_default_bundle() {
         if !Path::new(HOST_BUSYBOX).is_file() {
-            eprintln!("skip: no {HOST_BUSYBOX}");
+            isobox_common::skip::skip(&format!("no {HOST_BUSYBOX}"));
             return;
         }
         let tmp = tempfile::tempdir().unwrap();

@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn real_strace_of_true_is_parsed() {
         let Some(strace) = super::super::runtimes::which("strace") else {
-            eprintln!("skip: strace not installed");
+            isobox_common::skip::skip("strace not installed");
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -256,7 +256,7 @@ mod tests {
             .status()
             .unwrap();
         if !status.success() {
-            eprintln!("skip: strace cannot trace here ({status})");
+            isobox_common::skip::skip(&format!("strace cannot trace here ({status})"));
             return;
         }
         let rows = read_strace_summary(&out).unwrap();
