@@ -57,7 +57,14 @@ impl Bundle {
             }
             Err(e) => return Err(Error::io(format!("reading {}", config_path.display()), e)),
         };
-        let spec = parse_spec(&config_path, &text)?;
+        Bundle::from_config_text(dir, &text)
+    }
+
+    /// Parse and validate `text` as the config.json of the bundle in `dir` (absolute, as
+    /// [`Bundle::load`] canonicalizes it). The rootfs it names is checked on disk.
+    pub fn from_config_text(dir: PathBuf, text: &str) -> Result<Bundle> {
+        let config_path = dir.join("config.json");
+        let spec = parse_spec(&config_path, text)?;
         let root = spec.root().as_ref().ok_or_else(|| Error::Config {
             file: config_path.clone(),
             field: "root".into(),

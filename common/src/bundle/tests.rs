@@ -344,3 +344,25 @@ fn process_is_optional_at_load() {
         "{err}"
     );
 }
+
+#[test]
+fn config_text_validates_as_load_does() {
+    let dir = bundle_with(&base());
+    let canon = fs::canonicalize(dir.path()).unwrap();
+    let b = Bundle::from_config_text(canon.clone(), &base().to_string()).unwrap();
+    assert_eq!(b.config_path, canon.join("config.json"));
+    assert_eq!(b.rootfs, canon.join("rootfs"));
+    // The same checks against the same rootfs, the same errors.
+    for bad in [
+        with(base(), "/process/args", json!(["/bin/nope"])),
+        with(base(), "/ociVersion", json!("2.0")),
+        json!({"ociVersion": "1.0.2"}),
+    ] {
+        fs::write(dir.path().join("config.json"), bad.to_string()).unwrap();
+        let loaded = Bundle::load(dir.path()).unwrap_err().to_string();
+        let from_text = Bundle::from_config_text(canon.clone(), &bad.to_string())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(from_text, loaded);
+    }
+}
