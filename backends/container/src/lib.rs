@@ -25,6 +25,7 @@
 mod backend;
 pub mod caps;
 pub mod cgroups;
+mod check;
 mod devices;
 pub mod error;
 mod exec;
@@ -45,5 +46,6 @@ mod sysctl;
 mod user;
 
 pub use backend::ContainerBackend;
+pub use check::check;
 pub use error::ContainerError;
 pub use spawn::BackendData;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{self, Result};
 
 mod bpf;
 mod create;
@@ -84,6 +84,37 @@ impl Cgroup {
         resources: Option<&LinuxResources>,
     ) -> Result<Cgroup> {
         create::create(hierarchy, cgroups_path, id, resources)
+    }
+
+    /// What `create` derives from the bundle alone on hierarchies of `mode`, without any:
+    /// the path, every control-file value and the v2 device program. A value `create` would
+    /// refuse is refused here too (but for a controller the host lacks); nothing is read or
+    /// written.
+    pub fn check(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        resources: Option<&LinuxResources>,
+        mode: Mode,
+    ) -> Result<()> {
+        path::resolve(cgroups_path, id)?;
+        let Some(res) = resources else {
+            return Ok(());
+        };
+        // A hybrid host's controllers are all on v1.
+        let flavor = match mode {
+            Mode::V1 | Mode::Hybrid => resources::Flavor::V1,
+            Mode::V2 => resources::Flavor::V2,
+        };
+        resources::settings(res, &|_| Ok(flavor))?;
+        if let Some(rules) = res.devices().as_deref().filter(|_| mode == Mode::V2) {
+            bpf::program(&resources::device_rules(rules)?).map_err(|reason| {
+                error::ContainerError::Resource {
+                    field: "linux.resources.devices".into(),
+                    reason,
+                }
+            })?;
+        }
+        Ok(())
     }
 
     /// Move `pid` into the cgroup (every hierarchy).

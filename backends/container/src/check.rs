@@ -1,0 +1,163 @@
+//! The part of `create` that only reads the bundle: every parse and translation the backend
+//! makes of config.json before it touches the host, callable on its own (the config fuzz
+//! target drives it with arbitrary bundles). Nothing here mounts, creates, writes or opens a
+//! path the bundle names: with a namespace to join by path, which `create` opens, the checks
+//! that depend on the namespaces (sysctl, no mount namespace) are left out.
+
+use isobox_common::{Bundle, Error, Result};
+use nix::sched::CloneFlags;
+
+use crate::caps::{self, CapMasks};
+use crate::cgroups::{self, Cgroup};
+use crate::spawn::to_common;
+use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, rootfs, seccomp, sysctl};
+
+/// Check `bundle` as `create` would for the container `id` on a host whose cgroups are
+/// mounted as `mode`, with the same errors, and without making anything.
+pub fn check(bundle: &Bundle, id: &str, mode: cgroups::Mode) -> Result<()> {
+    let cfg = |(field, reason): (String, String)| Error::Config {
+        file: bundle.config_path.clone(),
+        field,
+        reason,
+    };
+    let linux = bundle.spec.linux().as_ref();
+    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
+        seccomp::compile(s).map_err(cfg)?;
+    }
+    let process = bundle.process();
+    if let Some(p) = process.and_then(|p| p.io_priority().as_ref()) {
+        ioprio::value(p).map_err(cfg)?;
+    }
+    let joins = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|ns| ns.path().is_some()));
+    if !joins {
+        let ns = namespaces::plan(linux).map_err(cfg)?;
+        if !ns.has(CloneFlags::CLONE_NEWNS) {
+            rootfs::check_without_mount_ns(&bundle.spec).map_err(cfg)?;
+        }
+        if let Some(values) = linux.and_then(|l| l.sysctl().as_ref()) {
+            sysctl::validate(values, &ns).map_err(cfg)?;
+        }
+    }
+    for m in mounts::plan(bundle).map_err(cfg)? {
+        // Derived from the parsed options at mount time, where a panic would be too late.
+        let _ = (m.opts.data_string(), m.opts.remount_flags());
+    }
+    mount_opts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
+        .map_err(|r| cfg(("linux.rootfsPropagation".into(), r)))?;
+    devices::from_spec(
+        linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default(),
+    )
+    .map_err(cfg)?;
+    devices::check_cgroup_rules(linux).map_err(cfg)?;
+    rlimits::validate(
+        process
+            .and_then(|p| p.rlimits().as_deref())
+            .unwrap_or_default(),
+    )
+    .map_err(cfg)?;
+    if let Some(c) = process.and_then(|p| p.capabilities().as_ref()) {
+        let last = caps::last_cap();
+        if let Some((set, cap)) = caps::ungrantable(c, caps::runtime_bounding(last), last) {
+            return Err(cfg((
+                format!("process.capabilities.{set}"),
+                format!(
+                    "{} is not in the runtime's bounding set, so it cannot be granted",
+                    caps::name(cap)
+                ),
+            )));
+        }
+        CapMasks::from_spec(c, last);
+    }
+    let resources = linux.and_then(devices::cgroup_resources);
+    Cgroup::check(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        id,
+        resources.as_deref(),
+        mode,
+    )
+    .map_err(|e| to_common(e, &bundle.config_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::cgroups::Mode;
+
+    fn bundle(config: serde_json::Value) -> (tempfile::TempDir, Bundle) {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("sh"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(bin.join("sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let canon = fs::canonicalize(dir.path()).unwrap();
+        let b = Bundle::from_config_text(canon, &config.to_string()).unwrap();
+        (dir, b)
+    }
+
+    fn config(linux: serde_json::Value) -> serde_json::Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": linux
+        })
+    }
+
+    #[test]
+    fn refuses_what_create_refuses_for_the_cgroup_version_given() {
+        let (_d, ok) = bundle(config(json!({"namespaces": [{"type": "mount"}]})));
+        check(&ok, "c1", Mode::V1).unwrap();
+        check(&ok, "c1", Mode::V2).unwrap();
+
+        let (_d, swappiness) = bundle(config(json!({
+            "namespaces": [{"type": "mount"}],
+            "resources": {"memory": {"limit": 1048576, "swappiness": 10}}
+        })));
+        check(&swappiness, "c1", Mode::V1).unwrap();
+        let err = check(&swappiness, "c1", Mode::V2).unwrap_err().to_string();
+        assert!(err.contains("memory.swappiness"), "{err}");
+
+        let (_d, up) = bundle(config(json!({
+            "namespaces": [{"type": "mount"}],
+            "cgroupsPath": "/a/../../b"
+        })));
+        let err = check(&up, "c1", Mode::V2).unwrap_err().to_string();
+        assert!(err.contains("linux.cgroupsPath"), "{err}");
+    }
+
+    #[test]
+    fn names_the_field_of_mounts_seccomp_and_sysctl() {
+        let mut bad_mount = config(json!({"namespaces": [{"type": "mount"}]}));
+        bad_mount["mounts"][0]["options"] = json!(["rw", "idmap"]);
+        let (_d, b) = bundle(bad_mount);
+        let err = check(&b, "c1", Mode::V2).unwrap_err().to_string();
+        assert!(err.contains("mounts[0].options"), "{err}");
+
+        let (_d, b) = bundle(config(json!({
+            "namespaces": [{"type": "mount"}],
+            "seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}
+        })));
+        let err = check(&b, "c1", Mode::V2).unwrap_err().to_string();
+        assert!(err.contains("linux.seccomp"), "{err}");
+
+        let (_d, b) = bundle(config(json!({
+            "namespaces": [{"type": "mount"}],
+            "sysctl": {"kernel.printk_ratelimit": "6"}
+        })));
+        let err = check(&b, "c1", Mode::V2).unwrap_err().to_string();
+        assert!(
+            err.contains("linux.sysctl.kernel.printk_ratelimit"),
+            "{err}"
+        );
+    }
+}
