@@ -481,6 +481,14 @@ fn corpus() {
         runs - failures.len(),
         failures.len()
     ));
+    if only.is_none() {
+        // The corpus is the promise: it may grow, not silently shrink.
+        assert!(cases.len() >= 80, "only {} bad-input cases", cases.len());
+        assert!(
+            vm_runs >= 20,
+            "only {vm_runs} bad-input cases run on the microVM"
+        );
+    }
     assert!(
         failures.is_empty(),
         "{} of {runs} bad-input runs failed:\n{}",
