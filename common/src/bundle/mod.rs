@@ -492,27 +492,39 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Parse a cpuset list such as `0-2,4`.
+/// CPUs a Linux kernel can have at most (x86_64's largest NR_CPUS): a cpuset names CPUs below.
+pub const MAX_CPUS: u32 = 8192;
+
+/// Parse a cpuset list such as `0-2,4` into its CPUs, ascending, each once. A CPU number
+/// Linux cannot have is refused: a range such as `0-4294967295` would otherwise be billions
+/// of entries.
 pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<u32>, String> {
-    let mut cpus = Vec::new();
+    let mut set = vec![false; MAX_CPUS as usize];
     for part in list.split(',').map(str::trim) {
         let bad = || format!("{} is not a CPU list like \"0-1,3\"", quote(list));
         if part.is_empty() {
             return Err(bad());
         }
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if a > b {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
+        let (a, b): (u32, u32) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
+            None => {
+                let n = part.parse().map_err(|_| bad())?;
+                (n, n)
             }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
+        };
+        if a > b {
+            return Err(bad());
         }
+        if b >= MAX_CPUS {
+            return Err(format!(
+                "{} names CPU {b}; Linux has at most {MAX_CPUS} CPUs (0-{})",
+                quote(list),
+                MAX_CPUS - 1
+            ));
+        }
+        set[a as usize..=b as usize].fill(true);
     }
-    Ok(cpus)
+    Ok((0..MAX_CPUS).filter(|&c| set[c as usize]).collect())
 }
 
 /// Open `path` (as the container sees it) inside the rootfs `root`, following symlinks as the

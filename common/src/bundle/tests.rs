@@ -211,6 +211,24 @@ fn cpu_lists() {
 }
 
 #[test]
+fn cpu_lists_are_sets_of_cpus_linux_can_have() {
+    // Each CPU once, ascending: a microVM gets one vCPU per CPU of the set.
+    assert_eq!(parse_cpu_list("3,0-1,1,0").unwrap(), vec![0, 1, 3]);
+    assert_eq!(parse_cpu_list("8191").unwrap(), vec![8191]);
+    // This range used to be expanded into 2^32 entries (16 GiB) before anything was checked.
+    let err = parse_cpu_list("0-4294967295").unwrap_err();
+    assert!(
+        err.contains("CPU 4294967295") && err.contains("at most 8192"),
+        "{err}"
+    );
+    assert!(parse_cpu_list("8192").is_err());
+    let mut huge = base();
+    huge["linux"]["resources"] = json!({"cpu": {"cpus": "0-99999999"}});
+    let err = load_err(&huge);
+    assert!(err.contains("linux.resources.cpu.cpus"), "{err}");
+}
+
+#[test]
 fn backend_choice_order() {
     let dir = bundle_with(&base());
     let b = Bundle::load(dir.path()).unwrap();
