@@ -24,13 +24,21 @@ pub fn run_as_init() -> ! {
     init::power_off()
 }
 
-/// Greet the host, run one workload, report it.
+/// Open the agent's line, run the conversation, and drain the line before the VM ends.
 fn serve() -> Result<(), String> {
     let tty = init::open_agent_tty()?;
-    let mut reader = tty
+    let reader = tty
         .try_clone()
         .map_err(|e| format!("duplicating the {} descriptor: {e}", init::AGENT_TTY))?;
     let tx = Sender::new(tty);
+    let result = converse(reader, &tx);
+    // The VM resets right after this returns: the last frames must have left the UART.
+    tx.drain();
+    result
+}
+
+/// Hello both ways, then one Exec (or Shutdown) to its end.
+fn converse(mut reader: std::fs::File, tx: &Sender) -> Result<(), String> {
     if !tx.send(&Message::hello()) {
         return Err("cannot send Hello to the host".into());
     }
@@ -49,7 +57,7 @@ fn serve() -> Result<(), String> {
             Message::Exec(req) => {
                 match workload::spawn(&req) {
                     Ok(child) => {
-                        session::supervise(child, reader, &tx);
+                        session::supervise(child, reader, tx);
                     }
                     Err(e) => {
                         log(&e);

@@ -39,6 +39,18 @@ impl Sender {
             }
         }
     }
+
+    /// Wait until the UART has sent every byte written: a reset right after the last frame
+    /// would otherwise drop what is still in the line discipline's buffer.
+    pub fn drain(&self) {
+        let tty = match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Err(e) = nix::sys::termios::tcdrain(&*tty) {
+            log(&format!("draining the agent line: {e}"));
+        }
+    }
 }
 
 /// Copy one of the workload's output pipes into Stdout or Stderr frames until EOF.
