@@ -69,7 +69,10 @@ pub fn vcpus(bundle: &Bundle) -> u32 {
         }
     }
     match (cpu.quota(), cpu.period()) {
-        (Some(q), Some(p)) if q > 0 && p > 0 => (q as u64).div_ceil(p).max(1) as u32,
+        // Saturated, not truncated: a quota of 2^32 + 2 periods is not 2 vCPUs.
+        (Some(q), Some(p)) if q > 0 && p > 0 => {
+            u32::try_from((q as u64).div_ceil(p).max(1)).unwrap_or(u32::MAX)
+        }
         _ => 1,
     }
 }
@@ -164,6 +167,19 @@ mod tests {
         assert_eq!(r.rlimits[0].kind, "RLIMIT_NOFILE");
         assert_eq!((r.rlimits[0].soft, r.rlimits[0].hard), (10, 20));
         assert_eq!((vcpus(&b), mem_mib(&b)), (1, DEFAULT_MEM_MIB));
+    }
+
+    #[test]
+    fn a_quota_of_more_vcpus_than_u32_holds_is_refused() {
+        let cpu = |quota: i64| serde_json::json!({"resources": {"cpu": {"quota": quota, "period": 1000}}});
+        let (_d, b) = bundle(cpu(4000));
+        assert_eq!(vcpus(&b), 4);
+        // (2^32 + 2) periods: `as u32` made this 2 vCPUs, and validate let it through.
+        let (_d, b) = bundle(cpu(((1i64 << 32) + 2) * 1000));
+        assert_eq!(vcpus(&b), u32::MAX);
+        let (field, reason) = validate(&b).unwrap_err();
+        assert_eq!(field, "linux.resources.cpu.quota");
+        assert!(reason.contains("at most 255"), "{reason}");
     }
 
     #[test]
