@@ -12,9 +12,6 @@ use super::v2::Wanted;
 use super::{bpf, files, path, v1, v2, Cgroup, Mode};
 use crate::error::{ContainerError, Result};
 
-/// Controllers worth having on v2 for accounting even when no limit needs them.
-const V2_ACCOUNTING: &[&str] = &["memory", "pids", "cpu"];
-
 pub(crate) fn create(
     h: &Hierarchy,
     cgroups_path: Option<&Path>,
@@ -212,11 +209,13 @@ fn v2_wanted(mode: Mode, available: &[String], settings: &[Setting]) -> Vec<Want
             });
         }
     }
+    // On a pure v2 host the container gets every controller the host delegates, as runc
+    // does (accounting, and limits `update` may set later), each optional.
     if mode == Mode::V2 {
-        for c in V2_ACCOUNTING {
-            if available.iter().any(|a| a == c) && !wanted.iter().any(|w| w.controller == *c) {
+        for c in available {
+            if !wanted.iter().any(|w| w.controller == *c) {
                 wanted.push(Wanted {
-                    controller: c.to_string(),
+                    controller: c.clone(),
                     field: None,
                 });
             }

@@ -423,7 +423,7 @@ fn hybrid_adds_the_unified_dir_and_uses_its_controllers() {
 
 #[test]
 fn v2_converts_and_delegates() {
-    let t = v2_tree("cpuset cpu io memory hugetlb pids", true);
+    let t = v2_tree("cpuset cpu io memory hugetlb pids rdma misc", true);
     let res = limits(32 * MIB, Some(96 * MIB));
     let cg = Cgroup::create_in(&t.h, None, "c4", Some(&res)).unwrap();
     assert_eq!(cg.mode, Mode::V2);
@@ -442,7 +442,10 @@ fn v2_converts_and_delegates() {
     assert_eq!(read(d.join("pids.max")), "10");
     for dir in [t.root.clone(), t.root.join("isobox")] {
         let enabled = read(dir.join("cgroup.subtree_control"));
-        for c in ["+memory", "+cpu", "+cpuset", "+pids"] {
+        // Every controller the root offers, not only those a limit needs.
+        for c in [
+            "+memory", "+cpu", "+cpuset", "+pids", "+io", "+hugetlb", "+rdma", "+misc",
+        ] {
             assert!(
                 enabled.split(' ').any(|e| e == c),
                 "{}: {enabled}",
