@@ -139,3 +139,42 @@ fn agent_channel_carries_bytes_both_ways() {
     assert_eq!(echoed, message);
     assert_eq!(vm.wait().unwrap(), VmExit::Reset);
 }
+
+/// The watchdog's view of a hung guest: a `jmp .` loop makes no port I/O, and every vCPU,
+/// kicked out of KVM_RUN, describes itself (the boot vCPU spinning at the loop, the second
+/// one still waiting for its INIT).
+#[test]
+fn a_spinning_guest_makes_no_progress_and_its_vcpus_describe_themselves() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spin.elf");
+    let mut elf = test_guest_elf();
+    elf[0x100] = 0xeb; // jmp $
+    elf[0x101] = 0xfe;
+    std::fs::write(&path, elf).unwrap();
+    let mut cfg = VmConfig::new(&path, "", Box::new(std::io::sink()));
+    cfg.vcpus = 2;
+    let vm = start(cfg).expect("starts");
+    let handle = vm.handle();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = handle.progress();
+    let lines = handle.dump_vcpus();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        handle.progress(),
+        before,
+        "a spinning guest makes no port I/O"
+    );
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("vCPU 0: runnable rip=0x100000 "),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("vCPU 1: "), "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains("cr3=")), "{lines:#?}");
+    // The kicks did not disturb the run: it still ends only when stopped.
+    handle.stop();
+    assert_eq!(vm.wait().unwrap(), VmExit::Stopped);
+}

@@ -19,6 +19,8 @@ pub const HYPERVISOR_LOG: &str = "hypervisor.log";
 pub const HYPERVISOR_PID: &str = "hypervisor.pid";
 /// The host process itself, as `PID START_TIME`, written by `create` right after spawning it.
 pub const VM_HOST_PID: &str = "vm-host.pid";
+/// What the built-in VMM's watchdog saw when the guest stalled (vCPU registers, console tail).
+pub const WATCHDOG_LOG: &str = "watchdog.log";
 
 /// Every file the backend may leave in a state directory (removed on error and on delete).
 pub const ALL_FILES: &[&str] = &[
@@ -29,6 +31,7 @@ pub const ALL_FILES: &[&str] = &[
     HYPERVISOR_LOG,
     HYPERVISOR_PID,
     VM_HOST_PID,
+    WATCHDOG_LOG,
 ];
 
 /// Environment variable carrying the descriptor the host process reports readiness on.

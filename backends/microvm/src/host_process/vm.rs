@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender as Sender;
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
-use super::config::{VmHostConfig, HYPERVISOR_LOG, HYPERVISOR_PID};
+use super::config::{VmHostConfig, HYPERVISOR_LOG, HYPERVISOR_PID, WATCHDOG_LOG};
 use super::Event;
 use crate::error::{MicrovmError, Result};
 use crate::hypervisor::Hypervisor;
@@ -76,6 +77,11 @@ fn launch_builtin(
     })?;
     let handle = running.handle();
     let exited = Arc::new(AtomicBool::new(false));
+    if let Some(after) = watchdog_period() {
+        let (h, flag) = (handle.clone(), exited.clone());
+        let console = cfg.console_log.clone();
+        thread::spawn(move || watchdog(&h, &flag, after, &console));
+    }
     let flag = exited.clone();
     thread::spawn(move || {
         let how = match running.wait() {
@@ -90,6 +96,68 @@ fn launch_builtin(
         builtin: Some(handle),
         exited,
     })
+}
+
+/// Environment variable: seconds without guest I/O before the built-in VMM's watchdog reports
+/// (0 turns it off).
+pub const WATCHDOG_ENV: &str = "ISOBOX_VMM_WATCHDOG";
+const WATCHDOG_DEFAULT: Duration = Duration::from_secs(30);
+
+fn watchdog_period() -> Option<Duration> {
+    match std::env::var(WATCHDOG_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None => Some(WATCHDOG_DEFAULT),
+    }
+}
+
+/// When the guest makes no port I/O for `after` (no console output, no agent traffic: a hang,
+/// or a workload that sleeps), write the vCPUs' registers and the console's last lines to
+/// watchdog.log beside the console log, once per stall, so a hung VM explains itself.
+fn watchdog(vm: &vmm::VmHandle, exited: &AtomicBool, after: Duration, console: &Path) {
+    let mut last = vm.progress();
+    let mut still_since = Instant::now();
+    let mut reported = false;
+    while !exited.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(500));
+        let now = vm.progress();
+        if now != last {
+            (last, still_since, reported) = (now, Instant::now(), false);
+            continue;
+        }
+        if reported || still_since.elapsed() < after {
+            continue;
+        }
+        reported = true;
+        let mut text = format!(
+            "no guest I/O for {:?} (after {last} port I/O exits)\n",
+            still_since.elapsed()
+        );
+        for line in vm.dump_vcpus() {
+            text += &line;
+            text.push('\n');
+        }
+        text += "console tail:\n";
+        let log = std::fs::read_to_string(console).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        for l in &lines[lines.len().saturating_sub(15)..] {
+            text += &format!("  {l}\n");
+        }
+        let path = console.with_file_name(WATCHDOG_LOG);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        log::warn!(
+            "the VM made no port I/O for {:?}: vCPU state and console tail in {}",
+            after,
+            path.display()
+        );
+    }
 }
 
 fn launch_qemu(

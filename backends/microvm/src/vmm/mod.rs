@@ -132,6 +132,19 @@ impl VmHandle {
     pub fn stop(&self) {
         self.0.finish(Ok(VmExit::Stopped));
     }
+
+    /// How many port I/O exits the vCPUs have made: it stays still while the guest neither
+    /// prints nor talks to the agent (a hang, or an idle guest).
+    pub fn progress(&self) -> u64 {
+        self.0.io_exits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One line per running vCPU: run state and registers, taken by the vCPU thread itself
+    /// after a kick (waits up to a second for the answers).
+    pub fn dump_vcpus(&self) -> Vec<String> {
+        self.0
+            .dump_vcpus(vcpu::kick_signal(), std::time::Duration::from_secs(1))
+    }
 }
 
 /// A started VM: its vCPU threads run until the guest ends or the VM is stopped. Dropping it

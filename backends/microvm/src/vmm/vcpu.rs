@@ -67,16 +67,68 @@ impl Vcpu {
         }
     }
 
+    /// One line for the watchdog: run state, general and control registers.
+    fn describe(&self) -> String {
+        let mp = match self.fd.get_mp_state() {
+            Ok(m) => match m.mp_state {
+                kvm_bindings::KVM_MP_STATE_RUNNABLE => "runnable".to_string(),
+                kvm_bindings::KVM_MP_STATE_HALTED => "halted".to_string(),
+                kvm_bindings::KVM_MP_STATE_UNINITIALIZED => "waiting for INIT".to_string(),
+                kvm_bindings::KVM_MP_STATE_INIT_RECEIVED => "INIT received".to_string(),
+                other => format!("mp_state {other}"),
+            },
+            Err(e) => format!("mp_state: {e}"),
+        };
+        let regs = match self.fd.get_regs() {
+            Ok(r) => format!(
+                "rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x}",
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx
+            ),
+            Err(e) => format!("regs: {e}"),
+        };
+        let sregs = match self.fd.get_sregs() {
+            Ok(s) => format!(
+                "cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x} cs={:#x}",
+                s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector
+            ),
+            Err(e) => format!("sregs: {e}"),
+        };
+        format!("vCPU {}: {mp} {regs} {sregs}", self.id)
+    }
+
     /// Runs until the VM stops; records the outcome if this vCPU ends the VM.
-    pub fn run(mut self) {
+    pub fn run(self) {
+        /// Deregisters the thread however `run_loop` ends, unwinding included.
+        struct Registered<'a>(&'a Control, u8);
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                self.0.deregister_vcpu(self.1);
+            }
+        }
+        let control = self.control.clone();
+        control.register_vcpu(self.id);
+        let _registered = Registered(&control, self.id);
+        self.run_loop();
+    }
+
+    fn run_loop(mut self) {
         let _ = unblock_signal(kick_signal());
+        let mut dumped = self.control.dump_generation();
         while !self.control.is_stopping() {
+            // A dump request kicks the thread out of KVM_RUN; answer it before going back.
+            let wanted = self.control.dump_generation();
+            if wanted != dumped {
+                dumped = wanted;
+                self.control.record_dump(wanted, self.id, self.describe());
+            }
             let exit = match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
+                    self.control.io_exits.fetch_add(1, Ordering::Relaxed);
                     self.bus.read(port, data);
                     continue;
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
+                    self.control.io_exits.fetch_add(1, Ordering::Relaxed);
                     self.bus.write(port, data);
                     continue;
                 }
