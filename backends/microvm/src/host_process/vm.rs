@@ -116,7 +116,8 @@ fn watchdog_period() -> Option<Duration> {
 
 /// When the guest makes no port I/O for `after` (no console output, no agent traffic: a hang,
 /// or a workload that sleeps), write the vCPUs' registers and the console's last lines to
-/// watchdog.log beside the console log, once per stall, so a hung VM explains itself.
+/// watchdog.log beside the console log, once per stall, so a hung VM explains itself (a
+/// failed boot's error names the console log, beside which this file lies).
 fn watchdog(vm: &vmm::VmHandle, exited: &AtomicBool, after: Duration, console: &Path) {
     let mut last = vm.progress();
     let mut still_since = Instant::now();
@@ -152,7 +153,8 @@ fn watchdog(vm: &vmm::VmHandle, exited: &AtomicBool, after: Duration, console: &
             .append(true)
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
-        log::warn!(
+        // Debug, not a warning: a workload that sleeps is silent too.
+        log::debug!(
             "the VM made no port I/O for {:?}: vCPU state and console tail in {}",
             after,
             path.display()
