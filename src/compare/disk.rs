@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn parts_of_an_oci_runtime_and_the_host() {
         let tmp = Path::new("/tmp/none");
-        let rts = super::super::runtimes::discover(Path::new("/bin/sh"), tmp);
+        let rts = super::super::runtimes::discover(Path::new("/bin/sh"), tmp, false);
         let host = rts.iter().find(|r| r.kind == Kind::Host).unwrap();
         let none = Path::new("/nonexistent");
         assert!(parts(host, Path::new("/bin/sh"), None, none, none).is_empty());

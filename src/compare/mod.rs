@@ -61,6 +61,7 @@ const GIVE_UP_AFTER: usize = 3;
 
 impl Sample {
     fn new(rt: Runtime) -> Sample {
+        let hypervisor = rt.hypervisor.map(str::to_string);
         Sample {
             error: match (&rt.kind, &rt.binary) {
                 (Kind::Oci, None) => Some(format!("{} is not installed", rt.name)),
@@ -72,7 +73,7 @@ impl Sample {
             peak_rss: 0,
             successes: 0,
             failures: Vec::new(),
-            hypervisor: None,
+            hypervisor,
             accelerator: None,
             isolation: Isolation::default(),
         }
@@ -141,7 +142,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     };
     let host_boot = bundle::host_boot_id();
 
-    let mut samples: Vec<Sample> = runtimes::discover(&exe, tmp.path())
+    let hardware_kvm =
+        isobox_microvm::host::detect() == isobox_microvm::host::HostKind::HardwareKvm;
+    let mut samples: Vec<Sample> = runtimes::discover(&exe, tmp.path(), hardware_kvm)
         .into_iter()
         .map(Sample::new)
         .collect();
@@ -342,7 +345,9 @@ fn assemble(
 
 impl Sample {
     fn rt_label(&self) -> String {
-        if self.rt.kind == Kind::Isobox {
+        if let Some(h) = self.rt.hypervisor {
+            format!("isobox/{} ({h})", self.rt.backend)
+        } else if self.rt.kind == Kind::Isobox {
             format!("isobox/{}", self.rt.backend)
         } else {
             self.rt.name.clone()
@@ -520,6 +525,7 @@ mod tests {
         runtimes::discover(
             std::path::Path::new("/x"),
             std::path::Path::new("/tmp/none"),
+            false,
         )
         .into_iter()
         .map(|rt| Sample {

@@ -112,6 +112,56 @@ pub fn explain(row: &Row) -> String {
     parts.join("; ")
 }
 
+/// The ratios worth reading off one run (absolute times under emulation mean little; ratios
+/// taken on the same host in the same run do): the isobox container against runc and crun,
+/// and, where both ran, the built-in VMM against qemu on the same guest.
+pub fn ratios(rows: &[Row]) -> Vec<(String, f64)> {
+    let find = |runtime: &str, backend: &str, hypervisor: Option<&str>| {
+        rows.iter().find(|r| {
+            r.available
+                && r.runtime == runtime
+                && r.backend == backend
+                && (hypervisor.is_none() || r.hypervisor.as_deref() == hypervisor)
+        })
+    };
+    let median = |r: &Row| r.startup_ms.as_ref().map(|s| s.median);
+    let mut out = Vec::new();
+    let mut push = |what: String, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            if b > 0.0 {
+                out.push((what, a / b));
+            }
+        }
+    };
+    if let Some(c) = find("isobox", "container", None) {
+        for peer in ["runc", "crun"] {
+            if let Some(p) = find(peer, "container", None) {
+                push(
+                    format!("isobox container / {peer}, startup"),
+                    median(c),
+                    median(p),
+                );
+            }
+        }
+    }
+    if let (Some(b), Some(q)) = (
+        find("isobox", "microvm", Some("builtin")),
+        find("isobox", "microvm", Some("qemu")),
+    ) {
+        push(
+            "built-in VMM / qemu, startup (boot to the agent and the workload's exit)".into(),
+            median(b),
+            median(q),
+        );
+        push(
+            "built-in VMM / qemu, peak RSS (the VMM with the guest memory it touched)".into(),
+            b.peak_rss_bytes.map(|v| v as f64),
+            q.peak_rss_bytes.map(|v| v as f64),
+        );
+    }
+    out
+}
+
 /// The terminal table: one line per runtime, then one explanation line per runtime, then the
 /// notes on what the columns mean.
 pub fn table(rows: &[Row]) -> String {
@@ -141,16 +191,12 @@ pub fn table(rows: &[Row]) -> String {
                     row.error.as_deref().unwrap_or("did not run")
                 ),
             ));
-            cells.push(vec![row.label()]);
+            cells.push(vec![row.full_label()]);
             continue;
         }
         let iso = &row.isolation;
-        let mut label = row.label();
-        if let Some(accel) = &row.accelerator {
-            label = format!("{label} ({accel})");
-        }
         cells.push(vec![
-            label,
+            row.full_label(),
             fmt_stats(&row.startup_ms),
             fmt_stats(&row.first_output_ms),
             row.ratio_to_runc
@@ -194,9 +240,20 @@ pub fn table(rows: &[Row]) -> String {
         out.push('\n');
     }
     out.push('\n');
-    let label_w = rows.iter().map(|r| r.label().len()).max().unwrap_or(0);
+    let label_w = rows.iter().map(|r| r.full_label().len()).max().unwrap_or(0);
     for row in rows {
-        out.push_str(&format!("{:<label_w$}  {}\n", row.label(), row.explanation));
+        out.push_str(&format!(
+            "{:<label_w$}  {}\n",
+            row.full_label(),
+            row.explanation
+        ));
+    }
+    let ratios = ratios(rows);
+    if !ratios.is_empty() {
+        out.push_str("\nratios in this run (medians):\n");
+        for (what, r) in &ratios {
+            out.push_str(&format!("  {what}: {r:.2}\n"));
+        }
     }
     out.push('\n');
     for note in NOTES {
@@ -342,14 +399,49 @@ pub(crate) mod tests {
         assert!(lines[0].starts_with("RUNTIME"));
         assert!(lines[1].starts_with("isobox/container "));
         assert!(lines[1].contains("12.5 (10.0-30.2)"), "{}", lines[1]);
-        assert!(lines[2].starts_with("isobox/microvm (tcg)"));
+        assert!(lines[2].starts_with("isobox/microvm (qemu, tcg)"));
         assert!(lines[4].contains("unavailable: cgroups in hybrid mode"));
         // Columns line up: "STARTUP ms" starts where each available row's startup cell does.
         let col = lines[0].find("STARTUP ms").unwrap();
         assert_eq!(&lines[1][col..col + 4], "12.5");
         assert_eq!(&lines[3][col..col + 4], "20.0");
         // Explanations follow, one per runtime, then the notes.
-        assert!(t.contains("\nhost              no isolation: baseline"));
+        // Labelled with hypervisor and accelerator, padded to the longest such label.
+        let w = "isobox/microvm (qemu, tcg)".len();
+        assert!(t.contains(&format!("\n{:<w$}  no isolation: baseline", "host")));
         assert!(t.contains("* peak RSS: wait4 ru_maxrss"));
+    }
+
+    #[test]
+    fn ratios_of_one_run() {
+        let mut rows = sample_rows();
+        // No crun and no second microVM in the sample: only isobox container / runc.
+        let r = ratios(&rows);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].0, "isobox container / runc, startup");
+        assert!((r[0].1 - 12.5 / 20.0).abs() < 1e-9, "{r:?}");
+        // The built-in VMM and qemu on one host: their startup and RSS ratios.
+        let mut builtin = rows[1].clone();
+        builtin.hypervisor = Some("builtin".into());
+        builtin.accelerator = Some("kvm".into());
+        builtin.startup_ms = Some(Stats {
+            min: 500.0,
+            median: 600.0,
+            max: 700.0,
+        });
+        builtin.peak_rss_bytes = Some(100);
+        rows[1].accelerator = Some("kvm".into());
+        rows[1].peak_rss_bytes = Some(400);
+        let qemu_median = rows[1].startup_ms.as_ref().unwrap().median;
+        rows.insert(1, builtin);
+        let r = ratios(&rows);
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(r[1].0.starts_with("built-in VMM / qemu, startup"));
+        assert!((r[1].1 - 600.0 / qemu_median).abs() < 1e-9, "{r:?}");
+        assert!((r[2].1 - 0.25).abs() < 1e-9, "{r:?}");
+        let t = table(&rows);
+        assert!(t.contains("isobox/microvm (builtin, kvm)"), "{t}");
+        assert!(t.contains("isobox/microvm (qemu, kvm)"), "{t}");
+        assert!(t.contains("ratios in this run (medians):"), "{t}");
     }
 }

@@ -33,7 +33,7 @@ pub fn html(rows: &[Row], host: &str) -> String {
             .filter_map(|r| {
                 let s = pick(r)?;
                 Some(Bar {
-                    label: r.label(),
+                    label: r.full_label(),
                     value: s.median,
                     range: Some((s.min, s.max)),
                     text: format!("{} ms", fmt_ms(s.median)),
@@ -47,7 +47,7 @@ pub fn html(rows: &[Row], host: &str) -> String {
             .filter_map(|r| {
                 let b = pick(r)?;
                 Some(Bar {
-                    label: r.label(),
+                    label: r.full_label(),
                     value: b as f64 / (1024.0 * 1024.0),
                     range: None,
                     text: fmt_bytes(Some(b)),
@@ -98,7 +98,7 @@ pub fn html(rows: &[Row], host: &str) -> String {
         let _ = writeln!(
             h,
             "<li><b>{}</b>: {}</li>",
-            esc(&r.label()),
+            esc(&r.full_label()),
             esc(&r.explanation)
         );
     }
@@ -115,7 +115,7 @@ pub fn html(rows: &[Row], host: &str) -> String {
         let _ = writeln!(
             h,
             "<li>disk of {}: {}</li>",
-            esc(&r.label()),
+            esc(&r.full_label()),
             esc(&parts.join(", "))
         );
     }
@@ -134,7 +134,7 @@ fn numbers_table(rows: &[Row]) -> String {
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td colspan=\"6\" class=\"na\">unavailable: {}</td></tr>",
-                esc(&r.label()),
+                esc(&r.full_label()),
                 esc(r.error.as_deref().unwrap_or("did not run"))
             );
             continue;
@@ -142,7 +142,7 @@ fn numbers_table(rows: &[Row]) -> String {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
-            esc(&label_with_accel(r)),
+            esc(&r.full_label()),
             esc(&super::render::fmt_stats(&r.startup_ms)),
             esc(&super::render::fmt_stats(&r.first_output_ms)),
             r.ratio_to_runc
@@ -158,14 +158,6 @@ fn numbers_table(rows: &[Row]) -> String {
     }
     h.push_str("</table>\n");
     h
-}
-
-fn label_with_accel(r: &Row) -> String {
-    match (&r.hypervisor, &r.accelerator) {
-        (Some(h), Some(a)) => format!("{} ({h}, {a})", r.label()),
-        (None, Some(a)) | (Some(a), None) => format!("{} ({a})", r.label()),
-        _ => r.label(),
-    }
 }
 
 /// Runtimes down, isolation facts across; green where the workload is kept from the host.
@@ -199,7 +191,7 @@ fn isolation_matrix(rows: &[Row]) -> String {
         let _ = writeln!(
             h,
             "<tr><td>{}</td>{}{}{}{}{}{}</tr>",
-            esc(&label_with_accel(r)),
+            esc(&r.full_label()),
             yes_no(i.shared_kernel, false),
             yes_no(i.host_pids_visible, false),
             caps_cell(i),
@@ -378,7 +370,8 @@ mod tests {
         assert!(h.contains("isobox/microvm (qemu, tcg)"));
         // Every bar of the startup chart is present.
         assert!(h.contains("<title>runc: 20.0 ms</title>"));
-        assert!(h.contains("<title>isobox/microvm: 2100 ms</title>"));
+        // Bars carry the hypervisor and accelerator: two microVM rows stay apart.
+        assert!(h.contains("<title>isobox/microvm (qemu, tcg): 2100 ms</title>"));
     }
 
     #[test]

@@ -112,4 +112,14 @@ impl Row {
             self.runtime.clone()
         }
     }
+
+    /// The label with the hypervisor and accelerator that ran it, which tell two microVM rows
+    /// apart (the built-in VMM and qemu on the same host).
+    pub fn full_label(&self) -> String {
+        match (&self.hypervisor, &self.accelerator) {
+            (Some(h), Some(a)) => format!("{} ({h}, {a})", self.label()),
+            (None, Some(a)) | (Some(a), None) => format!("{} ({a})", self.label()),
+            _ => self.label(),
+        }
+    }
 }

@@ -32,24 +32,49 @@ pub struct Runtime {
     pub state_root: PathBuf,
     /// How long one run may take before it is killed.
     pub timeout: Duration,
+    /// For an isobox microVM: the `--hypervisor` it is run with (None: `auto`).
+    pub hypervisor: Option<&'static str>,
 }
 
 /// OCI runtimes looked for in PATH, in table order.
 const OCI_RUNTIMES: &[&str] = &["runc", "crun", "youki"];
 
-/// Every runtime to compare: isobox's two backends, the OCI runtimes installed, the host.
-/// `runc` and `crun` are listed even when missing, so the table says so.
-pub fn discover(exe: &Path, tmp: &Path) -> Vec<Runtime> {
-    let mut list = Vec::new();
-    for backend in ["container", "microvm"] {
+/// The microVM rows: on hardware KVM the built-in VMM and qemu with KVM, side by side on the
+/// same kernel, initramfs and command line; elsewhere the one `auto` picks.
+pub fn microvm_hypervisors(hardware_kvm: bool) -> Vec<Option<&'static str>> {
+    if hardware_kvm {
+        vec![Some("builtin"), Some("qemu")]
+    } else {
+        vec![None]
+    }
+}
+
+/// Every runtime to compare: isobox's two backends (the microVM once per hypervisor worth
+/// comparing, see [`microvm_hypervisors`]), the OCI runtimes installed, the host. `runc` and
+/// `crun` are listed even when missing, so the table says so.
+pub fn discover(exe: &Path, tmp: &Path, hardware_kvm: bool) -> Vec<Runtime> {
+    let mut list = vec![Runtime {
+        name: "isobox".into(),
+        backend: "container".into(),
+        kind: Kind::Isobox,
+        binary: Some(exe.to_path_buf()),
+        state_root: tmp.join("state-isobox-container"),
+        timeout: Duration::from_secs(60),
+        hypervisor: None,
+    }];
+    for hypervisor in microvm_hypervisors(hardware_kvm) {
         list.push(Runtime {
             name: "isobox".into(),
-            backend: backend.into(),
+            backend: "microvm".into(),
             kind: Kind::Isobox,
             binary: Some(exe.to_path_buf()),
-            state_root: tmp.join(format!("state-isobox-{backend}")),
+            state_root: match hypervisor {
+                Some(h) => tmp.join(format!("state-isobox-microvm-{h}")),
+                None => tmp.join("state-isobox-microvm"),
+            },
             // A VM under software emulation boots in seconds, not milliseconds.
-            timeout: Duration::from_secs(if backend == "microvm" { 300 } else { 60 }),
+            timeout: Duration::from_secs(300),
+            hypervisor,
         });
     }
     for name in OCI_RUNTIMES {
@@ -64,6 +89,7 @@ pub fn discover(exe: &Path, tmp: &Path) -> Vec<Runtime> {
             binary,
             state_root: tmp.join(format!("state-{name}")),
             timeout: Duration::from_secs(60),
+            hypervisor: None,
         });
     }
     list.push(Runtime {
@@ -73,6 +99,7 @@ pub fn discover(exe: &Path, tmp: &Path) -> Vec<Runtime> {
         binary: None,
         state_root: tmp.join("state-host"),
         timeout: Duration::from_secs(60),
+        hypervisor: None,
     });
     list
 }
@@ -87,7 +114,11 @@ impl Runtime {
                 v.push(bin());
                 v.push("--root".into());
                 v.push(self.state_root.clone().into());
-                v.extend(["run", "--backend", self.backend.as_str(), "--bundle"].map(Into::into));
+                v.extend(["run", "--backend", self.backend.as_str()].map(Into::into));
+                if let Some(h) = self.hypervisor {
+                    v.extend(["--hypervisor", h].map(Into::into));
+                }
+                v.push("--bundle".into());
                 v.push(bundle.dir.clone().into());
                 v.push(id.into());
             }
@@ -155,7 +186,7 @@ mod tests {
     fn command_lines() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = CompareBundle::from_user(&user_bundle(tmp.path()), tmp.path()).unwrap();
-        let rts = discover(Path::new("/opt/isobox"), Path::new("/t"));
+        let rts = discover(Path::new("/opt/isobox"), Path::new("/t"), false);
         let show = |rt: &Runtime| -> Vec<String> {
             rt.argv(&bundle, "id1", &["/bin/echo".into(), "ready".into()])
                 .iter()
@@ -215,14 +246,44 @@ mod tests {
     }
 
     #[test]
+    fn both_hypervisors_on_hardware_kvm() {
+        assert_eq!(microvm_hypervisors(true), [Some("builtin"), Some("qemu")]);
+        assert_eq!(microvm_hypervisors(false), [None]);
+        let tmp = tempfile::tempdir().unwrap();
+        let b = CompareBundle::from_user(&user_bundle(tmp.path()), tmp.path()).unwrap();
+        let vms: Vec<Runtime> = discover(Path::new("/opt/isobox"), Path::new("/t"), true)
+            .into_iter()
+            .filter(|r| r.backend == "microvm")
+            .collect();
+        assert_eq!(vms.len(), 2);
+        for (rt, h) in vms.iter().zip(["builtin", "qemu"]) {
+            let argv: Vec<String> = rt
+                .argv(&b, "id1", &["/bin/true".into()])
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(
+                argv[4..8],
+                ["--backend", "microvm", "--hypervisor", h],
+                "{argv:?}"
+            );
+            assert_eq!(
+                rt.state_root,
+                Path::new("/t").join(format!("state-isobox-microvm-{h}"))
+            );
+        }
+    }
+
+    #[test]
     fn discovery_lists_isobox_runc_crun_and_host() {
-        let rts = discover(Path::new("/usr/bin/isobox"), Path::new("/tmp/x"));
+        let rts = discover(Path::new("/usr/bin/isobox"), Path::new("/tmp/x"), false);
         let names: Vec<String> = rts
             .iter()
             .map(|r| format!("{}/{}", r.name, r.backend))
             .collect();
         assert_eq!(names[0], "isobox/container");
         assert_eq!(names[1], "isobox/microvm");
+
         assert!(names.contains(&"runc/container".to_string()));
         assert!(names.contains(&"crun/container".to_string()));
         assert_eq!(names.last().unwrap(), "host/none");
