@@ -3,11 +3,14 @@
 #   ./dev.sh compare [ARGS]   build, then `isobox compare` on the built-in default bundle
 #   ./dev.sh test             build, then every unit and integration test
 #   ./dev.sh fuzz [SECONDS]   run each fuzz target (fuzz/) for SECONDS, default 60
+#   ./dev.sh emulated-host [--cgroup v2|hybrid|v1] [--share DIR]... [-- COMMAND]
+#                             an ordinary host (hardware KVM, cgroup v2) under qemu TCG: runs
+#                             COMMAND there, or the suite that needs one (tools/emulated-host.sh)
 # Needs root: containers, cgroups and KVM do.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(busybox-static runc crun qemu-system-x86 cpio strace file)
+PACKAGES=(busybox-static runc crun qemu-system-x86 cpio strace file acpica-tools lz4 procps)
 
 install_packages() {
     local missing=()
@@ -54,8 +57,13 @@ fuzz)
             -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
     done
     ;;
+emulated-host)
+    shift
+    install_packages
+    exec tools/emulated-host.sh "$@"
+    ;;
 *)
-    echo "usage: $0 compare [ARGS] | test | fuzz [SECONDS]" >&2
+    echo "usage: $0 compare [ARGS] | test | fuzz [SECONDS] | emulated-host [ARGS] [-- COMMAND]" >&2
     exit 2
     ;;
 esac
