@@ -302,31 +302,9 @@ fn failing_start_container_hook_fails_run_and_leaves_nothing() {
     }
 }
 
-/// Why a microVM cannot boot here (see tests/microvm.rs), if it cannot.
-fn vm_skip_reason() -> Option<String> {
-    if let Some(r) = support::skip_reason() {
-        return Some(r);
-    }
-    if !std::path::Path::new("/usr/bin/qemu-system-x86_64").exists() {
-        return Some("qemu-system-x86_64 is missing".into());
-    }
-    let built = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "isobox-guest",
-            "--bin",
-            "isobox-agent",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status();
-    (!built.is_ok_and(|s| s.success())).then(|| "cannot build isobox-agent".into())
-}
-
 #[test]
 fn microvm_create_without_process_then_start_fails_and_the_vm_stays_created() {
-    if let Some(reason) = vm_skip_reason() {
+    if let Some(reason) = support::vm_skip_reason() {
         isobox_common::skip::skip(&reason);
         return;
     }

@@ -197,37 +197,6 @@ fn delete_of_a_created_container_fails_and_keeps_it() {
     ib.assert_nothing_left("fresh", Some(b.path()));
 }
 
-/// Why the microVM cannot run here: no root/busybox, no qemu, or the agent not buildable.
-fn vm_skip_reason() -> Option<String> {
-    if let Some(r) = support::skip_reason() {
-        return Some(r);
-    }
-    if ![
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/local/bin/qemu-system-x86_64",
-    ]
-    .iter()
-    .any(|p| Path::new(p).exists())
-    {
-        return Some("qemu-system-x86_64 is missing".into());
-    }
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "isobox-guest",
-            "--bin",
-            "isobox-agent",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status();
-    if !status.map(|s| s.success()).unwrap_or(false) {
-        return Some("cannot build isobox-agent".into());
-    }
-    None
-}
-
 /// Host processes whose command line mentions `needle` (the VM host and qemu name the state
 /// dir in theirs).
 fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
@@ -248,7 +217,7 @@ fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
 
 #[test]
 fn sigkill_of_a_microvm_create_during_boot_leaves_no_vm() {
-    if let Some(reason) = vm_skip_reason() {
+    if let Some(reason) = support::vm_skip_reason() {
         isobox_common::skip::skip(&reason);
         return;
     }

@@ -10,44 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{stderr, stdout, Isobox, TestBundle};
 
-/// Why the microVM cannot run here: qemu or a kernel missing, or the agent not buildable.
-fn vm_skip_reason() -> Option<String> {
-    if let Some(r) = support::skip_reason() {
-        return Some(r);
-    }
-    if isobox_microvm_qemu_missing() {
-        return Some("qemu-system-x86_64 is missing".into());
-    }
-    // The CLI boots the agent that sits next to it.
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "isobox-guest",
-            "--bin",
-            "isobox-agent",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status();
-    if !status.map(|s| s.success()).unwrap_or(false) {
-        return Some("cannot build isobox-agent".into());
-    }
-    None
-}
-
-fn isobox_microvm_qemu_missing() -> bool {
-    ![
-        "/usr/bin/qemu-system-x86_64",
-        "/usr/local/bin/qemu-system-x86_64",
-    ]
-    .iter()
-    .any(|p| Path::new(p).exists())
-}
-
 macro_rules! require_vm {
     () => {
-        if let Some(reason) = vm_skip_reason() {
+        if let Some(reason) = support::vm_skip_reason() {
             isobox_common::skip::skip(&reason);
             return;
         }

@@ -49,6 +49,12 @@ pub fn skip_for_hardware(reason: &str) {
     say(&current_test(), reason);
 }
 
+/// A test that does not apply to the configuration it runs in (e.g. one about qemu's own
+/// process while the suite drives the built-in VMM). Reported, never a failure.
+pub fn not_applicable(reason: &str) {
+    say(&current_test(), reason);
+}
+
 fn say(test: &str, reason: &str) {
     let _ = std::io::stderr().write_all(format!("skipped: {test}: {reason}\n").as_bytes());
 }

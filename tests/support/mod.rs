@@ -286,3 +286,39 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Why the microVM cannot run here, if it cannot: no root or busybox, no qemu, or the guest
+/// agent (which the CLI boots from beside itself) not buildable. `$ISOBOX_TEST_PREBUILT` says
+/// it is built already (the emulated host runs the tests where cargo cannot).
+pub fn vm_skip_reason() -> Option<String> {
+    if let Some(r) = skip_reason() {
+        return Some(r);
+    }
+    if ![
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/local/bin/qemu-system-x86_64",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
+    {
+        return Some("qemu-system-x86_64 is missing".into());
+    }
+    if std::env::var_os("ISOBOX_TEST_PREBUILT").is_some() {
+        return None;
+    }
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "isobox-guest",
+            "--bin",
+            "isobox-agent",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    if !status.map(|s| s.success()).unwrap_or(false) {
+        return Some("cannot build isobox-agent".into());
+    }
+    None
+}

@@ -1,7 +1,9 @@
 //! End to end under qemu (TCG here): a busybox bundle through the Backend trait, with the real
 //! guest kernel, the static agent as /init and the VM host process. Needs root, qemu, a guest
 //! kernel (`$ISOBOX_KERNEL`, the cache, or provisioned) and cargo to build the agent; skips
-//! with the reason otherwise.
+//! with the reason otherwise. `$ISOBOX_TEST_HYPERVISOR` (builtin, auto) drives another
+//! hypervisor, as the emulated host's suite does; `$ISOBOX_TEST_PREBUILT` says the agent and
+//! the VM host example are already built (cargo cannot run there).
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -19,7 +21,27 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The hypervisor option the tests pass: `$ISOBOX_TEST_HYPERVISOR`, else qemu, which boots
+/// Linux on every host.
+fn hypervisor() -> String {
+    std::env::var("ISOBOX_TEST_HYPERVISOR")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "qemu".into())
+}
+
+/// Whether qemu runs the VMs: asked for, or what `auto` picks without hardware KVM.
+fn uses_qemu() -> bool {
+    match hypervisor().as_str() {
+        "auto" => isobox_microvm::host::detect() != isobox_microvm::host::HostKind::HardwareKvm,
+        h => h == "qemu",
+    }
+}
+
 fn cargo_build(args: &[&str]) -> Result<(), String> {
+    if std::env::var_os("ISOBOX_TEST_PREBUILT").is_some() {
+        return Ok(());
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(["build", "--quiet"])
@@ -160,7 +182,7 @@ fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) 
     fs::create_dir(&state_dir).unwrap();
     fs::write(tmp.path().join("state.in"), stdin).unwrap();
     let mut options = vec![
-        ("hypervisor".to_string(), "qemu".to_string()),
+        ("hypervisor".to_string(), hypervisor()),
         ("kernel".to_string(), env.kernel.display().to_string()),
         ("agent".to_string(), env.agent.display().to_string()),
     ];
@@ -214,11 +236,17 @@ fn read(vm: &Vm, ext: &str) -> String {
 }
 
 fn assert_clean(vm: &Vm, state: &State) {
-    let hv = state.data["hypervisorPid"].as_i64().unwrap() as i32;
-    let start = state.data["hypervisorStartTime"].as_u64().unwrap();
+    // qemu is a process of its own; the built-in VMM is the host process itself.
+    let (hv, start) = match state.data["hypervisorPid"].as_i64() {
+        Some(pid) => (
+            pid as i32,
+            state.data["hypervisorStartTime"].as_u64().unwrap(),
+        ),
+        None => (state.pid, state.pid_start_time),
+    };
     assert!(
         !isobox_common::proc::is_alive(hv, start),
-        "qemu {hv} still runs"
+        "hypervisor {hv} still runs"
     );
     let left: Vec<_> = fs::read_dir(&vm.state_dir)
         .unwrap()
@@ -236,12 +264,17 @@ fn workload_output_hostname_kernel_env_cwd_stdin_and_exit_code() {
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);
-    assert_eq!(created.data["hypervisor"], "qemu");
+    let (name, processes) = if uses_qemu() {
+        ("qemu", 2)
+    } else {
+        ("builtin", 1)
+    };
+    assert_eq!(created.data["hypervisor"], name);
     assert!(["tcg", "kvm"].contains(&created.data["accelerator"].as_str().unwrap()));
     assert_eq!(
         b.processes(&state).unwrap().len(),
-        2,
-        "host process and qemu"
+        processes,
+        "the host process, and qemu if it runs the VM"
     );
     b.start(&state).unwrap();
     assert_eq!(wait_code(created.pid), 3, "stderr: {}", read(&vm, "err"));
@@ -327,7 +360,8 @@ fn true_end_to_end_wall_time() {
     b.delete(&state).unwrap();
     assert_clean(&vm, &state);
     eprintln!(
-        "true under qemu {}: create {booted:?}, create+start+exit {total:?}",
+        "true under {} {}: create {booted:?}, create+start+exit {total:?}",
+        hypervisor(),
         created.data["accelerator"]
     );
 }
@@ -571,11 +605,31 @@ fn stdio_is_8_bit_clean_both_ways() {
 #[test]
 fn hypervisor_death_mid_run_is_a_clear_error() {
     let env = need_env!();
-    let vm = prepare(&env, &["sleep", "100"], "", vec![]);
+    if !uses_qemu() {
+        isobox_common::skip::not_applicable("kills qemu's own process; the VMs run on builtin");
+        return;
+    }
+    let vm = prepare(
+        &env,
+        &["sh", "-c", "echo running; exec sleep 100"],
+        "",
+        vec![],
+    );
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);
     b.start(&state).unwrap();
+    // Under the workload, not before it: wait until it has printed.
+    let t = Instant::now();
+    while !read(&vm, "out").contains("running") && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        read(&vm, "out"),
+        "running\n",
+        "stderr: {}",
+        read(&vm, "err")
+    );
     let qemu = state.data["hypervisorPid"].as_i64().unwrap() as i32;
     // SAFETY: plain syscall on the VM's qemu.
     unsafe { libc::kill(qemu, libc::SIGKILL) };

@@ -123,3 +123,42 @@ fn linux_prints_banner_and_command_line_on_ttys0() {
         );
     }
 }
+
+/// On hardware KVM the kernel gets past early boot and probes its serial ports: both UARTs
+/// must be found from the DSDT (a hardware-reduced ACPI kernel probes no legacy ports, and
+/// without ttyS1 the agent cannot reach the host). The kernel then panics for want of a root
+/// filesystem, which `panic=-1` turns into the reset that ends the VM.
+#[test]
+fn linux_finds_both_uarts_through_acpi() {
+    let kind = detect();
+    if kind != HostKind::HardwareKvm {
+        isobox_common::skip::skip_for_hardware(&format!("needs hardware KVM: {}", kind.describe()));
+        return;
+    }
+    let Some(kernel) = kernel() else { return };
+    let console = Capture::default();
+    let cfg = VmConfig::new(
+        &kernel,
+        "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd",
+        Box::new(console.clone()),
+    );
+    let t0 = Instant::now();
+    let vm = start(cfg).expect("the VM starts");
+    let handle = vm.handle();
+    let waiter = std::thread::spawn(move || vm.wait());
+    let found = |text: &str| {
+        text.contains("ttyS0 at I/O 0x3f8 (irq = 4") && text.contains("ttyS1 at I/O 0x2f8 (irq = 3")
+    };
+    while t0.elapsed() < TIMEOUT && !found(&console.text()) && !waiter.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop();
+    let outcome = waiter.join().expect("the waiter thread");
+    let text = console.text();
+    let serial: Vec<&str> = text.lines().filter(|l| l.contains("ttyS")).collect();
+    assert!(
+        found(&text),
+        "the kernel did not find both UARTs within {:?} (outcome {outcome:?}); its ttyS lines: {serial:#?}",
+        t0.elapsed()
+    );
+}

@@ -353,10 +353,7 @@ mod tests {
     #[test]
     fn dsdt_disassembles_with_iasl() {
         let Ok(out) = std::process::Command::new("iasl").arg("-v").output() else {
-            use std::io::Write;
-            let _ = std::io::stderr().write_all(
-                b"skipped: dsdt_disassembles_with_iasl: iasl (acpica-tools) is not installed\n",
-            );
+            isobox_common::skip::skip("iasl (acpica-tools) is not installed");
             return;
         };
         assert!(out.status.success());
