@@ -5,33 +5,100 @@
 //! that depend on the namespaces (sysctl, no mount namespace) are left out.
 
 use isobox_common::{Bundle, Error, Result};
+use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
 use crate::caps::{self, CapMasks};
 use crate::cgroups::{self, Cgroup};
+use crate::devices::{self, Node};
+use crate::mounts::{self, PlannedMount};
+use crate::namespaces::{self, NsPlan};
 use crate::spawn::to_common;
-use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, rootfs, seccomp, sysctl};
+use crate::{ioprio, mount_opts, rlimits, rootfs, seccomp, sysctl};
 
-/// Check `bundle` as `create` would for the container `id` on a host whose cgroups are
-/// mounted as `mode`, with the same errors, and without making anything.
-pub fn check(bundle: &Bundle, id: &str, mode: cgroups::Mode) -> Result<()> {
+/// config.json as the container backend reads it, parsed and checked: what `create` builds
+/// its plan from, and all `check` needs.
+pub(crate) struct Parsed {
+    pub seccomp: Option<seccomp::Program>,
+    pub ioprio: Option<u32>,
+    /// None when namespaces are joined by path and `open_namespaces` was false.
+    pub ns: Option<NsPlan>,
+    pub mounts: Vec<PlannedMount>,
+    pub propagation: MsFlags,
+    pub devices: Vec<Node>,
+    pub caps: Option<CapMasks>,
+}
+
+/// Parse and check `bundle` for the container backend, without making anything. Namespaces
+/// to join by path are opened only with `open_namespaces` (`create`); without it the checks
+/// that depend on them (sysctl, no mount namespace, user namespace maps) are left out.
+pub(crate) fn parse(bundle: &Bundle, open_namespaces: bool) -> Result<Parsed> {
     let cfg = |(field, reason): (String, String)| Error::Config {
         file: bundle.config_path.clone(),
         field,
         reason,
     };
+    let unsupported = |field: &str, reason: &str| Error::Unsupported {
+        file: bundle.config_path.clone(),
+        field: field.into(),
+        reason: reason.into(),
+    };
     let linux = bundle.spec.linux().as_ref();
-    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        seccomp::compile(s).map_err(cfg)?;
-    }
     let process = bundle.process();
-    if let Some(p) = process.and_then(|p| p.io_priority().as_ref()) {
-        ioprio::value(p).map_err(cfg)?;
+    // Compiled here so a bad profile fails before anything exists.
+    let seccomp = linux
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
+        .map_err(cfg)?;
+    if process
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(unsupported(
+            "process.apparmorProfile",
+            "AppArmor is not supported",
+        ));
+    }
+    for (present, field) in [
+        (
+            process.is_some_and(|p| p.scheduler().is_some()),
+            "process.scheduler",
+        ),
+        (
+            process.is_some_and(|p| p.exec_cpu_affinity().is_some()),
+            "process.execCPUAffinity",
+        ),
+        (
+            linux.is_some_and(|l| l.intel_rdt().is_some()),
+            "linux.intelRdt",
+        ),
+        (
+            linux.is_some_and(|l| l.memory_policy().is_some()),
+            "linux.memoryPolicy",
+        ),
+    ] {
+        if present {
+            return Err(unsupported(field, "not supported by the container backend"));
+        }
+    }
+    let ioprio = process
+        .and_then(|p| p.io_priority().as_ref())
+        .map(ioprio::value)
+        .transpose()
+        .map_err(cfg)?;
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(unsupported(
+                "linux.personality.flags",
+                "no personality flags are defined by the runtime spec",
+            ));
+        }
     }
     let joins = linux
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|n| n.iter().any(|ns| ns.path().is_some()));
-    if !joins {
+    let ns = if open_namespaces || !joins {
         let ns = namespaces::plan(linux).map_err(cfg)?;
         if !ns.has(CloneFlags::CLONE_NEWNS) {
             rootfs::check_without_mount_ns(&bundle.spec).map_err(cfg)?;
@@ -39,14 +106,25 @@ pub fn check(bundle: &Bundle, id: &str, mode: cgroups::Mode) -> Result<()> {
         if let Some(values) = linux.and_then(|l| l.sysctl().as_ref()) {
             sysctl::validate(values, &ns).map_err(cfg)?;
         }
-    }
-    for m in mounts::plan(bundle).map_err(cfg)? {
-        // Derived from the parsed options at mount time, where a panic would be too late.
-        let _ = (m.opts.data_string(), m.opts.remount_flags());
-    }
-    mount_opts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
-        .map_err(|r| cfg(("linux.rootfsPropagation".into(), r)))?;
-    devices::from_spec(
+        if ns.new_user()
+            && linux
+                .and_then(|l| l.uid_mappings().as_ref())
+                .is_none_or(|m| m.is_empty())
+        {
+            return Err(cfg((
+                "linux.uidMappings".into(),
+                "a new user namespace needs uidMappings and gidMappings".into(),
+            )));
+        }
+        Some(ns)
+    } else {
+        None
+    };
+    let mounts = mounts::plan(bundle).map_err(cfg)?;
+    let propagation =
+        mount_opts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
+            .map_err(|r| cfg(("linux.rootfsPropagation".into(), r)))?;
+    let devices = devices::from_spec(
         linux
             .and_then(|l| l.devices().as_deref())
             .unwrap_or_default(),
@@ -59,19 +137,47 @@ pub fn check(bundle: &Bundle, id: &str, mode: cgroups::Mode) -> Result<()> {
             .unwrap_or_default(),
     )
     .map_err(cfg)?;
-    if let Some(c) = process.and_then(|p| p.capabilities().as_ref()) {
-        let last = caps::last_cap();
-        if let Some((set, cap)) = caps::ungrantable(c, caps::runtime_bounding(last), last) {
-            return Err(cfg((
-                format!("process.capabilities.{set}"),
-                format!(
-                    "{} is not in the runtime's bounding set, so it cannot be granted",
-                    caps::name(cap)
-                ),
-            )));
+    let caps = match process.and_then(|p| p.capabilities().as_ref()) {
+        Some(c) => {
+            let last = caps::last_cap();
+            // Checked here: capset after `start` would fail only in the workload.
+            if let Some((set, cap)) = caps::ungrantable(c, caps::runtime_bounding(last), last) {
+                let index = std::fs::read_to_string(&bundle.config_path)
+                    .ok()
+                    .and_then(|text| caps::index_in_config(&text, set, cap))
+                    .map_or(String::new(), |i| format!("[{i}]"));
+                return Err(cfg((
+                    format!("process.capabilities.{set}{index}"),
+                    format!(
+                        "{} is not in the runtime's bounding set, so it cannot be granted",
+                        caps::name(cap)
+                    ),
+                )));
+            }
+            Some(CapMasks::from_spec(c, last))
         }
-        CapMasks::from_spec(c, last);
+        None => None,
+    };
+    Ok(Parsed {
+        seccomp,
+        ioprio,
+        ns,
+        mounts,
+        propagation,
+        devices,
+        caps,
+    })
+}
+
+/// Check `bundle` as `create` would for the container `id` on a host whose cgroups are
+/// mounted as `mode`, with the same errors, and without making anything.
+pub fn check(bundle: &Bundle, id: &str, mode: cgroups::Mode) -> Result<()> {
+    let parsed = parse(bundle, false)?;
+    for m in &parsed.mounts {
+        // Derived from the parsed options at mount time, where a panic would be too late.
+        let _ = (m.opts.data_string(), m.opts.remount_flags());
     }
+    let linux = bundle.spec.linux().as_ref();
     let resources = linux.and_then(devices::cgroup_resources);
     Cgroup::check(
         linux.and_then(|l| l.cgroups_path().as_deref()),

@@ -13,12 +13,11 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::caps::{self, CapMasks};
 use crate::cgroups::{self, Cgroup};
 use crate::error::ContainerError;
 use crate::init::{self, InitPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{devices, ioprio, mount_opts, mounts, namespaces, rlimits, rootfs, seccomp, sysctl};
+use crate::{check, devices, namespaces};
 
 /// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,11 +54,6 @@ fn thread_count() -> Option<u64> {
 
 fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>, Error> {
     let bundle = &opts.bundle;
-    let cfg = |(field, reason): (String, String)| Error::Config {
-        file: bundle.config_path.clone(),
-        field,
-        reason,
-    };
     if let Some((key, _)) = opts.options.first() {
         return Err(Error::Config {
             file: "command line".into(),
@@ -67,120 +61,8 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
             reason: "the container backend takes no backend options".into(),
         });
     }
-    let linux = bundle.spec.linux().as_ref();
-    let unsupported = |field: &str, reason: &str| Error::Unsupported {
-        file: bundle.config_path.clone(),
-        field: field.into(),
-        reason: reason.into(),
-    };
-    // Compiled here so a bad profile fails before anything exists.
-    let seccomp = linux
-        .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
-        .transpose()
-        .map_err(cfg)?;
-    if bundle
-        .process()
-        .and_then(|p| p.apparmor_profile().as_deref())
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(unsupported(
-            "process.apparmorProfile",
-            "AppArmor is not supported",
-        ));
-    }
-    let process = bundle.process();
-    for (present, field) in [
-        (
-            process.is_some_and(|p| p.scheduler().is_some()),
-            "process.scheduler",
-        ),
-        (
-            process.is_some_and(|p| p.exec_cpu_affinity().is_some()),
-            "process.execCPUAffinity",
-        ),
-        (
-            linux.is_some_and(|l| l.intel_rdt().is_some()),
-            "linux.intelRdt",
-        ),
-        (
-            linux.is_some_and(|l| l.memory_policy().is_some()),
-            "linux.memoryPolicy",
-        ),
-    ] {
-        if present {
-            return Err(unsupported(field, "not supported by the container backend"));
-        }
-    }
-    let ioprio = process
-        .and_then(|p| p.io_priority().as_ref())
-        .map(ioprio::value)
-        .transpose()
-        .map_err(cfg)?;
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-            return Err(unsupported(
-                "linux.personality.flags",
-                "no personality flags are defined by the runtime spec",
-            ));
-        }
-    }
-    let ns = namespaces::plan(linux).map_err(cfg)?;
-    if !ns.has(CloneFlags::CLONE_NEWNS) {
-        rootfs::check_without_mount_ns(&bundle.spec).map_err(cfg)?;
-    }
-    if let Some(values) = linux.and_then(|l| l.sysctl().as_ref()) {
-        sysctl::validate(values, &ns).map_err(cfg)?;
-    }
-    let planned = mounts::plan(bundle).map_err(cfg)?;
-    let propagation =
-        mount_opts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
-            .map_err(|r| cfg(("linux.rootfsPropagation".into(), r)))?;
-    let devs = devices::from_spec(
-        linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default(),
-    )
-    .map_err(cfg)?;
-    devices::check_cgroup_rules(linux).map_err(cfg)?;
-    rlimits::validate(
-        process
-            .and_then(|p| p.rlimits().as_deref())
-            .unwrap_or_default(),
-    )
-    .map_err(cfg)?;
-    let caps = match process.and_then(|p| p.capabilities().as_ref()) {
-        Some(c) => {
-            let last = caps::last_cap();
-            // Checked here: capset after `start` would fail only in the workload.
-            if let Some((set, cap)) = caps::ungrantable(c, caps::runtime_bounding(last), last) {
-                let index = std::fs::read_to_string(&bundle.config_path)
-                    .ok()
-                    .and_then(|text| caps::index_in_config(&text, set, cap))
-                    .map_or(String::new(), |i| format!("[{i}]"));
-                return Err(cfg((
-                    format!("process.capabilities.{set}{index}"),
-                    format!(
-                        "{} is not in the runtime's bounding set, so it cannot be granted",
-                        caps::name(cap)
-                    ),
-                )));
-            }
-            Some(CapMasks::from_spec(c, last))
-        }
-        None => None,
-    };
-    if ns.new_user()
-        && linux
-            .and_then(|l| l.uid_mappings().as_ref())
-            .is_none_or(|m| m.is_empty())
-    {
-        return Err(cfg((
-            "linux.uidMappings".into(),
-            "a new user namespace needs uidMappings and gidMappings".into(),
-        )));
-    }
-    let cgroup_mode = if planned.iter().any(|m| m.typ == "cgroup") {
+    let parsed = check::parse(bundle, true)?;
+    let cgroup_mode = if parsed.mounts.iter().any(|m| m.typ == "cgroup") {
         Some(cgroups::detect().map_err(|e| to_common(e, &bundle.config_path))?)
     } else {
         None
@@ -188,13 +70,15 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
     Ok(InitPlan {
         id: &opts.id,
         bundle,
-        ns,
-        mounts: planned,
-        propagation,
-        devices: devs,
-        caps,
-        ioprio,
-        seccomp,
+        ns: parsed
+            .ns
+            .expect("namespaces are planned when they may be opened"),
+        mounts: parsed.mounts,
+        propagation: parsed.propagation,
+        devices: parsed.devices,
+        caps: parsed.caps,
+        ioprio: parsed.ioprio,
+        seccomp: parsed.seccomp,
         cgroup_mode,
         fifo,
         foreground: opts.foreground,
