@@ -66,6 +66,7 @@ stage2() {
     export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     mount -t proc proc /proc
     mount -t sysfs sysfs /sys
+    echo "emulated-host (L1): up after $(cut -d' ' -f1 /proc/uptime) s"
     mkdir -p /dev/pts /dev/shm
     mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
     mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -83,15 +84,15 @@ stage2() {
     for f in /run/host-data/kernels/vmlinu*; do
         [ -e "$f" ] && ln -s "$f" "$host_data/kernels/"
     done
-    export HOME=/root TMPDIR=/tmp
-    mount -t tmpfs tmpfs /root
+    export HOME=/tmp/home TMPDIR=/tmp
+    mkdir -p "$HOME"
     export PATH="$repo/target/x86_64-unknown-linux-gnu/debug:$PATH"
     ip link set lo up 2>/dev/null
     cd "$workdir" || fail "cd $workdir"
     if [ -s /run/isobox-l1/command ] && [ -n "$(cat /run/isobox-l1/command)" ]; then
         sh -c "$(cat /run/isobox-l1/command)" </dev/null
     else
-        "$repo/tools/emulated-host-suite.sh" </dev/null
+        sh "$repo/tools/emulated-host-suite.sh" </dev/null
     fi
     echo $? >/run/isobox-l1/status
     power_off

@@ -93,6 +93,7 @@ run=$(mktemp -d /tmp/isobox-l1-XXXXXX)
 # binary here, and run in L1 from the repository's target directory).
 if [ -z "${EMULATED_HOST_NO_BUILD:-}" ]; then
     (cd "$repo" && cargo build --workspace --bins -q)
+    [ -n "$command" ] || (cd "$repo" && cargo build -q -p isobox-microvm --example vm_host)
 fi
 if [ -z "$command" ]; then
     (cd "$repo" && cargo test --workspace --no-run -q --message-format=json) |
@@ -141,7 +142,7 @@ qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-
     -M q35 -m "$mem" -object "memory-backend-memfd,id=mem,size=$mem,share=on" \
     -numa node,memdev=mem -display none -monitor none -serial stdio -no-reboot \
     -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
-    -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable quiet loglevel=1" \
+    -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=1" \
     </dev/null
 qemu_status=$?
 set -e
