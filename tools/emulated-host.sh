@@ -69,6 +69,8 @@ modules=(
     drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci_modern_dev.ko
     drivers/virtio/virtio_pci.ko fs/fuse/fuse.ko fs/fuse/virtiofs.ko
     fs/overlayfs/overlay.ko virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko
+    # Devices the tests use as an ordinary host has them loaded.
+    drivers/block/loop.ko drivers/net/tun.ko drivers/net/veth.ko
 )
 key=$( (cat "$0" "$repo/tools/emulated-host-init.sh" /bin/busybox; echo "$kver") | sha256sum | cut -c1-16)
 initrd=$cache/l1-$kver-$key.cpio.gz
