@@ -35,6 +35,9 @@ run_one() {
     p=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' "$out" | tail -1)
     f=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
     s=$(grep -c '^skipped: ' "$out")
+    # The container lifecycle tests have their own harness: "N passed, M failed, K skipped".
+    [ -z "$p" ] && p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed.*/\1/p' "$out" | tail -1)
+    [ -z "$f" ] && f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
     p=${p:-0} f=${f:-0}
     if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     # A skip prints "skipped: ..." and returns early, so libtest counted it as passed.
