@@ -311,7 +311,6 @@ fn uid_and_gid_minus_one_are_refused() {
 fn create_as_limited_runtime(ib: &Isobox, b: &TestBundle, id: &str) -> Output {
     let mut cmd = ib.cmd();
     cmd.args(["create", "--bundle"]).arg(b.path()).arg(id);
-    cmd.stdout(std::process::Stdio::null());
     // SAFETY: only async-signal-safe calls (prctl, setrlimit) between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -329,19 +328,7 @@ fn create_as_limited_runtime(ib: &Isobox, b: &TestBundle, id: &str) -> Output {
         });
     }
     // The error goes to stderr before create returns; a created init would hold a pipe.
-    let err = tempfile::tempfile().unwrap();
-    cmd.stderr(err.try_clone().unwrap());
-    let status = cmd.status().unwrap();
-    use std::io::{Read, Seek};
-    let mut err = err;
-    err.rewind().unwrap();
-    let mut stderr = Vec::new();
-    err.read_to_end(&mut stderr).unwrap();
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr,
-    }
+    support::status_with_stderr(cmd)
 }
 
 #[test]

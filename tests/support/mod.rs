@@ -182,27 +182,9 @@ impl Isobox {
     /// process inherits stdio, so capture stderr through a file rather than a pipe whose
     /// end would stay open.
     pub fn run_detached(&self, args: &[&str], bundle: &Path) -> Output {
-        let err = tempfile::tempfile().unwrap();
-        let mut child = self
-            .cmd()
-            .args(args)
-            .arg("--bundle")
-            .arg(bundle)
-            .stdout(Stdio::null())
-            .stderr(err.try_clone().unwrap())
-            .spawn()
-            .unwrap();
-        let status = child.wait().unwrap();
-        use std::io::{Read, Seek};
-        let mut err = err;
-        err.rewind().unwrap();
-        let mut stderr = Vec::new();
-        err.read_to_end(&mut stderr).unwrap();
-        Output {
-            status,
-            stdout: Vec::new(),
-            stderr,
-        }
+        let mut cmd = self.cmd();
+        cmd.args(args).arg("--bundle").arg(bundle);
+        status_with_stderr(cmd)
     }
 
     pub fn state(&self, id: &str) -> Value {
@@ -321,4 +303,21 @@ pub fn vm_skip_reason() -> Option<String> {
         return Some("cannot build isobox-agent".into());
     }
     None
+}
+
+/// Run `cmd` with stdout discarded and stderr captured through a file: a container process it
+/// leaves behind inherits stdio, and would hold a pipe's end open.
+pub fn status_with_stderr(mut cmd: Command) -> Output {
+    use std::io::{Read, Seek};
+    let mut err = tempfile::tempfile().unwrap();
+    cmd.stdout(Stdio::null()).stderr(err.try_clone().unwrap());
+    let status = cmd.status().unwrap();
+    err.rewind().unwrap();
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    }
 }
