@@ -1,5 +1,6 @@
 //! The seam between the CLI and the two isolation kinds.
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -99,6 +100,59 @@ pub struct Created {
     pub data: serde_json::Value,
 }
 
+/// What `exec` needs: the process to start in a running container.
+#[derive(Debug)]
+pub struct ExecOptions {
+    /// The process, already validated: the `--process` file's, or the container's own with
+    /// the command-line overrides applied (runc's rules).
+    pub process: oci_spec::runtime::Process,
+    /// Where `process` came from (the `--process` file, or the bundle's config.json): errors
+    /// about its fields name this file.
+    pub process_file: PathBuf,
+    /// `--detach`: the caller returns once the process runs and drops the session. The
+    /// process must stay a descendant of the caller (engines that are subreapers wait for
+    /// the pid in `--pid-file`).
+    pub detach: bool,
+    /// `--console-socket`: with `process.terminal`, the Unix socket the pty master is sent to
+    /// (runc's protocol). None with a terminal: the caller relays its own terminal through
+    /// [`Execed::console`].
+    pub console_socket: Option<PathBuf>,
+}
+
+/// A process `exec` started.
+pub struct Execed {
+    /// The host pid the caller writes to `--pid-file`: the process itself, or a host process
+    /// that stands for it and ends with its exit status.
+    pub pid: i32,
+    /// With `process.terminal` and no console socket: the terminal's master side (bytes in
+    /// are the process's input, bytes out its output).
+    pub console: Option<OwnedFd>,
+    /// Waits for the process, relays signals and window sizes to it.
+    pub session: Box<dyn ExecSession>,
+}
+
+impl std::fmt::Debug for Execed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execed")
+            .field("pid", &self.pid)
+            .field("console", &self.console)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running exec'd process, as the foreground caller sees it.
+pub trait ExecSession {
+    /// A descriptor that polls readable when [`ExecSession::try_wait`] may have news (a pidfd,
+    /// a socket); None: the caller polls `try_wait` on a short timer.
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>>;
+    /// The exit code once the process has ended (128+N when signal N ended it), else None.
+    fn try_wait(&mut self) -> Result<Option<i32>>;
+    /// Deliver `signal` to the process.
+    fn signal(&mut self, signal: i32) -> Result<()>;
+    /// Set the window size of the process's terminal (only with `process.terminal`).
+    fn resize(&mut self, rows: u16, cols: u16) -> Result<()>;
+}
+
 /// One isolation kind. The CLI holds the state lock around every call.
 pub trait Backend {
     fn kind(&self) -> BackendKind;
@@ -116,6 +170,10 @@ pub trait Backend {
     /// Remove everything the container holds on the host. The caller has already made sure
     /// it is stopped (or killed it for `--force`).
     fn delete(&self, state: &State) -> Result<()>;
+
+    /// Start another process in the running container (`exec`): it joins the container's
+    /// namespaces and cgroup and gets what its process spec asks for.
+    fn exec(&self, state: &State, opts: &ExecOptions) -> Result<Execed>;
 
     /// Host pids of the container's processes (`ps`).
     fn processes(&self, state: &State) -> Result<Vec<i32>>;

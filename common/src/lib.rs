@@ -16,7 +16,7 @@ pub mod state;
 pub mod syscalls;
 pub mod text;
 
-pub use backend::{Backend, BackendKind, CreateOptions, Created};
+pub use backend::{Backend, BackendKind, CreateOptions, Created, ExecOptions, ExecSession, Execed};
 pub use bundle::Bundle;
 pub use error::{Error, Result};
 pub use state::{State, StateStore, Status};

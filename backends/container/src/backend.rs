@@ -125,6 +125,18 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
+    fn exec(
+        &self,
+        state: &State,
+        opts: &isobox_common::ExecOptions,
+    ) -> Result<isobox_common::Execed> {
+        Err(Error::Unsupported {
+            file: opts.process_file.clone(),
+            field: "process".into(),
+            reason: format!("exec into container {:?} is not supported yet", state.id),
+        })
+    }
+
     fn delete_partial(&self, state: &State) -> Result<()> {
         spawn::undo_recorded(&state.state_dir)
     }

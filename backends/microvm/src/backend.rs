@@ -453,6 +453,21 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    fn exec(
+        &self,
+        state: &State,
+        opts: &isobox_common::ExecOptions,
+    ) -> isobox_common::Result<isobox_common::Execed> {
+        Err(isobox_common::Error::Unsupported {
+            file: opts.process_file.clone(),
+            field: "process".into(),
+            reason: format!(
+                "exec into microVM container {:?} is not supported yet",
+                state.id
+            ),
+        })
+    }
+
     fn delete_partial(&self, state: &State) -> isobox_common::Result<()> {
         // The host process first: the hypervisor dies with it (parent-death signal), and is
         // then ended by its own record in case it did not.
