@@ -230,8 +230,14 @@ fn apply(dir: &Path, s: &Setting) -> Result<()> {
         field: s.field.clone(),
         reason,
     };
-    let Some(file) = s.files.iter().map(|f| dir.join(f)).find(|f| f.exists()) else {
-        let names = s.files.join(" or ");
+    let found = s
+        .choices
+        .iter()
+        .map(|(f, value)| (dir.join(f), value))
+        .find(|(f, _)| f.exists());
+    let Some((file, value)) = found else {
+        let names: Vec<&str> = s.choices.iter().map(|(f, _)| f.as_str()).collect();
+        let names = names.join(" or ");
         return Err(refuse(format!(
             "{}/{names}: not present on this host (controller or kernel feature missing{})",
             dir.display(),
@@ -242,11 +248,11 @@ fn apply(dir: &Path, s: &Setting) -> Result<()> {
             }
         )));
     };
-    files::write(&file, &s.value).map_err(|e| {
+    files::write(&file, value).map_err(|e| {
         refuse(format!(
             "{}: writing {:?}: {}",
             file.display(),
-            s.value,
+            value,
             files::why(&e)
         ))
     })

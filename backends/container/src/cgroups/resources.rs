@@ -22,10 +22,10 @@ pub(crate) enum Flavor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Setting {
     pub controller: &'static str,
-    /// Candidate file names: the first that exists is written (e.g. blkio.weight or
-    /// blkio.bfq.weight, depending on the I/O scheduler).
-    pub files: Vec<String>,
-    pub value: String,
+    /// Candidate files, each with the value it takes: the first that exists is written
+    /// (e.g. blkio.bfq.weight or blkio.weight, depending on the I/O scheduler; v2's
+    /// io.bfq.weight takes blkio's range, io.weight its own).
+    pub choices: Vec<(String, String)>,
     /// The OCI field, e.g. `linux.resources.memory.swap`.
     pub field: String,
 }
@@ -33,8 +33,7 @@ pub(crate) struct Setting {
 fn set(controller: &'static str, file: &str, value: impl ToString, field: &str) -> Setting {
     Setting {
         controller,
-        files: vec![file.to_string()],
-        value: value.to_string(),
+        choices: vec![(file.to_string(), value.to_string())],
         field: format!("linux.resources.{field}"),
     }
 }
@@ -95,7 +94,8 @@ pub(crate) fn settings(
     if let Some(c) = res.cpu() {
         cpu(c, &need, &mut out)?;
     }
-    if let Some(p) = res.pids() {
+    // 0 means "unset" as in runc 1.1 (a 0 limit would stop any fork), below 0 unlimited.
+    if let Some(p) = res.pids().as_ref().filter(|p| p.limit() != 0) {
         need("pids", "pids.limit")?;
         let v = if p.limit() > 0 {
             p.limit().to_string()
@@ -111,11 +111,7 @@ pub(crate) fn settings(
             out.extend(devices_v1(rules)?);
         }
     }
-    if let Some(b) = res
-        .block_io()
-        .as_ref()
-        .filter(|b| **b != LinuxBlockIo::default())
-    {
+    if let Some(b) = res.block_io().as_ref().filter(|b| block_io_is_set(b)) {
         let f = need("blkio", "blockIO").or_else(|_| need("io", "blockIO"))?;
         out.extend(block_io(b, f)?);
     }
@@ -198,15 +194,23 @@ const V2_CONTROLLERS: &[&str] = &[
     "cgroup", "cpu", "cpuset", "io", "memory", "hugetlb", "pids", "rdma", "misc",
 ];
 
+/// Whether `m` asks for anything: as in runc, a 0 limit, an unset (-1) swappiness and
+/// `disableOOMKiller: false` ask for nothing.
 #[allow(deprecated)] // kernel: obsolete and ignored, but it still says a memory field is set
 fn touches_memory(m: &LinuxMemory) -> bool {
-    m.limit().is_some()
-        || m.reservation().is_some()
-        || m.swap().is_some()
-        || m.kernel_tcp().is_some()
-        || m.swappiness().is_some()
-        || m.disable_oom_killer().is_some()
+    let nonzero = |v: Option<i64>| v.is_some_and(|v| v != 0);
+    nonzero(m.limit())
+        || nonzero(m.reservation())
+        || nonzero(m.swap())
+        || nonzero(m.kernel_tcp())
+        || swappiness(m).is_some()
+        || m.disable_oom_killer() == Some(true)
         || m.use_hierarchy().is_some()
+}
+
+/// memory.swappiness; runc reads -1 (u64::MAX in the OCI type) as unset.
+fn swappiness(m: &LinuxMemory) -> Option<u64> {
+    m.swappiness().filter(|s| *s != u64::MAX)
 }
 
 /// 0 means "not set", as in runc: a 0-byte limit would kill the container at once.
@@ -255,19 +259,15 @@ fn memory(m: &LinuxMemory, f: Flavor) -> Result<Vec<Setting>> {
                     "memory.kernelTCP",
                 ));
             }
-            if let Some(s) = m.swappiness() {
+            if let Some(s) = swappiness(m) {
                 if s > 100 {
                     return Err(refuse("memory.swappiness", format!("{s} is above 100")));
                 }
                 out.push(set("memory", "memory.swappiness", s, "memory.swappiness"));
             }
-            if let Some(d) = m.disable_oom_killer() {
-                out.push(set(
-                    "memory",
-                    "memory.oom_control",
-                    u8::from(d),
-                    "memory.disableOOMKiller",
-                ));
+            if m.disable_oom_killer() == Some(true) {
+                let field = "memory.disableOOMKiller";
+                out.push(set("memory", "memory.oom_control", 1, field));
             }
             if let Some(h) = m.use_hierarchy() {
                 out.push(set(
@@ -292,7 +292,7 @@ fn memory(m: &LinuxMemory, f: Flavor) -> Result<Vec<Setting>> {
             if m.kernel_tcp().is_some_and(|v| v != 0) {
                 return Err(refuse("memory.kernelTCP", no_v2));
             }
-            if m.swappiness().is_some() {
+            if swappiness(m).is_some() {
                 return Err(refuse("memory.swappiness", no_v2));
             }
             if m.disable_oom_killer() == Some(true) {
@@ -317,14 +317,18 @@ fn cpu(c: &LinuxCpu, need: &Need<'_>, out: &mut Vec<Setting>) -> Result<()> {
         Some(q) if q < -1 => return Err(refuse("cpu.quota", format!("{q} is negative"))),
         Some(q) => Some(q),
     };
+    // As in runc, 0 is "unset" for shares, quota, period and the realtime pair.
     let period = c.period().filter(|p| *p != 0);
-    let has_cpu = c.shares().is_some_and(|s| s != 0)
+    let shares = c.shares().filter(|s| *s != 0);
+    let rt_period = c.realtime_period().filter(|p| *p != 0);
+    let rt_runtime = c.realtime_runtime().filter(|r| *r != 0);
+    let has_cpu = shares.is_some()
         || quota.is_some()
         || period.is_some()
         || c.burst().is_some()
         || c.idle().is_some()
-        || c.realtime_runtime().is_some()
-        || c.realtime_period().is_some();
+        || rt_runtime.is_some()
+        || rt_period.is_some();
     if has_cpu {
         let field = if quota.is_some() {
             "cpu.quota"
@@ -333,7 +337,7 @@ fn cpu(c: &LinuxCpu, need: &Need<'_>, out: &mut Vec<Setting>) -> Result<()> {
         };
         match need("cpu", field)? {
             Flavor::V1 => {
-                if let Some(s) = c.shares().filter(|s| *s != 0) {
+                if let Some(s) = shares {
                     out.push(set("cpu", "cpu.shares", s, "cpu.shares"));
                 }
                 // The period first: a quota is checked against the current period.
@@ -346,15 +350,15 @@ fn cpu(c: &LinuxCpu, need: &Need<'_>, out: &mut Vec<Setting>) -> Result<()> {
                 if let Some(b) = c.burst() {
                     out.push(set("cpu", "cpu.cfs_burst_us", b, "cpu.burst"));
                 }
-                if let Some(p) = c.realtime_period() {
+                if let Some(p) = rt_period {
                     out.push(set("cpu", "cpu.rt_period_us", p, "cpu.realtimePeriod"));
                 }
-                if let Some(r) = c.realtime_runtime() {
+                if let Some(r) = rt_runtime {
                     out.push(set("cpu", "cpu.rt_runtime_us", r, "cpu.realtimeRuntime"));
                 }
             }
             Flavor::V2 => {
-                if let Some(s) = c.shares().filter(|s| *s != 0) {
+                if let Some(s) = shares {
                     out.push(set("cpu", "cpu.weight", shares_to_weight(s), "cpu.shares"));
                 }
                 if quota.is_some() || period.is_some() {
@@ -376,13 +380,13 @@ fn cpu(c: &LinuxCpu, need: &Need<'_>, out: &mut Vec<Setting>) -> Result<()> {
                 if let Some(b) = c.burst() {
                     out.push(set("cpu", "cpu.max.burst", b, "cpu.burst"));
                 }
-                if c.realtime_runtime().is_some_and(|v| v != 0) {
+                if rt_runtime.is_some() {
                     return Err(refuse(
                         "cpu.realtimeRuntime",
                         "cgroup v2 has no realtime budget",
                     ));
                 }
-                if c.realtime_period().is_some_and(|v| v != 0) {
+                if rt_period.is_some() {
                     return Err(refuse(
                         "cpu.realtimePeriod",
                         "cgroup v2 has no realtime budget",
@@ -519,38 +523,75 @@ fn devices_v1(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Setting>> {
         .collect())
 }
 
+/// Whether `b` asks for anything. A zero weight means "unset", as in runc: dockerd sends
+/// `blockIO.weight: 0` for every container, and the kernel refuses 0.
+fn block_io_is_set(b: &LinuxBlockIo) -> bool {
+    let nonzero = |w: Option<u16>| w.is_some_and(|w| w != 0);
+    nonzero(b.weight())
+        || nonzero(b.leaf_weight())
+        || b.weight_device()
+            .iter()
+            .flatten()
+            .any(|d| nonzero(d.weight()) || nonzero(d.leaf_weight()))
+        || [
+            b.throttle_read_bps_device(),
+            b.throttle_write_bps_device(),
+            b.throttle_read_iops_device(),
+            b.throttle_write_iops_device(),
+        ]
+        .iter()
+        .any(|t| t.as_ref().is_some_and(|t| !t.is_empty()))
+}
+
 fn block_io(b: &LinuxBlockIo, f: Flavor) -> Result<Vec<Setting>> {
     let mut out = Vec::new();
-    let (ctl, weight_files) = match f {
-        Flavor::V1 => ("blkio", vec!["blkio.weight", "blkio.bfq.weight"]),
-        Flavor::V2 => ("io", vec!["io.bfq.weight", "io.weight"]),
+    let nonzero = |w: Option<u16>| w.filter(|w| *w != 0);
+    let ctl = match f {
+        Flavor::V1 => "blkio",
+        Flavor::V2 => "io",
     };
-    let weight = |w: u16| match f {
-        Flavor::V1 => u64::from(w),
-        Flavor::V2 => blkio_weight_to_io(w),
+    // A weight's candidate files as runc picks them, BFQ's first. On v1 both files take
+    // [10, 1000]; on v2 io.bfq.weight takes blkio's range and io.weight [1, 10000].
+    let weights = |device: &str, w: u16| -> Vec<(String, String)> {
+        let (bfq, plain, plain_w) = match (f, device.is_empty()) {
+            (Flavor::V1, true) => ("blkio.bfq.weight", "blkio.weight", w.into()),
+            (Flavor::V1, false) => ("blkio.bfq.weight_device", "blkio.weight_device", w.into()),
+            (Flavor::V2, _) => ("io.bfq.weight", "io.weight", blkio_weight_to_io(w)),
+        };
+        vec![
+            (bfq.to_string(), format!("{device}{w}")),
+            (plain.to_string(), format!("{device}{plain_w}")),
+        ]
     };
-    let mut with_files = |files: &[&str], value: String, field: &str| {
-        let mut s = set(ctl, files[0], value, field);
-        s.files = files.iter().map(|f| f.to_string()).collect();
-        out.push(s);
+    let mut push = |choices: Vec<(String, String)>, field: &str| {
+        out.push(Setting {
+            controller: ctl,
+            choices,
+            field: format!("linux.resources.{field}"),
+        });
     };
-    if let Some(w) = b.weight() {
-        with_files(&weight_files, weight(w).to_string(), "blockIO.weight");
+    let no_leaf = |field: &str| refuse(field, "cgroup v2 has no leaf weight");
+    if let Some(w) = nonzero(b.weight()) {
+        push(weights("", w), "blockIO.weight");
     }
-    if let Some(w) = b.leaf_weight() {
+    if let Some(w) = nonzero(b.leaf_weight()) {
         if f == Flavor::V2 {
-            return Err(refuse("blockIO.leafWeight", "cgroup v2 has no leaf weight"));
+            return Err(no_leaf("blockIO.leafWeight"));
         }
-        with_files(&["blkio.leaf_weight"], w.to_string(), "blockIO.leafWeight");
+        let file = "blkio.leaf_weight".to_string();
+        push(vec![(file, w.to_string())], "blockIO.leafWeight");
     }
     for d in b.weight_device().iter().flatten() {
-        if let Some(w) = d.weight() {
-            let v = format!("{}:{} {}", d.major(), d.minor(), weight(w));
-            let files: &[&str] = match f {
-                Flavor::V1 => &["blkio.weight_device", "blkio.bfq.weight"],
-                Flavor::V2 => &["io.bfq.weight", "io.weight"],
-            };
-            with_files(files, v, "blockIO.weightDevice");
+        let device = format!("{}:{} ", d.major(), d.minor());
+        if let Some(w) = nonzero(d.weight()) {
+            push(weights(&device, w), "blockIO.weightDevice");
+        }
+        if let Some(w) = nonzero(d.leaf_weight()) {
+            if f == Flavor::V2 {
+                return Err(no_leaf("blockIO.weightDevice.leafWeight"));
+            }
+            let file = "blkio.leaf_weight_device".to_string();
+            push(vec![(file, format!("{device}{w}"))], "blockIO.weightDevice");
         }
     }
     let throttles = [
@@ -591,7 +632,7 @@ fn block_io(b: &LinuxBlockIo, f: Flavor) -> Result<Vec<Setting>> {
                     format!("{}:{} {v2_key}={}", d.major(), d.minor(), d.rate()),
                 ),
             };
-            with_files(&[&file], v, field);
+            push(vec![(file, v)], field);
         }
     }
     Ok(out)

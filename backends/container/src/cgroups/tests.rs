@@ -655,3 +655,116 @@ fn block_io_picks_the_file_the_scheduler_offers() {
         .destroy()
         .unwrap();
 }
+
+/// linux.resources as dockerd sends it for a container without limits.
+pub(super) fn dockers_zeros() -> LinuxResources {
+    serde_json::from_value(serde_json::json!({
+        "blockIO": {"weight": 0, "leafWeight": 0, "weightDevice": [{"major": 8, "minor": 0, "weight": 0}]},
+        "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0, "realtimePeriod": 0, "cpus": "", "mems": ""},
+        "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernelTCP": 0, "swappiness": u64::MAX, "disableOOMKiller": false},
+        "pids": {"limit": 0}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn zero_values_are_unset_as_in_runc() {
+    let res = dockers_zeros();
+    let any = |_: &str| Ok(resources::Flavor::V1);
+    assert_eq!(resources::settings(&res, &any).unwrap(), vec![]);
+    let v2 = |_: &str| Ok(resources::Flavor::V2);
+    assert_eq!(resources::settings(&res, &v2).unwrap(), vec![]);
+    for mode in [Mode::V1, Mode::V2, Mode::Hybrid] {
+        Cgroup::check(None, "z", Some(&res), mode).unwrap();
+    }
+    // Nothing is asked of a controller, so a host with none of them is fine, and the
+    // kernel's defaults stay.
+    let t = v2_tree("", false);
+    let cg = Cgroup::create_in(&t.h, None, "z1", Some(&res)).unwrap();
+    cg.destroy().unwrap();
+    let t = v1_tree(false, true);
+    let cg = Cgroup::create_in(&t.h, None, "z2", Some(&res)).unwrap();
+    let d = |ctl: &str| t.root.join(ctl).join("isobox/z2");
+    assert_eq!(read(d("cpu,cpuacct").join("cpu.shares")), "1024");
+    assert_eq!(read(d("cpu,cpuacct").join("cpu.cfs_quota_us")), "-1");
+    assert_eq!(read(d("pids").join("pids.max")), "max");
+    assert_eq!(read(d("memory").join("memory.swappiness")), "60");
+    assert_eq!(
+        read(d("memory").join("memory.limit_in_bytes")),
+        "9223372036854771712"
+    );
+    cg.destroy().unwrap();
+
+    // A zero beside a real value leaves only the real one.
+    let mut res = dockers_zeros();
+    let mut cpu = res.cpu().clone().unwrap();
+    cpu.set_quota(Some(20_000));
+    res.set_cpu(Some(cpu));
+    let s = resources::settings(&res, &any).unwrap();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        s[0].choices,
+        vec![("cpu.cfs_quota_us".to_string(), "20000".to_string())]
+    );
+}
+
+#[test]
+fn block_io_weights_take_each_files_range() {
+    let blkio = |device: serde_json::Value| -> LinuxResources {
+        serde_json::from_value(serde_json::json!({
+            "blockIO": {"weight": 500, "weightDevice": [device]}
+        }))
+        .unwrap()
+    };
+    let res = blkio(serde_json::json!({"major": 8, "minor": 0, "weight": 300, "leafWeight": 200}));
+    let no_leaf = blkio(serde_json::json!({"major": 8, "minor": 0, "weight": 300}));
+    let choices = |res: &LinuxResources, f: resources::Flavor| -> Vec<Vec<(String, String)>> {
+        let s = resources::settings(res, &|_| Ok(f)).unwrap();
+        s.into_iter().map(|s| s.choices).collect()
+    };
+    let pair = |f: &str, v: &str| (f.to_string(), v.to_string());
+    // v2 with BFQ: io.bfq.weight takes blkio's own range, not io.weight's.
+    assert_eq!(
+        choices(&no_leaf, resources::Flavor::V2),
+        vec![
+            vec![
+                pair("io.bfq.weight", "500"),
+                pair("io.weight", &blkio_weight_to_io(500).to_string())
+            ],
+            vec![
+                pair("io.bfq.weight", "8:0 300"),
+                pair("io.weight", &format!("8:0 {}", blkio_weight_to_io(300)))
+            ],
+        ]
+    );
+    let t = v2_tree("io memory", true);
+    put(
+        &t.root,
+        &[
+            ("io.bfq.weight", "default 100"),
+            ("io.weight", "default 100"),
+        ],
+    );
+    let cg = Cgroup::create_in(&t.h, None, "w1", Some(&no_leaf)).unwrap();
+    // The fake file keeps the last write: the device's.
+    assert_eq!(read(cg.paths[0].join("io.bfq.weight")), "8:0 300");
+    assert_eq!(read(cg.paths[0].join("io.weight")), "default 100");
+    cg.destroy().unwrap();
+    // A leaf weight has no v2 file: refused, naming the field.
+    let (field, _) = resource_err(Cgroup::create_in(&t.h, None, "w2", Some(&res)).unwrap_err());
+    assert_eq!(field, "linux.resources.blockIO.weightDevice.leafWeight");
+
+    // v1 with BFQ: the device weight goes to blkio.bfq.weight_device, the leaf weight to
+    // blkio.leaf_weight_device.
+    assert_eq!(
+        choices(&res, resources::Flavor::V1),
+        vec![
+            vec![pair("blkio.bfq.weight", "500"), pair("blkio.weight", "500")],
+            vec![
+                pair("blkio.bfq.weight_device", "8:0 300"),
+                pair("blkio.weight_device", "8:0 300")
+            ],
+            vec![pair("blkio.leaf_weight_device", "8:0 200")],
+        ]
+    );
+}

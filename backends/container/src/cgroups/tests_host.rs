@@ -173,6 +173,45 @@ fn kernel_refusal_names_the_field_and_leaves_nothing() {
 }
 
 #[test]
+fn dockers_zero_values_create_on_the_host() {
+    let Some(h) = host() else { return };
+    let res = super::tests::dockers_zeros();
+    let path = test_path("zeros");
+    let cg = Cgroup::create_in(&h, Some(&path), "zeros", Some(&res)).unwrap();
+    let _guard = Guard(&cg);
+    let pids = value(&cg, "pids.max");
+    assert!(pids.is_none() || pids.as_deref() == Some("max"), "{pids:?}");
+
+    // A real weight on the scheduler's file, whichever the host offers.
+    let mut weighted = res.clone();
+    let mut b = weighted.block_io().clone().unwrap();
+    b.set_weight(Some(500));
+    b.set_weight_device(None);
+    weighted.set_block_io(Some(b));
+    let path = test_path("weight");
+    match Cgroup::create_in(&h, Some(&path), "weight", Some(&weighted)) {
+        Ok(cg) => {
+            let _guard = Guard(&cg);
+            let files = ["blkio.bfq.weight", "blkio.weight", "io.bfq.weight"];
+            let w = files.iter().find_map(|f| value(&cg, f));
+            let io = value(&cg, "io.weight");
+            assert!(
+                w.as_deref().is_some_and(|w| w.ends_with("500"))
+                    || io.is_some_and(|w| w.ends_with(&blkio_weight_to_io(500).to_string())),
+                "{w:?}"
+            );
+        }
+        Err(ContainerError::Resource { field, reason })
+            if reason.contains("not present") || reason.contains("not available") =>
+        {
+            assert_eq!(field, "linux.resources.blockIO.weight");
+            isobox_common::skip::skip(&format!("no block I/O weight on this host: {reason}"));
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
 fn freeze_signal_and_default_path() {
     let Some(h) = host() else { return };
     let id = format!("isobox-test-{}-sig", std::process::id());
