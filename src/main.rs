@@ -3,6 +3,7 @@
 
 mod backends;
 mod cli;
+mod clock;
 mod commands;
 mod compare;
 mod log;
@@ -14,7 +15,10 @@ use clap::Parser;
 fn main() {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => usage_error(e),
+        Err(e) => {
+            log::init_from_raw_args(std::env::args_os());
+            usage_error(e)
+        }
     };
     log::init(cli.log.as_deref(), cli.log_format, cli.debug);
     let code = match commands::dispatch(cli) {
@@ -66,10 +70,9 @@ fn usage_error(e: clap::Error) -> ! {
     if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
         msg.push_str(&format!(" (possible values: {})", valid.join(", ")));
     }
-    eprintln!(
-        "isobox: {} (see isobox --help)",
-        isobox_common::text::one_line(&msg)
-    );
+    let msg = isobox_common::text::one_line(&msg);
+    log::error(&msg);
+    eprintln!("isobox: {msg} (see isobox --help)");
     std::process::exit(2);
 }
 

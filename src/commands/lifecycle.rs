@@ -71,7 +71,7 @@ fn create_in(
         annotations,
         backend: kind,
         pid_start_time: 0,
-        created: now_rfc3339(),
+        created: crate::clock::rfc3339(std::time::SystemTime::now(), true),
         started: false,
         state_dir: state_dir.clone(),
         data: serde_json::Value::Null,
@@ -247,42 +247,5 @@ fn kill_and_reap(backend: &dyn Backend, state: &State) {
             Some(nix::sys::wait::WaitPidFlag::WNOHANG),
         );
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let (days, rem) = ((secs.as_secs() / 86400) as i64, secs.as_secs() % 86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        secs.subsec_nanos()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_shape() {
-        let s = super::now_rfc3339();
-        assert_eq!(s.len(), 30, "{s}");
-        assert!(
-            s.starts_with("20") && s.ends_with('Z') && &s[10..11] == "T",
-            "{s}"
-        );
     }
 }
