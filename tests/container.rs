@@ -359,6 +359,53 @@ fn joining_an_existing_namespace_by_path() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// IFF_UP and IFF_LOOPBACK of /sys/class/net/lo/flags (the container's own sysfs shows its
+/// network namespace's devices).
+const IFF_UP: u32 = 0x1;
+
+fn lo_flags(out: &std::process::Output) -> u32 {
+    let text = stdout(out);
+    let hex = text.trim().trim_start_matches("0x");
+    u32::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("{text:?}: {}", stderr(out)))
+}
+
+#[test]
+fn a_new_network_namespace_has_lo_up_a_joined_one_is_left_alone() {
+    require_root!();
+    let ib = Isobox::new();
+    let b = TestBundle::sh("cat /sys/class/net/lo/flags");
+    let out = ib.run_bundle(&b, "lo-new");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lo_flags(&out) & IFF_UP, IFF_UP, "lo is down");
+
+    // A network namespace made elsewhere, its lo down: joined as it is.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "100"])
+        .spawn()
+        .unwrap();
+    let netns = format!("/proc/{}/ns/net", holder.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(&netns).ok() == std::fs::read_link("/proc/self/ns/net").ok() {
+        assert!(Instant::now() < deadline, "unshare --net never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut b = TestBundle::sh("cat /sys/class/net/lo/flags");
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network", "path": netns}));
+    });
+    let out = ib.run_bundle(&b, "lo-joined");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lo_flags(&out) & IFF_UP,
+        0,
+        "a joined namespace's lo was brought up"
+    );
+}
+
 #[test]
 fn device_cgroup_denies_all_but_defaults_and_listed_devices() {
     require_root!();

@@ -194,6 +194,9 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
             libc::setresuid(0, 0, 0);
         }
     }
+    if plan.ns.creates(CloneFlags::CLONE_NEWNET) {
+        namespaces::loopback_up()?;
+    }
     let mut placed = false;
     let spec = &plan.bundle.spec;
     if let Some(h) = spec.hostname() {
