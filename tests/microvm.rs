@@ -26,12 +26,13 @@ fn microvm_bundle(script: &str) -> TestBundle {
     b
 }
 
-fn host_release() -> String {
-    nix::sys::utsname::uname()
+/// Which boot of which kernel this is: a guest kernel has its own, even where it is the
+/// same release as the host's (as in the emulated host).
+fn host_boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .unwrap()
-        .release()
-        .to_string_lossy()
-        .into_owned()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -39,7 +40,7 @@ fn workload_runs_in_its_own_kernel() {
     require_vm!();
     let ib = Isobox::new();
     let mut b =
-        microvm_bundle("echo out; echo err >&2; hostname; uname -r; echo $FOO; pwd; exit 3");
+        microvm_bundle("echo out; echo err >&2; hostname; cat /proc/sys/kernel/random/boot_id; echo $FOO; pwd; exit 3");
     b.edit(|c| {
         c["process"]["env"] = json!(["PATH=/bin", "FOO=from-config"]);
         c["process"]["cwd"] = json!("/tmp");
@@ -50,9 +51,10 @@ fn workload_runs_in_its_own_kernel() {
     assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
     assert_eq!(lines[0], "out");
     assert_eq!(lines[1], "vmhost");
+    assert_eq!(lines[2].len(), 36, "not a boot id: {text}");
     assert_ne!(
         lines[2],
-        host_release(),
+        host_boot_id(),
         "the guest reports the host's kernel"
     );
     assert_eq!(lines[3..], ["from-config", "/tmp"]);
@@ -179,4 +181,52 @@ fn kill_all_reaches_every_process_in_the_guest() {
     assert_eq!(rest, "child=5\n");
     assert_eq!(run.wait().unwrap().code(), Some(7));
     ib.assert_nothing_left("vm5", None);
+}
+
+#[test]
+fn pause_stops_the_vm_and_resume_lets_it_go_on() {
+    require_vm!();
+    let ib = Isobox::new();
+    let b = microvm_bundle("i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done");
+    // The workload's stdout goes to the VM host process, which inherits this file.
+    let out_path = b.path().join("out");
+    let mut cmd = ib.cmd();
+    cmd.args(["run", "--detach", "--bundle"])
+        .arg(b.path())
+        .arg("vmp")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(b.path().join("err")).unwrap());
+    let status = cmd.status().unwrap();
+    let err = || std::fs::read_to_string(b.path().join("err")).unwrap_or_default();
+    assert!(status.success(), "{}", err());
+    let len = || std::fs::metadata(&out_path).unwrap().len();
+    let grows = |from: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while len() <= from {
+            assert!(Instant::now() < deadline, "no output: {}", err());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    grows(0);
+
+    let out = ib.run(&["pause", "vmp"]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    assert_eq!(ib.state("vmp")["status"], "paused");
+    let frozen = len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(len(), frozen, "the workload printed while paused");
+
+    let out = ib.run(&["resume", "vmp"]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert_eq!(ib.state("vmp")["status"], "running");
+    grows(frozen);
+    let out = ib.run(&["resume", "vmp"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not paused"), "{}", stderr(&out));
+
+    let out = ib.run(&["pause", "vmp"]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    let out = ib.run(&["delete", "--force", "vmp"]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+    ib.assert_nothing_left("vmp", None);
 }

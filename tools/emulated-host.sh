@@ -102,6 +102,8 @@ if [ -z "$command" ]; then
         sed -n 's/.*"target":{[^}]*"name":"\([^"]*\)".*"executable":"\([^"]*\)".*/\1 \2/p' \
             >"$run/tests"
 fi
+# The guest kernel, fetched on the host: L1 sees the host's isobox data read-only.
+"$repo/target/x86_64-unknown-linux-gnu/debug/isobox" kernel --fetch >/dev/null
 step "build"
 
 pids=()
