@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(busybox-static runc crun qemu-system-x86 cpio strace file acpica-tools lz4 procps)
+PACKAGES=(busybox-static runc crun qemu-system-x86 cpio strace file acpica-tools lz4 procps
+    podman containerd docker.io)
 
 install_packages() {
     local missing=()
