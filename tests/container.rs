@@ -407,6 +407,47 @@ fn a_new_network_namespace_has_lo_up_a_joined_one_is_left_alone() {
 }
 
 #[test]
+fn the_cgroup_mount_shows_the_containers_own_cgroup() {
+    require_root!();
+    // pids.max of the mounted pids hierarchy (v1 and hybrid) or of the cgroup2 root (v2),
+    // and whether that root holds isobox's parent cgroup, as the host's whole tree would.
+    let script = "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+        ls /sys/fs/cgroup/pids/isobox /sys/fs/cgroup/isobox >/dev/null 2>&1 && echo host-tree; \
+        cat /proc/self/cgroup";
+    for (id, cgroupns) in [("cgmount-ns", true), ("cgmount-host", false)] {
+        let ib = Isobox::new();
+        let mut b = TestBundle::sh(script);
+        b.edit(|c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+            }));
+            c["linux"]["resources"] = json!({"pids": {"limit": 17}});
+            if cgroupns {
+                let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.push(json!({"type": "cgroup"}));
+            }
+        });
+        let out = ib.run_bundle(&b, id);
+        assert!(out.status.success(), "{id}: {}", stderr(&out));
+        let text = stdout(&out);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("17"), "{id}: {text}");
+        assert!(!text.contains("host-tree"), "{id}: {text}");
+        let own: Vec<&str> = lines.collect();
+        assert!(!own.is_empty(), "{id}: {text}");
+        for line in own {
+            let path = line.splitn(3, ':').nth(2).unwrap();
+            if cgroupns {
+                assert_eq!(path, "/", "{id}: {text}");
+            } else if !line.contains("name=") {
+                assert!(path.ends_with(&format!("/{id}")), "{id}: {text}");
+            }
+        }
+    }
+}
+
+#[test]
 fn device_cgroup_denies_all_but_defaults_and_listed_devices() {
     require_root!();
     let ib = Isobox::new();

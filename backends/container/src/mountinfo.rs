@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The directory of the file system mounted here (a cgroup mount's hierarchy root).
+    pub root: PathBuf,
     pub mount_point: PathBuf,
     /// Optional fields (`shared:1`, `master:2`, …).
     pub optional: Vec<String>,
@@ -47,6 +49,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     }
     let mut tail = tail.split(' ');
     Some(MountEntry {
+        root: PathBuf::from(unescape(fields[3])),
         mount_point: PathBuf::from(unescape(fields[4])),
         optional: fields[6..].iter().map(|s| s.to_string()).collect(),
         fstype: tail.next()?.to_string(),
@@ -79,6 +82,8 @@ pub fn containing<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a Mount
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V1Hierarchy {
     pub host_path: PathBuf,
+    /// The cgroup of the hierarchy mounted at `host_path`.
+    pub root: PathBuf,
     pub name: String,
     pub options: String,
 }
@@ -101,11 +106,40 @@ pub fn v1_hierarchies(mounts: &[MountEntry]) -> Vec<V1Hierarchy> {
         }
         out.push(V1Hierarchy {
             host_path: m.mount_point.clone(),
+            root: m.root.clone(),
             name: name.to_string(),
             options: options.join(","),
         });
     }
     out
+}
+
+/// The host directory of the calling process's own cgroup in one hierarchy, from the text
+/// of /proc/self/cgroup: the hierarchy's `mount_point` (whose cgroup is `root`) joined with
+/// the process's cgroup below `root`. `v1_options` are a v1 hierarchy's mount options (its
+/// controllers, or name=…); None means the v2 hierarchy. None when the process's cgroup is
+/// not below `root` (as seen from inside a cgroup namespace).
+pub fn own_cgroup_dir(
+    proc_cgroup: &str,
+    mount_point: &Path,
+    root: &Path,
+    v1_options: Option<&str>,
+) -> Option<PathBuf> {
+    let path = proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let here = match v1_options {
+            None => controllers.is_empty(),
+            Some(opts) => {
+                !controllers.is_empty()
+                    && controllers
+                        .split(',')
+                        .all(|c| opts.split(',').any(|o| o == c))
+            }
+        };
+        here.then(|| PathBuf::from(path))
+    })?;
+    Some(mount_point.join(path.strip_prefix(root).ok()?))
 }
 
 #[cfg(test)]
@@ -149,6 +183,35 @@ mod tests {
     }
 
     #[test]
+    fn own_cgroup_dirs_per_hierarchy() {
+        let proc = "12:pids:/isobox/c1\n4:cpu,cpuacct:/isobox/c1\n1:name=systemd:/user.slice\n0::/isobox/c1\n";
+        let own =
+            |mp: &str, root: &str, opts| own_cgroup_dir(proc, Path::new(mp), Path::new(root), opts);
+        let cpu = own("/sys/fs/cgroup/cpu,cpuacct", "/", Some("cpu,cpuacct"));
+        assert_eq!(
+            cpu.unwrap(),
+            Path::new("/sys/fs/cgroup/cpu,cpuacct/isobox/c1")
+        );
+        let systemd = own("/sys/fs/cgroup/systemd", "/", Some("xattr,name=systemd"));
+        assert_eq!(
+            systemd.unwrap(),
+            Path::new("/sys/fs/cgroup/systemd/user.slice")
+        );
+        let v2 = own("/sys/fs/cgroup/unified", "/", None);
+        assert_eq!(v2.unwrap(), Path::new("/sys/fs/cgroup/unified/isobox/c1"));
+        // A hierarchy mounted from a cgroup below the root (as in a nested container).
+        let nested = own("/sys/fs/cgroup/pids", "/isobox", Some("pids"));
+        assert_eq!(nested.unwrap(), Path::new("/sys/fs/cgroup/pids/c1"));
+        // Not below the mount's root, or no line for the hierarchy.
+        assert_eq!(own("/sys/fs/cgroup/pids", "/other", Some("pids")), None);
+        assert_eq!(own("/sys/fs/cgroup/memory", "/", Some("memory")), None);
+        assert_eq!(
+            own_cgroup_dir("0::/\n", Path::new("/x"), Path::new("/.."), None),
+            None
+        );
+    }
+
+    #[test]
     fn lists_v1_hierarchies_with_controllers() {
         let h = v1_hierarchies(&parse(SAMPLE));
         assert_eq!(h.len(), 2);
@@ -156,5 +219,6 @@ mod tests {
         assert_eq!(h[0].options, "xattr,name=systemd");
         assert_eq!(h[1].name, "cpu,cpuacct");
         assert_eq!(h[1].options, "cpu,cpuacct");
+        assert_eq!(h[1].root, Path::new("/"));
     }
 }

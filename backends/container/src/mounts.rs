@@ -240,9 +240,16 @@ fn mount_one(m: &PlannedMount, ctx: &MountContext) -> Result<()> {
     Ok(())
 }
 
+/// A host cgroup hierarchy as a `cgroup` mount shows it: where the host mounts it, and the
+/// container's own cgroup there (None when it cannot be named, as inside a cgroup namespace).
+struct HostHierarchy {
+    mount_point: PathBuf,
+    own: Option<PathBuf>,
+}
+
 /// A `cgroup` mount at `at` (whose mount point is the fd path `target`): cgroup2 on a v2
 /// host; on v1 and hybrid hosts a tmpfs holding one mount per v1 hierarchy (plus `unified`
-/// on hybrid hosts), like runc.
+/// on hybrid hosts), like runc. Each shows the container's own cgroup as its root.
 fn mount_cgroup(m: &PlannedMount, at: &At, target: &Path, ctx: &MountContext) -> Result<()> {
     let flags = m.opts.flags;
     let mode = if m.typ == "cgroup2" {
@@ -250,16 +257,20 @@ fn mount_cgroup(m: &PlannedMount, at: &At, target: &Path, ctx: &MountContext) ->
     } else {
         ctx.cgroup_mode.unwrap_or(CgroupMode::V2)
     };
+    let mounts = mountinfo::read().map_err(|e| mount_err(m, format!("reading mountinfo: {e}")))?;
+    // By now the init is in its cgroup (the caller waited for it).
+    let proc_cgroup = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| mount_err(m, format!("reading /proc/self/cgroup: {e}")))?;
+    let unified = |default: &str| {
+        let entry = mounts.iter().find(|e| e.fstype == "cgroup2");
+        let mount_point = entry.map_or_else(|| PathBuf::from(default), |e| e.mount_point.clone());
+        let root = entry.map_or_else(|| PathBuf::from("/"), |e| e.root.clone());
+        let own = mountinfo::own_cgroup_dir(&proc_cgroup, &mount_point, &root, None);
+        HostHierarchy { mount_point, own }
+    };
     if mode == CgroupMode::V2 {
-        return mount_cgroup_fs(
-            m,
-            Path::new("/sys/fs/cgroup"),
-            at,
-            "cgroup2",
-            flags,
-            None,
-            ctx,
-        );
+        let host = unified("/sys/fs/cgroup");
+        return mount_cgroup_fs(m, &host, at, "cgroup2", flags, None, ctx);
     }
     let fs_flags = flags - MsFlags::MS_RDONLY;
     sys_mount(
@@ -277,20 +288,16 @@ fn mount_cgroup(m: &PlannedMount, at: &At, target: &Path, ctx: &MountContext) ->
         path: PathBuf::from(name),
         shown: at.shown.join(name),
     };
-    let mounts = mountinfo::read().map_err(|e| mount_err(m, format!("reading mountinfo: {e}")))?;
     for h in mountinfo::v1_hierarchies(&mounts) {
         let sub = sub_at(&h.name);
         tmp.mkdir_all(&sub.path)
             .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.shown.display())))?;
-        mount_cgroup_fs(
-            m,
-            &h.host_path,
-            &sub,
-            "cgroup",
-            flags,
-            Some(&h.options),
-            ctx,
-        )?;
+        let own = mountinfo::own_cgroup_dir(&proc_cgroup, &h.host_path, &h.root, Some(&h.options));
+        let host = HostHierarchy {
+            mount_point: h.host_path.clone(),
+            own,
+        };
+        mount_cgroup_fs(m, &host, &sub, "cgroup", flags, Some(&h.options), ctx)?;
         if h.name.contains(',') {
             for part in h.name.split(',') {
                 if !tmp.exists(Path::new(part)) {
@@ -304,11 +311,7 @@ fn mount_cgroup(m: &PlannedMount, at: &At, target: &Path, ctx: &MountContext) ->
         let sub = sub_at("unified");
         tmp.mkdir_all(&sub.path)
             .map_err(|e| mount_err(m, format!("creating {}: {e}", sub.shown.display())))?;
-        let host = mounts
-            .iter()
-            .find(|e| e.fstype == "cgroup2")
-            .map(|e| e.mount_point.clone())
-            .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup/unified"));
+        let host = unified("/sys/fs/cgroup/unified");
         mount_cgroup_fs(m, &host, &sub, "cgroup2", flags, None, ctx)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
@@ -324,12 +327,13 @@ fn mount_cgroup(m: &PlannedMount, at: &At, target: &Path, ctx: &MountContext) ->
     Ok(())
 }
 
-/// Mount one cgroup filesystem at `at`. In a cgroup namespace a fresh mount shows the
-/// container's own cgroup as root; without one (or when the kernel refuses) the host
-/// hierarchy is bound instead.
+/// Mount one cgroup hierarchy at `at`, showing the container's own cgroup as its root. In a
+/// cgroup namespace a fresh mount does that; without one a fresh mount would show the whole
+/// host hierarchy, so the container's own directory is bound instead, as runc does on v1
+/// (and where the kernel refuses the fresh mount, what can be named is bound).
 fn mount_cgroup_fs(
     m: &PlannedMount,
-    host: &Path,
+    host: &HostHierarchy,
     at: &At,
     fstype: &str,
     flags: MsFlags,
@@ -339,35 +343,46 @@ fn mount_cgroup_fs(
     let shown = at.shown.display();
     let dest = at.open(m)?;
     let target = fd_path(&dest);
-    let direct = sys_mount(Some(Path::new(fstype)), &target, Some(fstype), flags, data);
-    match direct {
-        Ok(()) => Ok(()),
-        Err(e)
-            if !ctx.cgroup_ns || e == nix::errno::Errno::EPERM || e == nix::errno::Errno::EBUSY =>
-        {
-            sys_mount(
-                Some(host),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-            )
-            .map_err(|e2| {
-                mount_err(
-                    m,
-                    format!(
-                        "mounting {fstype} at {shown} failed ({e}) and binding {} failed: {e2}",
-                        host.display()
-                    ),
-                )
-            })?;
-            let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
-            if !extra.is_empty() {
-                remount_bind(&fd_path(&at.open(m)?), extra)
-                    .map_err(|e| mount_err(m, format!("remounting {shown} with {extra:?}: {e}")))?;
+    let (source, refused) = if ctx.cgroup_ns {
+        match sys_mount(Some(Path::new(fstype)), &target, Some(fstype), flags, data) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == nix::errno::Errno::EPERM || e == nix::errno::Errno::EBUSY => {
+                (host.own.as_deref().unwrap_or(&host.mount_point), Some(e))
             }
-            Ok(())
+            Err(e) => return Err(mount_err(m, format!("mounting {fstype} at {shown}: {e}"))),
         }
-        Err(e) => Err(mount_err(m, format!("mounting {fstype} at {shown}: {e}"))),
+    } else {
+        let own = host.own.as_deref().ok_or_else(|| {
+            mount_err(
+                m,
+                format!(
+                    "the container's cgroup is not below the root of the host's {} mount",
+                    host.mount_point.display()
+                ),
+            )
+        })?;
+        (own, None)
+    };
+    sys_mount(
+        Some(source),
+        &target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e2| {
+        let first = refused
+            .map(|e| format!("mounting {fstype} at {shown} failed ({e}) and "))
+            .unwrap_or_default();
+        mount_err(
+            m,
+            format!("{first}binding {} at {shown}: {e2}", source.display()),
+        )
+    })?;
+    let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
+    if !extra.is_empty() {
+        remount_bind(&fd_path(&at.open(m)?), extra)
+            .map_err(|e| mount_err(m, format!("remounting {shown} with {extra:?}: {e}")))?;
     }
+    Ok(())
 }
