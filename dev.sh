@@ -26,17 +26,25 @@ install_packages() {
     fi
 }
 
+# isobox-vm: the same binary under the name that makes the microVM its default backend, for
+# engines that can only name a runtime binary (installed: ln -s isobox /usr/local/bin/isobox-vm).
+link_isobox_vm() {
+    ln -sfn isobox "target/x86_64-unknown-linux-gnu/$1/isobox-vm"
+}
+
 case "${1:-}" in
 compare)
     shift
     install_packages
     cargo build --release --workspace --bins
+    link_isobox_vm release
     exec target/x86_64-unknown-linux-gnu/release/isobox compare "$@"
     ;;
 test)
     install_packages
     # The microVM tests boot the static guest agent, a binary of the workspace.
     cargo build --workspace --bins
+    link_isobox_vm debug
     exec cargo test --workspace --no-fail-fast
     ;;
 fuzz)

@@ -33,6 +33,14 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The file name isobox runs as (argv[0]'s last component); `isobox-vm` makes the microVM
+/// the default backend.
+pub fn program_name() -> Option<String> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?;
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// The error and its causes as one bounded line. A cause whose text the message already
 /// ends with (an I/O error whose context printed its source) is not repeated.
 fn message(err: &anyhow::Error) -> String {

@@ -230,3 +230,70 @@ fn pause_stops_the_vm_and_resume_lets_it_go_on() {
     assert!(out.status.success(), "delete --force: {}", stderr(&out));
     ib.assert_nothing_left("vmp", None);
 }
+
+/// A link named `isobox-vm` to the binary, as the install makes, in a directory of its own.
+fn isobox_vm_link() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_isobox"), dir.path().join("isobox-vm")).unwrap();
+    dir
+}
+
+#[test]
+fn isobox_vm_defaults_to_the_microvm_below_flag_and_annotation() {
+    require_root!();
+    let ib = Isobox::new();
+    let link = isobox_vm_link();
+    let vm = link.path().join("isobox-vm");
+    // The hypervisor annotation is read by the microVM backend only: a bad one tells which
+    // backend took the bundle, without booting anything.
+    let mut b = TestBundle::sh("true");
+    b.edit(|c| c["annotations"] = json!({"io.isobox.hypervisor": "xen"}));
+    let run = |cmd: &mut std::process::Command, b: &TestBundle, id: &str| {
+        cmd.args(["run", "--bundle"])
+            .arg(b.path())
+            .arg(id)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        ib.cmd_as(&vm).env("ISOBOX_BACKEND", "container"),
+        &b,
+        "vm-name",
+    );
+    assert!(!out.status.success(), "isobox-vm ran it as a container");
+    assert!(
+        stderr(&out).contains("annotations.io.isobox.hypervisor"),
+        "{}",
+        stderr(&out)
+    );
+    ib.assert_nothing_left("vm-name", None);
+    // The flag and the workload's annotation come first; under the plain name, the container.
+    let mut flagged = ib.cmd_as(&vm);
+    flagged.args(["run", "--backend", "container", "--bundle"]);
+    let out = flagged.arg(b.path()).arg("vm-flag").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&mut ib.cmd(), &b, "plain-name");
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.edit(|c| c["annotations"]["io.isobox.backend"] = json!("container"));
+    let out = run(&mut ib.cmd_as(&vm), &b, "vm-annotation");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn isobox_vm_runs_a_bundle_in_a_microvm() {
+    require_vm!();
+    let ib = Isobox::new();
+    let link = isobox_vm_link();
+    let b = TestBundle::sh("sleep 100");
+    let mut cmd = ib.cmd_as(&link.path().join("isobox-vm"));
+    cmd.args(["run", "--detach", "vm-link", "--bundle"])
+        .arg(b.path());
+    let out = support::status_with_stderr(cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = ib.state("vm-link");
+    assert_eq!(st["backend"], "microvm", "{st}");
+    assert!(st["isobox"]["hypervisor"].is_string(), "{st}");
+    let out = ib.run(&["delete", "--force", "vm-link"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ib.assert_nothing_left("vm-link", None);
+}

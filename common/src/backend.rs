@@ -10,8 +10,13 @@ use crate::{Bundle, Error, Result, State};
 
 /// Annotation in config.json that picks the backend (`container` or `microvm`).
 pub const BACKEND_ANNOTATION: &str = "io.isobox.backend";
-/// Environment variable that picks the backend when neither flag nor annotation does.
+/// Environment variable that picks the backend when neither flag, annotation nor program
+/// name does.
 pub const BACKEND_ENV: &str = "ISOBOX_BACKEND";
+/// The program name (a symlink to isobox) whose default backend is the microVM, for engines
+/// that can only name a runtime binary (dockerd's --add-runtime, containerd's BinaryName,
+/// Kubernetes RuntimeClass handlers).
+pub const MICROVM_PROGRAM: &str = "isobox-vm";
 
 /// Which isolation kind runs a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -32,9 +37,22 @@ impl BackendKind {
         }
     }
 
-    /// First match wins: the `--backend` flag, the bundle's annotation, the environment, else
-    /// `container`. `env` is passed in so callers and tests control it.
-    pub fn choose(flag: Option<BackendKind>, bundle: &Bundle, env: Option<&str>) -> Result<Self> {
+    /// The backend a program name (argv[0]'s file name) stands for: [`MICROVM_PROGRAM`]
+    /// means the microVM; any other name, none.
+    pub fn for_program(program: &str) -> Option<Self> {
+        (program == MICROVM_PROGRAM).then_some(BackendKind::Microvm)
+    }
+
+    /// First match wins: the `--backend` flag, the bundle's annotation (the workload's own
+    /// choice), the program name isobox runs as ([`BackendKind::for_program`]: the engine's
+    /// runtime), the environment (the host's default), else `container`. `program` and `env`
+    /// are passed in so callers and tests control them.
+    pub fn choose(
+        flag: Option<BackendKind>,
+        bundle: &Bundle,
+        program: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Self> {
         if let Some(kind) = flag {
             return Ok(kind);
         }
@@ -44,6 +62,9 @@ impl BackendKind {
                 field: format!("annotations.{BACKEND_ANNOTATION}"),
                 reason,
             });
+        }
+        if let Some(kind) = program.and_then(BackendKind::for_program) {
+            return Ok(kind);
         }
         if let Some(value) = env.filter(|v| !v.is_empty()) {
             return value.parse().map_err(|reason| Error::Config {

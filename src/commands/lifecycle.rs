@@ -23,7 +23,13 @@ pub fn create(
     }
     let bundle = Bundle::load(&args.bundle)?;
     let env = std::env::var(isobox_common::backend::BACKEND_ENV).ok();
-    let kind = BackendKind::choose(args.backend.map(Into::into), &bundle, env.as_deref())?;
+    let program = crate::program_name();
+    let kind = BackendKind::choose(
+        args.backend.map(Into::into),
+        &bundle,
+        program.as_deref(),
+        env.as_deref(),
+    )?;
     log::debug(&format!(
         "creating {} with the {kind} backend from {}",
         args.id,

@@ -157,7 +157,12 @@ impl Isobox {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_isobox"));
+        self.cmd_as(Path::new(env!("CARGO_BIN_EXE_isobox")))
+    }
+
+    /// [`Isobox::cmd`] through `program`, e.g. a link to the binary under another name.
+    pub fn cmd_as(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
         c.arg("--root").arg(self.root.path());
         c.env_remove("ISOBOX_BACKEND");
         c.stdin(Stdio::null());

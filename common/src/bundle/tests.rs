@@ -233,14 +233,14 @@ fn backend_choice_order() {
     let dir = bundle_with(&base());
     let b = Bundle::load(dir.path()).unwrap();
     assert_eq!(
-        BackendKind::choose(None, &b, None).unwrap(),
+        BackendKind::choose(None, &b, None, None).unwrap(),
         BackendKind::Container
     );
     assert_eq!(
-        BackendKind::choose(None, &b, Some("microvm")).unwrap(),
+        BackendKind::choose(None, &b, None, Some("microvm")).unwrap(),
         BackendKind::Microvm
     );
-    assert!(BackendKind::choose(None, &b, Some("xen"))
+    assert!(BackendKind::choose(None, &b, None, Some("xen"))
         .unwrap_err()
         .to_string()
         .contains("ISOBOX_BACKEND"));
@@ -250,17 +250,54 @@ fn backend_choice_order() {
     let dir = bundle_with(&v);
     let b = Bundle::load(dir.path()).unwrap();
     assert_eq!(
-        BackendKind::choose(None, &b, Some("container")).unwrap(),
+        BackendKind::choose(None, &b, None, Some("container")).unwrap(),
         BackendKind::Microvm
     );
     assert_eq!(
-        BackendKind::choose(Some(BackendKind::Container), &b, None).unwrap(),
+        BackendKind::choose(Some(BackendKind::Container), &b, None, None).unwrap(),
         BackendKind::Container
     );
+    // The program name: below the annotation, above the environment.
+    assert_eq!(
+        BackendKind::choose(None, &b, Some("isobox-vm"), None).unwrap(),
+        BackendKind::Microvm
+    );
+    v["annotations"] = json!({"io.isobox.backend": "container"});
+    let dir = bundle_with(&v);
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(
+        BackendKind::choose(None, &b, Some("isobox-vm"), Some("microvm")).unwrap(),
+        BackendKind::Container
+    );
+    let dir = bundle_with(&base());
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(
+        BackendKind::choose(None, &b, Some("isobox-vm"), Some("container")).unwrap(),
+        BackendKind::Microvm
+    );
+    assert_eq!(
+        BackendKind::choose(Some(BackendKind::Container), &b, Some("isobox-vm"), None).unwrap(),
+        BackendKind::Container
+    );
+    for other in ["isobox", "runc", "isobox-vm.old", ""] {
+        assert_eq!(BackendKind::for_program(other), None, "{other:?}");
+        assert_eq!(
+            BackendKind::choose(None, &b, Some(other), Some("microvm")).unwrap(),
+            BackendKind::Microvm,
+            "{other:?}"
+        );
+        assert_eq!(
+            BackendKind::choose(None, &b, Some(other), None).unwrap(),
+            BackendKind::Container,
+            "{other:?}"
+        );
+    }
     v["annotations"] = json!({"io.isobox.backend": "qemu"});
     let dir = bundle_with(&v);
     let b = Bundle::load(dir.path()).unwrap();
-    let err = BackendKind::choose(None, &b, None).unwrap_err().to_string();
+    let err = BackendKind::choose(None, &b, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("annotations.io.isobox.backend") && err.contains("unknown backend"),
         "{err}"
