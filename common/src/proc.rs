@@ -23,6 +23,33 @@ pub fn state_letter(pid: i32) -> Option<char> {
     rest.split_whitespace().next()?.chars().next()
 }
 
+/// Size and resident bytes of each memory mapping of `pid` (from /proc/PID/smaps).
+pub fn mappings(pid: i32) -> Option<Vec<(u64, u64)>> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    Some(parse_smaps(&smaps))
+}
+
+fn parse_smaps(smaps: &str) -> Vec<(u64, u64)> {
+    let kib = |l: &str, key: &str| -> Option<u64> {
+        l.strip_prefix(key)?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|v| v * 1024)
+    };
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for line in smaps.lines() {
+        if let Some(size) = kib(line, "Size:") {
+            out.push((size, 0));
+        } else if let (Some(rss), Some(last)) = (kib(line, "Rss:"), out.last_mut()) {
+            last.1 = rss;
+        }
+    }
+    out
+}
+
 /// True when `pid` exists, is not a zombie, and started at `start` — so a recycled pid is not
 /// mistaken for the container's.
 pub fn is_alive(pid: i32, start: u64) -> bool {
@@ -32,6 +59,18 @@ pub fn is_alive(pid: i32, start: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smaps_gives_each_mapping_its_size_and_rss() {
+        let smaps = "7f00-7f10 rw-p 00000000 00:00 0\nSize:               64 kB\nKernelPageSize:        4 kB\nRss:                  8 kB\nPss:      8 kB\n\
+                     7f20-7f30 r--p 00000000 00:00 0 /x\nSize:        1048576 kB\nRss:   524288 kB\n";
+        assert_eq!(
+            parse_smaps(smaps),
+            vec![(64 << 10, 8 << 10), (1 << 30, 512 << 20)]
+        );
+        let own = mappings(std::process::id() as i32).expect("own smaps");
+        assert!(own.iter().any(|(_, rss)| *rss > 0));
+    }
 
     #[test]
     fn parses_start_time_with_odd_comm() {

@@ -26,6 +26,9 @@ pub struct RunOutcome {
     /// ru_maxrss of wait4: the largest resident set of the process or of any descendant it
     /// (or its descendants) reaped — a maximum over the tree, not a sum.
     pub peak_rss_bytes: u64,
+    /// For a microVM: the most its host processes held beyond the guest's RAM (filled in by
+    /// the caller, which knows the VM's state directory; see `vmm_memory`).
+    pub vmm_overhead_bytes: Option<u64>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -139,6 +142,7 @@ pub fn run_measured(
         first_output: first_at.map(|t| t.saturating_duration_since(started)),
         exit_code,
         peak_rss_bytes: (rusage.ru_maxrss.max(0) as u64) * 1024,
+        vmm_overhead_bytes: None,
         stdout,
         stderr,
     })
@@ -445,6 +449,7 @@ mod tests {
             first_output: None,
             exit_code: 1,
             peak_rss_bytes: 0,
+            vmm_overhead_bytes: None,
             stdout: stdout.into(),
             stderr: stderr.into(),
         };

@@ -11,6 +11,7 @@ mod render;
 mod report;
 mod row;
 mod runtimes;
+mod vmm_memory;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ struct Sample {
     startup: Vec<std::time::Duration>,
     first_output: Vec<std::time::Duration>,
     peak_rss: u64,
+    /// The most a microVM's host processes held beyond guest RAM, over the startup runs.
+    vmm_overhead: Option<u64>,
     /// Runs that succeeded, and the error line of each that failed (warm-up included).
     successes: usize,
     failures: Vec<String>,
@@ -71,6 +74,7 @@ impl Sample {
             startup: Vec::new(),
             first_output: Vec::new(),
             peak_rss: 0,
+            vmm_overhead: None,
             successes: 0,
             failures: Vec::new(),
             hypervisor,
@@ -174,6 +178,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             if let Some(out) = s.count(run) {
                 s.startup.push(out.wall);
                 s.peak_rss = s.peak_rss.max(out.peak_rss_bytes);
+                if let Some(v) = out.vmm_overhead_bytes {
+                    s.vmm_overhead = Some(s.vmm_overhead.map_or(v, |o| o.max(v)));
+                }
                 s.note_vm_label(&out);
             }
         }
@@ -314,6 +321,7 @@ fn assemble(
                 first_output_ms: Stats::of_durations(&s.first_output),
                 ratio_to_runc: ratio(startup, runc_startup),
                 peak_rss_bytes: (available && s.peak_rss > 0).then_some(s.peak_rss),
+                vmm_overhead_rss_bytes: s.vmm_overhead.filter(|_| available),
                 disk_bytes: available.then(|| disk.iter().map(|p| p.bytes).sum()),
                 disk,
                 isolation: s.isolation,
@@ -379,7 +387,13 @@ fn one_run(
 ) -> Result<RunOutcome> {
     let id = ids.next();
     let argv = rt.argv(bundle, &id, args);
-    let result = run_measured(&argv, env, rt.timeout);
+    let sampler = (rt.backend == "microvm")
+        .then(|| vmm_memory::Sampler::start(rt.state_root.join(&id).display().to_string()));
+    let mut result = run_measured(&argv, env, rt.timeout);
+    let overhead = sampler.and_then(vmm_memory::Sampler::finish);
+    if let Ok(out) = result.as_mut() {
+        out.vmm_overhead_bytes = overhead;
+    }
     rt.cleanup(&id);
     result
 }
@@ -541,6 +555,7 @@ mod tests {
             first_output: None,
             exit_code: code,
             peak_rss_bytes: 0,
+            vmm_overhead_bytes: None,
             stdout: Vec::new(),
             stderr: stderr.as_bytes().to_vec(),
         }

@@ -158,6 +158,11 @@ pub fn ratios(rows: &[Row]) -> Vec<(String, f64)> {
             b.peak_rss_bytes.map(|v| v as f64),
             q.peak_rss_bytes.map(|v| v as f64),
         );
+        push(
+            "built-in VMM / qemu, RSS beyond guest RAM (the VMM's own memory)".into(),
+            b.vmm_overhead_rss_bytes.map(|v| v as f64),
+            q.vmm_overhead_rss_bytes.map(|v| v as f64),
+        );
     }
     out
 }
@@ -432,13 +437,17 @@ pub(crate) mod tests {
         builtin.peak_rss_bytes = Some(100);
         rows[1].accelerator = Some("kvm".into());
         rows[1].peak_rss_bytes = Some(400);
+        builtin.vmm_overhead_rss_bytes = Some(10);
+        rows[1].vmm_overhead_rss_bytes = Some(40);
         let qemu_median = rows[1].startup_ms.as_ref().unwrap().median;
         rows.insert(1, builtin);
         let r = ratios(&rows);
-        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(r.len(), 4, "{r:?}");
         assert!(r[1].0.starts_with("built-in VMM / qemu, startup"));
         assert!((r[1].1 - 600.0 / qemu_median).abs() < 1e-9, "{r:?}");
         assert!((r[2].1 - 0.25).abs() < 1e-9, "{r:?}");
+        assert!(r[3].0.contains("beyond guest RAM"), "{r:?}");
+        assert!((r[3].1 - 0.25).abs() < 1e-9, "{r:?}");
         let t = table(&rows);
         assert!(t.contains("isobox/microvm (builtin, kvm)"), "{t}");
         assert!(t.contains("isobox/microvm (qemu, kvm)"), "{t}");

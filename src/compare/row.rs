@@ -77,6 +77,9 @@ pub struct Row {
     pub ratio_to_runc: Option<f64>,
     /// Largest peak RSS seen over the startup runs (see `Row` docs in the report).
     pub peak_rss_bytes: Option<u64>,
+    /// microVM: the most its host processes held beyond the guest's RAM (the VMM's own cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vmm_overhead_rss_bytes: Option<u64>,
     /// Bytes needed beyond the bundle: the sum of `disk`.
     pub disk_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
