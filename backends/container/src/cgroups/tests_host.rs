@@ -287,7 +287,7 @@ fn bpf_device_filter_denies_and_allows() {
 fn v1_device_cgroup_starts_from_deny_all() {
     let Some(h) = host() else { return };
     if h.v1_mount("devices").is_none() {
-        isobox_common::skip::skip("no v1 devices controller");
+        isobox_common::skip::not_applicable("v1 only: this host has no v1 devices controller");
         return;
     }
     // No rules of the bundle's own: the default allowlist alone, on a cgroup that denies
