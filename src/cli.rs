@@ -79,8 +79,8 @@ pub struct CreateArgs {
     /// Write the container's host pid to this file.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Isolation kind (else the annotation io.isobox.backend, else $ISOBOX_BACKEND, else
-    /// container).
+    /// Isolation kind (else the annotation io.isobox.backend, else microvm when run as
+    /// isobox-vm, else $ISOBOX_BACKEND, else container).
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
     /// microVM: hypervisor to use (else the annotation io.isobox.hypervisor, else auto).
@@ -147,8 +147,13 @@ pub enum Command {
         format: ListFormat,
         id: String,
     },
-    /// Print the OCI features document of this runtime.
-    Features,
+    /// Print the OCI features document of one backend: what it applies of a bundle.
+    Features {
+        /// The backend described (else microvm when run as isobox-vm, else
+        /// $ISOBOX_BACKEND, else container).
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+    },
     /// Run the same workload under every runtime found (isobox container and microVM, runc,
     /// crun, the bare host) and show startup, memory, disk and isolation side by side.
     Compare(crate::compare::CompareArgs),

@@ -297,3 +297,35 @@ fn isobox_vm_runs_a_bundle_in_a_microvm() {
     assert!(out.status.success(), "{}", stderr(&out));
     ib.assert_nothing_left("vm-link", None);
 }
+
+#[test]
+fn features_describe_the_backend_the_name_or_flag_picks() {
+    let ib = Isobox::new();
+    let link = isobox_vm_link();
+    let vm = link.path().join("isobox-vm");
+    let features = |mut cmd: std::process::Command, args: &[&str]| -> serde_json::Value {
+        let out = cmd.arg("features").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for (cmd, args, want) in [
+        (ib.cmd(), &[][..], "container"),
+        (ib.cmd_as(&vm), &[], "microvm"),
+        (ib.cmd_as(&vm), &["--backend", "container"], "container"),
+        (ib.cmd(), &["--backend", "microvm"], "microvm"),
+    ] {
+        let doc = features(cmd, args);
+        assert_eq!(
+            doc["annotations"]["io.isobox.backend"], want,
+            "{args:?}: {doc}"
+        );
+        let mounts = doc["mountOptions"].as_array().unwrap();
+        // The microVM applies no mounts, hooks or namespaces of the bundle (yet).
+        assert_eq!(mounts.is_empty(), want == "microvm", "{doc}");
+        assert_eq!(
+            doc["hooks"].as_array().unwrap().is_empty(),
+            want == "microvm"
+        );
+        assert_eq!(doc["linux"]["seccomp"]["enabled"], true);
+    }
+}

@@ -63,6 +63,12 @@ impl BackendKind {
                 reason,
             });
         }
+        Self::host_default(program, env)
+    }
+
+    /// The backend when neither a flag nor a bundle says: the program name, the environment,
+    /// else `container` (also what `features` describes).
+    pub fn host_default(program: Option<&str>, env: Option<&str>) -> Result<Self> {
         if let Some(kind) = program.and_then(BackendKind::for_program) {
             return Ok(kind);
         }

@@ -1,23 +1,52 @@
-//! `isobox features`: the OCI runtime features document.
+//! `isobox features`: the OCI runtime features document of one backend (the flag's, else
+//! the default `create` would use without an annotation), listing what that backend
+//! applies, not what the schema allows.
 
 use anyhow::Result;
+use isobox_common::BackendKind;
+use serde_json::{json, Value};
 
-pub fn print() -> Result<()> {
-    let doc = serde_json::json!({
+pub fn print(flag: Option<BackendKind>) -> Result<()> {
+    let kind = match flag {
+        Some(kind) => kind,
+        None => {
+            let env = std::env::var(isobox_common::backend::BACKEND_ENV).ok();
+            BackendKind::host_default(crate::program_name().as_deref(), env.as_deref())?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&document(kind))?);
+    Ok(())
+}
+
+/// What `kind` does with a bundle. The microVM runs the process (user, rlimits, seccomp,
+/// terminal) in its own kernel, and sizes the VM from the resources; hooks, mounts,
+/// namespaces, capabilities and cgroups are the container backend's alone.
+fn document(kind: BackendKind) -> Value {
+    let container = kind == BackendKind::Container;
+    let when = |v: Value| if container { v } else { json!([]) };
+    let mut annotations = json!({
+        "io.isobox.backend": kind.as_str(),
+        "io.isobox.backends": "container,microvm",
+    });
+    if !container {
+        annotations["io.isobox.hypervisors"] = json!("builtin,qemu");
+    }
+    json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": isobox_common::OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-            "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
-            "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro",
-            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
-            "strictatime", "suid", "sync", "unbindable"
-        ],
+        "hooks": when(json!([
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop"
+        ])),
+        "mountOptions": when(json!(isobox_container::mount_opts::applied())),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
-            "capabilities": all_capabilities(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            // A new time namespace is refused; one can be joined by path.
+            "namespaces": when(json!(["cgroup", "ipc", "mount", "network", "pid", "user", "uts"])),
+            "capabilities": when(json!(all_capabilities())),
+            "cgroup": {
+                "v1": container, "v2": container, "systemd": false, "systemdUser": false,
+                "rdma": container
+            },
             "seccomp": {
                 "enabled": true,
                 "actions": [
@@ -29,21 +58,22 @@ pub fn print() -> Result<()> {
                     "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
                 ],
                 "archs": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "knownFlags": [
+                    "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+                ],
                 "supportedFlags": [
                     "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                     "SECCOMP_FILTER_FLAG_TSYNC"
                 ]
             },
             "apparmor": {"enabled": false},
-            "selinux": {"enabled": false}
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
         },
-        "annotations": {
-            "io.isobox.backends": "container,microvm",
-            "io.isobox.hypervisors": "builtin,qemu"
-        }
-    });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
+        "annotations": annotations
+    })
 }
 
 fn all_capabilities() -> Vec<&'static str> {
@@ -90,4 +120,48 @@ fn all_capabilities() -> Vec<&'static str> {
         "CAP_BPF",
         "CAP_CHECKPOINT_RESTORE",
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_lists_what_it_applies() {
+        let doc = document(BackendKind::Container);
+        assert_eq!(doc["annotations"]["io.isobox.backend"], "container");
+        let opts: Vec<&str> = doc["mountOptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for opt in &opts {
+            isobox_container::mount_opts::parse(&[opt]).unwrap();
+        }
+        assert!(
+            opts.contains(&"rbind") && !opts.contains(&"idmap"),
+            "{opts:?}"
+        );
+        assert_eq!(doc["hooks"].as_array().unwrap().len(), 6);
+        assert_eq!(doc["linux"]["cgroup"]["v1"], true);
+        assert_eq!(doc["linux"]["capabilities"].as_array().unwrap().len(), 41);
+    }
+
+    #[test]
+    fn the_microvm_claims_no_hooks_mounts_namespaces_or_cgroups() {
+        let doc = document(BackendKind::Microvm);
+        assert_eq!(doc["annotations"]["io.isobox.backend"], "microvm");
+        for field in [
+            "/hooks",
+            "/mountOptions",
+            "/linux/namespaces",
+            "/linux/capabilities",
+        ] {
+            assert_eq!(doc.pointer(field).unwrap(), &json!([]), "{field}");
+        }
+        assert_eq!(doc["linux"]["cgroup"]["v1"], false);
+        assert_eq!(doc["linux"]["cgroup"]["v2"], false);
+        assert_eq!(doc["linux"]["seccomp"]["enabled"], true);
+    }
 }

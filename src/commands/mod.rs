@@ -29,7 +29,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),
         Command::List { format, quiet } => query::list(&store, format, quiet).map(|_| 0),
         Command::Ps { format, id } => query::ps(&store, &id, format).map(|_| 0),
-        Command::Features => features::print().map(|_| 0),
+        Command::Features { backend } => features::print(backend.map(Into::into)).map(|_| 0),
         Command::Compare(args) => crate::compare::run(&args).map(|_| 0),
         Command::Check => host::check().map(|_| 0),
         Command::Kernel { kernel, fetch } => host::kernel(kernel.as_deref(), fetch).map(|_| 0),

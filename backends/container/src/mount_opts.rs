@@ -63,20 +63,33 @@ const FLAGS: &[(&str, bool, MsFlags)] = &[
     ("sync", false, MsFlags::MS_SYNCHRONOUS),
 ];
 
+/// Propagation types; each also comes recursive, with an `r` before its name.
+const PROPAGATION: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("shared", MsFlags::MS_SHARED),
+    ("slave", MsFlags::MS_SLAVE),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+];
+
 /// Propagation names, plain and recursive.
 pub fn propagation(name: &str) -> Option<MsFlags> {
-    let (rec, base) = match name.strip_prefix('r') {
-        Some(b @ ("private" | "shared" | "slave" | "unbindable")) => (true, b),
-        _ => (false, name),
-    };
-    let flag = match base {
-        "private" => MsFlags::MS_PRIVATE,
-        "shared" => MsFlags::MS_SHARED,
-        "slave" => MsFlags::MS_SLAVE,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        _ => return None,
-    };
-    Some(if rec { flag | MsFlags::MS_REC } else { flag })
+    let find = |n: &str| PROPAGATION.iter().find(|(p, _)| *p == n).map(|(_, f)| *f);
+    match find(name) {
+        Some(flag) => Some(flag),
+        None => Some(find(name.strip_prefix('r')?)? | MsFlags::MS_REC),
+    }
+}
+
+/// Every option [`parse`] applies (mount flags and propagation), sorted: what `features`
+/// lists as `mountOptions`.
+pub fn applied() -> Vec<String> {
+    let mut out: Vec<String> = FLAGS.iter().map(|(n, _, _)| n.to_string()).collect();
+    for (p, _) in PROPAGATION {
+        out.push(p.to_string());
+        out.push(format!("r{p}"));
+    }
+    out.sort();
+    out
 }
 
 /// Options isobox recognizes but cannot honour (they need mount_setattr or id-mapped mounts).
@@ -177,6 +190,36 @@ mod tests {
         let err = parse(&["bind", "rro"]).unwrap_err();
         assert!(err.contains("\"rro\""), "{err}");
         assert!(parse(&["idmap"]).is_err());
+    }
+
+    #[test]
+    fn every_applied_option_is_a_flag_or_a_propagation() {
+        let all = applied();
+        for must in [
+            "ro",
+            "nosuid",
+            "rbind",
+            "rprivate",
+            "unbindable",
+            "strictatime",
+        ] {
+            assert!(all.iter().any(|o| o == must), "{must}: {all:?}");
+        }
+        for opt in &all {
+            let o = parse(&[opt]).unwrap();
+            assert!(
+                o.data.is_empty(),
+                "{opt} would go to the file system as data"
+            );
+        }
+        for refused in UNSUPPORTED {
+            assert!(!all.iter().any(|o| o == refused), "{refused}");
+        }
+        assert_eq!(propagation("rbind"), None);
+        assert_eq!(
+            propagation("rslave"),
+            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
     }
 
     #[test]
