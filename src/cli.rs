@@ -96,6 +96,56 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+/// `exec`'s flags, as runc 1.1's.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// An OCI process JSON to run (what engines pass) instead of the container's process
+    /// with the flags below applied.
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs, leaving it in place.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Write the process's host pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Give the process a terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// An AF_UNIX socket to send the terminal's master to (with --detach).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (NAME=VALUE); repeatable.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// UID[:GID] to run as.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// An additional group id; repeatable.
+    #[arg(long, short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to every capability set; repeatable.
+    #[arg(long = "cap", short = 'c')]
+    pub caps: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// An SELinux process label: refused (not supported).
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// An AppArmor profile: refused (not supported).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Container id.
+    pub id: String,
+    /// The command and its arguments (unless --process is given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Write a default config.json into the bundle directory.
@@ -115,6 +165,9 @@ pub enum Command {
         #[arg(long, short = 'd')]
         detach: bool,
     },
+    /// Run another process in a running container; wait for it and exit with its exit code
+    /// unless --detach.
+    Exec(ExecArgs),
     /// Print a container's OCI state as JSON.
     State { id: String },
     /// Send a signal (name or number, default SIGTERM) to a container.

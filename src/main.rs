@@ -7,6 +7,7 @@ mod clock;
 mod commands;
 mod compare;
 mod log;
+mod relay;
 mod signals;
 mod wait;
 

@@ -1,14 +1,16 @@
-//! Foreground `run`: wait for the container's process while forwarding the signals isobox
-//! receives to it, then turn its wait status into an exit code (128+N for signal N).
+//! Foreground `run` and `exec`: wait for the process while forwarding the signals isobox
+//! receives to it (and relaying isobox's terminal to its own, when it has one), then turn its
+//! end into an exit code (128+N for signal N).
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result};
+use isobox_common::ExecSession;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+
+use crate::relay::{self, Relay};
 
 /// Signals a user sends to `isobox run` that belong to the workload.
 const FORWARDED: [Signal; 7] = [
@@ -30,71 +32,113 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { libc::write(fd, &b as *const u8 as *const libc::c_void, 1) };
 }
 
-/// Wait for `pid` (a child of this process), calling `forward(signal)` for every forwarded
-/// signal received meanwhile. Returns the exit code `run` should exit with.
-pub fn wait_forwarding(pid: i32, mut forward: impl FnMut(i32)) -> Result<i32> {
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .context("creating the signal pipe")?;
-    PIPE_WR.store(wr.as_raw_fd(), Ordering::Relaxed);
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in FORWARDED {
-        // SAFETY: the handler only calls write(2).
-        unsafe { sigaction(sig, &action) }
-            .with_context(|| format!("installing a {sig} handler"))?;
+/// Signal handlers that write to a pipe, installed while it lives.
+struct SignalPipe {
+    rd: OwnedFd,
+    _wr: OwnedFd,
+}
+
+impl SignalPipe {
+    fn install() -> Result<SignalPipe> {
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .context("creating the signal pipe")?;
+        PIPE_WR.store(wr.as_raw_fd(), Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for sig in FORWARDED {
+            // SAFETY: the handler only calls write(2).
+            unsafe { sigaction(sig, &action) }
+                .with_context(|| format!("installing a {sig} handler"))?;
+        }
+        Ok(SignalPipe { rd, _wr: wr })
     }
-    // SAFETY: pidfd_open returns a new descriptor we own, or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    let pidfd = (raw >= 0).then(|| {
-        // SAFETY: `raw` is the new descriptor pidfd_open returned, owned by no one else.
-        unsafe { OwnedFd::from_raw_fd(raw) }
-    });
-    let code = loop {
-        let mut fds = vec![PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
-        if let Some(p) = &pidfd {
-            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
-        }
-        // Without a pidfd (old kernels) poll with a short timeout and try waitpid.
-        let timeout = if pidfd.is_some() {
-            PollTimeout::NONE
-        } else {
-            PollTimeout::from(50u16)
-        };
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).context("waiting for the container"),
-        }
+
+    /// The signals received since the last call.
+    fn take(&self) -> Vec<i32> {
+        let mut out = Vec::new();
         let mut buf = [0u8; 32];
-        while let Ok(n) = nix::unistd::read(&rd, &mut buf) {
+        while let Ok(n) = nix::unistd::read(&self.rd, &mut buf) {
             if n == 0 {
                 break;
             }
-            buf[..n].iter().for_each(|&s| forward(s as i32));
+            out.extend(buf[..n].iter().map(|&s| s as i32));
         }
-        match waitpid(
-            Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        ) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).with_context(|| format!("waiting for pid {pid}")),
+        out
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        for sig in FORWARDED {
+            // SAFETY: restoring the default disposition.
+            let _ = unsafe {
+                sigaction(
+                    sig,
+                    &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
+                )
+            };
+        }
+        PIPE_WR.store(-1, Ordering::Relaxed);
+    }
+}
+
+/// Wait for the process of `session`, forwarding the signals isobox receives to it; with
+/// `console` (the master of its terminal) relay isobox's stdin and stdout through it and
+/// pass isobox's window size on. Returns the exit code to exit with.
+pub fn wait_session(session: &mut dyn ExecSession, console: Option<OwnedFd>) -> Result<i32> {
+    let signals = SignalPipe::install()?;
+    let mut term = console.map(Relay::new).transpose()?;
+    let resize = |session: &mut dyn ExecSession| {
+        if let Some((rows, cols)) = relay::own_window_size() {
+            let _ = session.resize(rows, cols);
         }
     };
-    for sig in FORWARDED {
-        // SAFETY: restoring the default disposition.
-        let _ = unsafe {
-            sigaction(
-                sig,
-                &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
-            )
-        };
+    if term.is_some() {
+        resize(session);
     }
-    PIPE_WR.store(-1, Ordering::Relaxed);
-    drop(wr);
-    Ok(code)
+    loop {
+        {
+            let mut fds = vec![PollFd::new(
+                std::os::fd::AsFd::as_fd(&signals.rd),
+                PollFlags::POLLIN,
+            )];
+            if let Some(ready) = session.ready_fd() {
+                fds.push(PollFd::new(ready, PollFlags::POLLIN));
+            }
+            if let Some(r) = &term {
+                fds.extend(r.poll_fds());
+            }
+            // Without a descriptor that tells of the exit, poll on a short timer.
+            let timeout = if session.ready_fd().is_some() {
+                PollTimeout::NONE
+            } else {
+                PollTimeout::from(50u16)
+            };
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("waiting for the process"),
+            }
+        }
+        for sig in signals.take() {
+            if sig == libc::SIGWINCH && term.is_some() {
+                resize(session);
+            } else {
+                let _ = session.signal(sig);
+            }
+        }
+        if let Some(r) = &mut term {
+            r.pump()?;
+        }
+        if let Some(code) = session.try_wait()? {
+            // What it wrote before it ended is still in the terminal.
+            if let Some(r) = &mut term {
+                r.output()?;
+            }
+            return Ok(code);
+        }
+    }
 }

@@ -317,14 +317,7 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
     require_root!();
     let ib = Isobox::new();
     let mut b = TestBundle::sh("id -u; cat /proc/self/uid_map");
-    b.edit(|c| {
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    });
+    b.edit(support::add_user_namespace);
     let out = ib.run_bundle(&b, "userns");
     let text = stdout(&out);
     let mut lines = text.lines();

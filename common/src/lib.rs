@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod bundle;
+pub mod child;
 pub mod error;
 pub mod hooks;
 pub mod id;

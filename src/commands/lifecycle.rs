@@ -3,8 +3,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use isobox_common::child::ChildSession;
 use isobox_common::state::ProcessRef;
-use isobox_common::{proc, Backend, BackendKind, Bundle, CreateOptions, State, StateStore, Status};
+use isobox_common::{
+    proc, Backend, BackendKind, Bundle, CreateOptions, ExecSession, State, StateStore, Status,
+};
 
 use crate::backends;
 use crate::cli::CreateArgs;
@@ -116,7 +119,7 @@ fn create_in(
     Ok(state)
 }
 
-fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
     // Write then rename, so a reader never sees a partial pid (runc does the same).
     let tmp = path.with_extension("isobox-tmp");
     std::fs::write(&tmp, pid.to_string())
@@ -157,15 +160,43 @@ pub fn run(store: &StateStore, args: &CreateArgs, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait::wait_forwarding(state.pid, |sig| {
-        let _ = backend.kill(&state, sig, false);
-    });
+    let code = {
+        let mut session = RunSession {
+            child: ChildSession::new(state.pid, None),
+            backend: &*backend,
+            state: &state,
+        };
+        wait::wait_session(&mut session, None)
+    };
     state.refresh();
     let cleanup = backend.delete(&state).map_err(anyhow::Error::from);
     store.remove(&state.id)?;
     let code = code?;
     cleanup?;
     Ok(code)
+}
+
+/// The container's process as a foreground `run` waits for it: isobox's own child, signalled
+/// through its backend.
+struct RunSession<'a> {
+    child: ChildSession,
+    backend: &'a dyn Backend,
+    state: &'a State,
+}
+
+impl ExecSession for RunSession<'_> {
+    fn ready_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.child.ready_fd()
+    }
+    fn try_wait(&mut self) -> isobox_common::Result<Option<i32>> {
+        self.child.try_wait()
+    }
+    fn signal(&mut self, signal: i32) -> isobox_common::Result<()> {
+        self.backend.kill(self.state, signal, false)
+    }
+    fn resize(&mut self, rows: u16, cols: u16) -> isobox_common::Result<()> {
+        self.child.resize(rows, cols)
+    }
 }
 
 pub fn kill(store: &StateStore, id: &str, signal: &str, all: bool) -> Result<()> {

@@ -1,8 +1,9 @@
 //! One function per verb.
 
+mod exec;
 mod features;
 mod host;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod query;
 mod spec;
 
@@ -24,6 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Create(args) => lifecycle::create(&store, &args, false).map(|_| 0),
         Command::Start { id } => lifecycle::start(&store, &id).map(|_| 0),
         Command::Run { create, detach } => lifecycle::run(&store, &create, detach),
+        Command::Exec(args) => exec::exec(&store, &args),
         Command::State { id } => query::state(&store, &id).map(|_| 0),
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),
         Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),

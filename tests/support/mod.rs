@@ -141,6 +141,16 @@ pub fn default_config(args: &[&str]) -> Value {
     })
 }
 
+/// Give `config` a new user namespace mapping ids 0-65535 to host ids 100000-165535.
+pub fn add_user_namespace(config: &mut Value) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+}
+
 /// The isobox binary with a private state root.
 pub struct Isobox {
     pub root: tempfile::TempDir,

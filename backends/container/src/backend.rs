@@ -130,11 +130,7 @@ impl Backend for ContainerBackend {
         state: &State,
         opts: &isobox_common::ExecOptions,
     ) -> Result<isobox_common::Execed> {
-        Err(Error::Unsupported {
-            file: opts.process_file.clone(),
-            field: "process".into(),
-            reason: format!("exec into container {:?} is not supported yet", state.id),
-        })
+        crate::enter::exec(state, &data(state)?, opts)
     }
 
     fn delete_partial(&self, state: &State) -> Result<()> {

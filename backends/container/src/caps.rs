@@ -146,12 +146,13 @@ pub fn ungrantable(
     })
 }
 
-/// Where `cap` is in `process.capabilities.<set>` of config.json `text`, for the error
-/// (the parsed sets no longer have an order).
-pub fn index_in_config(text: &str, set: &str, cap: Capability) -> Option<usize> {
+/// Where `cap` is in `<root>/capabilities/<set>` of the JSON `text` (config.json with root
+/// `/process`, a process file with root ``), for the error (the parsed sets no longer have
+/// an order).
+pub fn index_in(text: &str, root: &str, set: &str, cap: Capability) -> Option<usize> {
     let config: serde_json::Value = serde_json::from_str(text).ok()?;
     config
-        .pointer(&format!("/process/capabilities/{set}"))?
+        .pointer(&format!("{root}/capabilities/{set}"))?
         .as_array()?
         .iter()
         .position(|v| serde_json::from_value::<Capability>(v.clone()).ok() == Some(cap))
@@ -311,11 +312,22 @@ mod tests {
     fn the_index_comes_from_the_config_text() {
         let text = r#"{"process":{"capabilities":{"effective":["CAP_KILL","sys_resource"]}}}"#;
         assert_eq!(
-            index_in_config(text, "effective", Capability::SysResource),
+            index_in(text, "/process", "effective", Capability::SysResource),
             Some(1)
         );
-        assert_eq!(index_in_config(text, "bounding", Capability::Kill), None);
-        assert_eq!(index_in_config("{", "effective", Capability::Kill), None);
+        assert_eq!(
+            index_in(text, "/process", "bounding", Capability::Kill),
+            None
+        );
+        assert_eq!(
+            index_in("{", "/process", "effective", Capability::Kill),
+            None
+        );
+        let text = r#"{"capabilities":{"effective":["CAP_KILL","sys_resource"]}}"#;
+        assert_eq!(
+            index_in(text, "", "effective", Capability::SysResource),
+            Some(1)
+        );
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! path the bundle names: with a namespace to join by path, which `create` opens, the checks
 //! that depend on the namespaces (sysctl, no mount namespace) are left out.
 
+use std::path::Path;
+
 use isobox_common::{Bundle, Error, Result};
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
+use oci_spec::runtime::Process;
 
 use crate::caps::{self, CapMasks};
 use crate::cgroups::{self, Cgroup};
@@ -51,24 +54,11 @@ pub(crate) fn parse(bundle: &Bundle, open_namespaces: bool) -> Result<Parsed> {
         .map(seccomp::compile)
         .transpose()
         .map_err(cfg)?;
-    if process
-        .and_then(|p| p.apparmor_profile().as_deref())
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(unsupported(
-            "process.apparmorProfile",
-            "AppArmor is not supported",
-        ));
-    }
+    let planned = process
+        .map(|p| self::process(p, &bundle.config_path, true))
+        .transpose()?
+        .unwrap_or_default();
     for (present, field) in [
-        (
-            process.is_some_and(|p| p.scheduler().is_some()),
-            "process.scheduler",
-        ),
-        (
-            process.is_some_and(|p| p.exec_cpu_affinity().is_some()),
-            "process.execCPUAffinity",
-        ),
         (
             linux.is_some_and(|l| l.intel_rdt().is_some()),
             "linux.intelRdt",
@@ -82,11 +72,6 @@ pub(crate) fn parse(bundle: &Bundle, open_namespaces: bool) -> Result<Parsed> {
             return Err(unsupported(field, "not supported by the container backend"));
         }
     }
-    let ioprio = process
-        .and_then(|p| p.io_priority().as_ref())
-        .map(ioprio::value)
-        .transpose()
-        .map_err(cfg)?;
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(unsupported(
@@ -131,20 +116,85 @@ pub(crate) fn parse(bundle: &Bundle, open_namespaces: bool) -> Result<Parsed> {
     )
     .map_err(cfg)?;
     devices::check_cgroup_rules(linux).map_err(cfg)?;
-    rlimits::validate(
-        process
-            .and_then(|p| p.rlimits().as_deref())
-            .unwrap_or_default(),
-    )
-    .map_err(cfg)?;
-    let caps = match process.and_then(|p| p.capabilities().as_ref()) {
+    Ok(Parsed {
+        seccomp,
+        ioprio: planned.ioprio,
+        ns,
+        mounts,
+        propagation,
+        devices,
+        caps: planned.caps,
+    })
+}
+
+/// A process spec as the container backend applies it.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessPlan {
+    pub caps: Option<CapMasks>,
+    /// process.ioPriority as an ioprio value.
+    pub ioprio: Option<u32>,
+}
+
+/// Check and translate a process spec: the one of config.json (`in_config`: its fields are
+/// under `process.`) or the process file of an `exec` in `file` (its fields at the top).
+pub(crate) fn process(process: &Process, file: &Path, in_config: bool) -> Result<ProcessPlan> {
+    let name = |field: &str| -> String {
+        if in_config {
+            field.to_string()
+        } else {
+            field.strip_prefix("process.").unwrap_or(field).to_string()
+        }
+    };
+    let cfg = |(field, reason): (String, String)| Error::Config {
+        file: file.to_path_buf(),
+        field: name(&field),
+        reason,
+    };
+    let unsupported = |field: &str, reason: &str| Error::Unsupported {
+        file: file.to_path_buf(),
+        field: name(field),
+        reason: reason.into(),
+    };
+    let labels = [
+        (
+            process.apparmor_profile(),
+            "process.apparmorProfile",
+            "AppArmor",
+        ),
+        (process.selinux_label(), "process.selinuxLabel", "SELinux"),
+    ];
+    for (value, field, what) in labels {
+        if value.as_deref().is_some_and(|p| !p.is_empty()) {
+            return Err(unsupported(field, &format!("{what} is not supported")));
+        }
+    }
+    for (present, field) in [
+        (process.scheduler().is_some(), "process.scheduler"),
+        (
+            process.exec_cpu_affinity().is_some(),
+            "process.execCPUAffinity",
+        ),
+    ] {
+        if present {
+            return Err(unsupported(field, "not supported by the container backend"));
+        }
+    }
+    let ioprio = process
+        .io_priority()
+        .as_ref()
+        .map(ioprio::value)
+        .transpose()
+        .map_err(cfg)?;
+    rlimits::validate(process.rlimits().as_deref().unwrap_or_default()).map_err(cfg)?;
+    let caps = match process.capabilities().as_ref() {
         Some(c) => {
             let last = caps::last_cap();
             // Checked here: capset after `start` would fail only in the workload.
             if let Some((set, cap)) = caps::ungrantable(c, caps::runtime_bounding(last), last) {
-                let index = std::fs::read_to_string(&bundle.config_path)
+                let root = if in_config { "/process" } else { "" };
+                let index = std::fs::read_to_string(file)
                     .ok()
-                    .and_then(|text| caps::index_in_config(&text, set, cap))
+                    .and_then(|text| caps::index_in(&text, root, set, cap))
                     .map_or(String::new(), |i| format!("[{i}]"));
                 return Err(cfg((
                     format!("process.capabilities.{set}{index}"),
@@ -158,15 +208,7 @@ pub(crate) fn parse(bundle: &Bundle, open_namespaces: bool) -> Result<Parsed> {
         }
         None => None,
     };
-    Ok(Parsed {
-        seccomp,
-        ioprio,
-        ns,
-        mounts,
-        propagation,
-        devices,
-        caps,
-    })
+    Ok(ProcessPlan { caps, ioprio })
 }
 
 /// Check `bundle` as `create` would for the container `id` on a host whose cgroups are

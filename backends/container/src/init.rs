@@ -16,7 +16,7 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self, MountContext, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::sync::{self, Channel, Msg};
-use crate::{exec, fds, ioprio, rlimits, rootfs, seccomp, user};
+use crate::{fds, process, rootfs, seccomp};
 
 /// Everything the init needs, computed and validated by the parent before clone.
 pub struct InitPlan<'a> {
@@ -65,7 +65,7 @@ fn hooks_of<'a>(
 
 /// Restore default signal handling: the caller may have handlers or a blocked mask that must
 /// not reach the workload (ignored signals would survive execve).
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: plain signal-state syscalls on the calling process.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -147,7 +147,8 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn fail_setup(chan: &Channel, text: String) -> ! {
+/// Report `text` to the runtime over the setup channel and end this child.
+pub(crate) fn fail_setup(chan: &Channel, text: String) -> ! {
     // The parent wraps the text in ContainerError::Init again: say "container init" once.
     let text = text
         .strip_prefix("container init: ")
@@ -293,16 +294,6 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     Ok(host_pid)
 }
 
-/// The personality(2) domain of linux.personality.
-fn spec_personality(bundle: &Bundle) -> Option<libc::c_ulong> {
-    use oci_spec::runtime::LinuxPersonalityDomain;
-    let p = bundle.spec.linux().as_ref()?.personality().as_ref()?;
-    Some(match p.domain() {
-        LinuxPersonalityDomain::PerLinux => 0x0000,   // PER_LINUX
-        LinuxPersonalityDomain::PerLinux32 => 0x0008, // PER_LINUX32
-    })
-}
-
 /// Wait until the parent has put us in the cgroup, then enter a new cgroup namespace rooted
 /// there if one is asked for.
 fn wait_placed(plan: &InitPlan, chan: &Channel, placed: &mut bool) -> Result<()> {
@@ -347,58 +338,12 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
             report_to_start(plan, &e.to_string());
         }
     }
-    if let Err(e) = rlimits::apply(process.rlimits().as_deref().unwrap_or_default()) {
-        return e.to_string();
-    }
-    // Before the uid changes: the real-time class needs CAP_SYS_ADMIN.
-    if let Some(v) = plan.ioprio {
-        if let Err(e) = ioprio::apply(v) {
-            return e.to_string();
-        }
-    }
-    let umask = process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while the init
-    // still has it (the rest of the setup then runs under the filter, as with runc).
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        if let Some(Err(e)) = plan.seccomp.as_ref().map(seccomp::install) {
-            return e;
-        }
-    }
-    if let Err(e) = user::switch(process.user(), plan.caps.as_ref()) {
-        return e.to_string();
-    }
-    set_pdeathsig(plan);
-    if let Some(p) = spec_personality(plan.bundle) {
-        // SAFETY: personality with a plain domain value.
-        if unsafe { libc::personality(p) } == -1 {
-            return format!("linux.personality: {}", std::io::Error::last_os_error());
-        }
-    }
-    if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return format!(
-                "process.noNewPrivileges: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    if let Err(e) = nix::unistd::chdir(process.cwd()) {
-        return format!("process.cwd: chdir {}: {e}", process.cwd().display());
-    }
-    let env = exec::environment(process.env().as_deref().unwrap_or_default(), || {
-        std::fs::read_to_string("/etc/passwd")
-            .ok()
-            .and_then(|p| user::home_of(&p, process.user().uid()))
-            .unwrap_or_else(|| "/".into())
-    });
-    if nnp {
-        if let Some(Err(e)) = plan.seccomp.as_ref().map(seccomp::install) {
-            return e;
-        }
-    }
-    let args = process.args().as_deref().unwrap_or_default();
-    exec::exec(args, &env)
+    process::become_workload(&process::Finish {
+        process,
+        caps: plan.caps.as_ref(),
+        ioprio: plan.ioprio,
+        seccomp: plan.seccomp.as_ref(),
+        personality: process::personality(&plan.bundle.spec),
+        after_user: &|| set_pdeathsig(plan),
+    })
 }

@@ -30,6 +30,12 @@ pub struct BackendData {
     /// config.json has no process: the container can be created but not started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_process: bool,
+    /// linux.seccomp, which every `exec`'d process gets too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// linux.personality as a personality(2) domain, for `exec`'d processes too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<libc::c_ulong>,
 }
 
 /// Map a backend error to the shared one, naming config.json for resource limits.
@@ -46,7 +52,7 @@ pub fn to_common(e: ContainerError, config: &Path) -> Error {
 
 /// The number of threads of this process: clone without fork's bookkeeping is only safe in a
 /// single-threaded process (another thread could hold the allocator's lock).
-fn thread_count() -> Option<u64> {
+pub(crate) fn thread_count() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(17)?.parse().ok()
@@ -86,7 +92,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
 }
 
 /// clone(2) with fork semantics (the child continues on a copy of this stack).
-fn clone_child(flags: CloneFlags) -> std::io::Result<i32> {
+pub(crate) fn clone_child(flags: CloneFlags) -> std::io::Result<i32> {
     // SAFETY: raw clone without a new stack behaves like fork; the child only runs the init
     // and leaves with _exit.
     let ret = unsafe {
@@ -307,6 +313,12 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
             .unwrap_or_default(),
         poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
         no_process: bundle.process().is_none(),
+        seccomp: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone()),
+        personality: crate::process::personality(&bundle.spec),
     };
     Ok(Created {
         pid,

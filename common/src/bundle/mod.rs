@@ -158,94 +158,7 @@ impl Bundle {
     }
 
     fn validate_process(&self, process: &Process) -> Result<()> {
-        let args = process.args().as_deref().unwrap_or_default();
-        if args.is_empty() || args[0].is_empty() {
-            return Err(self.err("process.args", "must not be empty"));
-        }
-        if process.terminal().unwrap_or(false) {
-            return Err(Error::Unsupported {
-                file: self.config_path.clone(),
-                field: "process.terminal".into(),
-                reason: "true is not supported yet; set it to false to pass stdio through".into(),
-            });
-        }
-        if !process.cwd().is_absolute() {
-            return Err(self.err(
-                "process.cwd",
-                format!(
-                    "{} must be an absolute path",
-                    quote(&process.cwd().to_string_lossy())
-                ),
-            ));
-        }
-        if let Some(env) = process.env() {
-            if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| !e.contains('=')) {
-                return Err(self.err(
-                    format!("process.env[{i}]"),
-                    format!("{} is not NAME=VALUE", quote(bad)),
-                ));
-            }
-            if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| e.starts_with('=')) {
-                return Err(self.err(
-                    format!("process.env[{i}]"),
-                    format!("{} has an empty NAME", quote(bad)),
-                ));
-            }
-        }
-        // execve takes C strings: a NUL byte would cut the value short.
-        let strings = [
-            ("process.args", args),
-            ("process.env", process.env().as_deref().unwrap_or_default()),
-        ];
-        for (field, list) in strings {
-            if let Some((i, bad)) = list.iter().enumerate().find(|(_, a)| a.contains('\0')) {
-                return Err(self.err(
-                    format!("{field}[{i}]"),
-                    format!("{} contains a NUL byte", quote(bad)),
-                ));
-            }
-        }
-        if process.cwd().to_string_lossy().contains('\0') {
-            return Err(self.err(
-                "process.cwd",
-                format!(
-                    "{} contains a NUL byte",
-                    quote(&process.cwd().to_string_lossy())
-                ),
-            ));
-        }
-        self.validate_user(process)?;
-        Ok(())
-    }
-
-    /// setuid(-1) and setgid(-1) mean "no change": id 4294967295 would leave the workload
-    /// running as the runtime's user, root.
-    fn validate_user(&self, process: &Process) -> Result<()> {
-        let user = process.user();
-        let none = |field: String| {
-            Err(self.err(
-                field,
-                format!(
-                    "{NO_ID} is not an id: it means \"no change\" to setuid/setgid, and the \
-                     workload would keep running as root"
-                ),
-            ))
-        };
-        if user.uid() == NO_ID {
-            return none("process.user.uid".into());
-        }
-        if user.gid() == NO_ID {
-            return none("process.user.gid".into());
-        }
-        if let Some(i) = user
-            .additional_gids()
-            .iter()
-            .flatten()
-            .position(|g| *g == NO_ID)
-        {
-            return none(format!("process.user.additionalGids[{i}]"));
-        }
-        Ok(())
+        validate_process(process, &self.config_path, "process.")
     }
 
     /// The kernel's rules for uid_map and gid_map, checked before anything is made: each
@@ -453,8 +366,119 @@ impl Bundle {
     }
 }
 
+/// Check a process spec as the runtime needs it: `file` and `prefix` name its fields in
+/// errors (`process.` in config.json, nothing in the process file `exec --process` reads).
+pub fn validate_process(process: &Process, file: &Path, prefix: &str) -> Result<()> {
+    let err = |field: &str, reason: String| Error::Config {
+        file: file.to_path_buf(),
+        field: format!("{prefix}{field}"),
+        reason,
+    };
+    let args = process.args().as_deref().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(err("args", "must not be empty".into()));
+    }
+    if process.terminal().unwrap_or(false) {
+        return Err(Error::Unsupported {
+            file: file.to_path_buf(),
+            field: format!("{prefix}terminal"),
+            reason: "true is not supported yet; set it to false to pass stdio through".into(),
+        });
+    }
+    if !process.cwd().is_absolute() {
+        return Err(err(
+            "cwd",
+            format!(
+                "{} must be an absolute path",
+                quote(&process.cwd().to_string_lossy())
+            ),
+        ));
+    }
+    if let Some(env) = process.env() {
+        if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| !e.contains('=')) {
+            return Err(err(
+                &format!("env[{i}]"),
+                format!("{} is not NAME=VALUE", quote(bad)),
+            ));
+        }
+        if let Some((i, bad)) = env.iter().enumerate().find(|(_, e)| e.starts_with('=')) {
+            return Err(err(
+                &format!("env[{i}]"),
+                format!("{} has an empty NAME", quote(bad)),
+            ));
+        }
+    }
+    // execve takes C strings: a NUL byte would cut the value short.
+    let strings = [
+        ("args", args),
+        ("env", process.env().as_deref().unwrap_or_default()),
+    ];
+    for (field, list) in strings {
+        if let Some((i, bad)) = list.iter().enumerate().find(|(_, a)| a.contains('\0')) {
+            return Err(err(
+                &format!("{field}[{i}]"),
+                format!("{} contains a NUL byte", quote(bad)),
+            ));
+        }
+    }
+    if process.cwd().to_string_lossy().contains('\0') {
+        return Err(err(
+            "cwd",
+            format!(
+                "{} contains a NUL byte",
+                quote(&process.cwd().to_string_lossy())
+            ),
+        ));
+    }
+    validate_user(process, &err)
+}
+
+/// setuid(-1) and setgid(-1) mean "no change": id 4294967295 would leave the workload
+/// running as the runtime's user, root.
+fn validate_user(process: &Process, err: &dyn Fn(&str, String) -> Error) -> Result<()> {
+    let user = process.user();
+    let none = |field: String| {
+        Err(err(
+            &field,
+            format!(
+                "{NO_ID} is not an id: it means \"no change\" to setuid/setgid, and the \
+                     workload would keep running as root"
+            ),
+        ))
+    };
+    if user.uid() == NO_ID {
+        return none("user.uid".into());
+    }
+    if user.gid() == NO_ID {
+        return none("user.gid".into());
+    }
+    if let Some(i) = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .position(|g| *g == NO_ID)
+    {
+        return none(format!("user.additionalGids[{i}]"));
+    }
+    Ok(())
+}
+
 /// Parse config.json strictly: syntax errors carry line and column, type errors the field path.
 pub fn parse_spec(file: &Path, text: &str) -> Result<Spec> {
+    parse_strict(file, text)
+}
+
+/// Parse the OCI process JSON `exec --process` reads, as strictly as config.json.
+pub fn parse_process(file: &Path, text: &str) -> Result<Process> {
+    parse_strict(file, text)
+}
+
+/// Parse the OCI linux.resources JSON `update --resources` reads, as strictly as config.json.
+pub fn parse_resources(file: &Path, text: &str) -> Result<oci_spec::runtime::LinuxResources> {
+    parse_strict(file, text)
+}
+
+fn parse_strict<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
     // Syntax first, so a broken file is reported by line and column rather than by field.
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         return Err(Error::Json {
@@ -465,7 +489,7 @@ pub fn parse_spec(file: &Path, text: &str) -> Result<Spec> {
         });
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, Spec>(&mut de).map_err(|err| {
+    serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         Error::Config {

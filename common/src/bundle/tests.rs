@@ -149,6 +149,33 @@ fn terminal_true_is_unsupported() {
 }
 
 #[test]
+fn an_exec_process_file_names_its_own_fields() {
+    let file = Path::new("/run/p.json");
+    let err = parse_process(
+        file,
+        r#"{"args": ["sh"], "cwd": "/", "user": {"uid": "x"}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("/run/p.json: user.uid: invalid type"),
+        "{err}"
+    );
+    let p = parse_process(
+        file,
+        r#"{"args": ["sh"], "cwd": "rel", "user": {"uid": 0, "gid": 0}}"#,
+    )
+    .unwrap();
+    let err = validate_process(&p, file, "").unwrap_err().to_string();
+    assert!(
+        err.starts_with("/run/p.json: cwd: \"rel\" must be an absolute path"),
+        "{err}"
+    );
+    let err = parse_process(file, "{").unwrap_err().to_string();
+    assert!(err.contains("/run/p.json: invalid JSON at line 1"), "{err}");
+}
+
+#[test]
 fn bad_values() {
     let cases = [
         (with(base(), "/ociVersion", json!("2.0.0")), "ociVersion"),
