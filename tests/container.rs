@@ -441,6 +441,27 @@ fn the_cgroup_mount_shows_the_containers_own_cgroup() {
 }
 
 #[test]
+fn dockers_zero_valued_resources_mean_unset() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("cat /proc/self/cgroup");
+    // What dockerd 20.10 sends for a container run without limits (its blockIO weight 0 was
+    // written to blkio.bfq.weight, which refused it), and the other zeros runc skips.
+    b.edit(|c| {
+        c["linux"]["resources"] = json!({
+            "blockIO": {"weight": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0,
+                    "realtimePeriod": 0, "cpus": "", "mems": ""},
+            "memory": {"reservation": 0, "swap": 0, "kernelTCP": 0, "disableOOMKiller": false}
+        })
+    });
+    let out = ib.run_bundle(&b, "docker-zeros");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("/docker-zeros"), "{}", stdout(&out));
+    ib.assert_nothing_left("docker-zeros", Some(b.path()));
+}
+
+#[test]
 fn device_cgroup_denies_all_but_defaults_and_listed_devices() {
     require_root!();
     let ib = Isobox::new();

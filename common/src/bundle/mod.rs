@@ -282,7 +282,8 @@ impl Bundle {
             }
         }
         if let Some(cpu) = linux.resources().as_ref().and_then(|r| r.cpu().as_ref()) {
-            if let Some(cpus) = cpu.cpus() {
+            // Empty means unset, as in runc.
+            if let Some(cpus) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
                 parse_cpu_list(cpus).map_err(|r| self.err("linux.resources.cpu.cpus", r))?;
             }
             if let (Some(q), Some(p)) = (cpu.quota(), cpu.period()) {

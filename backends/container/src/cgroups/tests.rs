@@ -656,8 +656,9 @@ fn block_io_picks_the_file_the_scheduler_offers() {
         .unwrap();
 }
 
-/// linux.resources as dockerd sends it for a container without limits.
-pub(super) fn dockers_zeros() -> LinuxResources {
+/// linux.resources with every field runc reads as unset at zero (dockerd sends
+/// blockIO.weight and cpu.shares so for every container).
+pub(super) fn zeros_runc_leaves_unset() -> LinuxResources {
     serde_json::from_value(serde_json::json!({
         "blockIO": {"weight": 0, "leafWeight": 0, "weightDevice": [{"major": 8, "minor": 0, "weight": 0}]},
         "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0, "realtimePeriod": 0, "cpus": "", "mems": ""},
@@ -669,7 +670,7 @@ pub(super) fn dockers_zeros() -> LinuxResources {
 
 #[test]
 fn zero_values_are_unset_as_in_runc() {
-    let res = dockers_zeros();
+    let res = zeros_runc_leaves_unset();
     let any = |_: &str| Ok(resources::Flavor::V1);
     assert_eq!(resources::settings(&res, &any).unwrap(), vec![]);
     let v2 = |_: &str| Ok(resources::Flavor::V2);
@@ -696,7 +697,7 @@ fn zero_values_are_unset_as_in_runc() {
     cg.destroy().unwrap();
 
     // A zero beside a real value leaves only the real one.
-    let mut res = dockers_zeros();
+    let mut res = zeros_runc_leaves_unset();
     let mut cpu = res.cpu().clone().unwrap();
     cpu.set_quota(Some(20_000));
     res.set_cpu(Some(cpu));

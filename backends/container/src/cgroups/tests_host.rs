@@ -173,9 +173,9 @@ fn kernel_refusal_names_the_field_and_leaves_nothing() {
 }
 
 #[test]
-fn dockers_zero_values_create_on_the_host() {
+fn zero_values_create_on_the_host() {
     let Some(h) = host() else { return };
-    let res = super::tests::dockers_zeros();
+    let res = super::tests::zeros_runc_leaves_unset();
     let path = test_path("zeros");
     let cg = Cgroup::create_in(&h, Some(&path), "zeros", Some(&res)).unwrap();
     let _guard = Guard(&cg);
