@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod id;
 pub mod proc;
 pub mod protocol;
+pub mod pty;
 pub mod rootpath;
 pub mod seccomp;
 pub mod skip;

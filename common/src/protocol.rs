@@ -11,26 +11,40 @@
 //! stray bytes on the line (kernel noise, a tty echo) a clear error instead of a silent
 //! desynchronisation. Payloads by type:
 //!
+//! Messages about one process carry a session id first (u32 BE, written `sid` below): the
+//! workload is session [`WORKLOAD`]; the host opens more (`exec`) with further ids, never
+//! reusing one. Payloads by type:
+//!
 //! | type | message    | payload                                                   |
 //! |------|------------|-----------------------------------------------------------|
 //! | 1    | Hello      | 8 bytes `ISOBOXAG` + u32 BE protocol version              |
-//! | 2    | Exec       | JSON [`ExecRequest`]                                      |
-//! | 3    | Stdin      | raw bytes                                                 |
-//! | 4    | StdinEof   | empty                                                     |
-//! | 5    | Stdout     | raw bytes                                                 |
-//! | 6    | Stderr     | raw bytes                                                 |
-//! | 7    | Signal     | i32 BE signal number                                      |
-//! | 8    | Started    | u32 BE guest pid of the workload                          |
-//! | 9    | Exit       | JSON `{"code": i32?, "signal": i32?}`                     |
-//! | 10   | Error      | UTF-8 text                                                |
+//! | 2    | Exec       | sid + JSON [`ExecRequest`]                                |
+//! | 3    | Stdin      | sid + raw bytes                                           |
+//! | 4    | StdinEof   | sid                                                       |
+//! | 5    | Stdout     | sid + raw bytes                                           |
+//! | 6    | Stderr     | sid + raw bytes                                           |
+//! | 7    | Signal     | sid + i32 BE signal number                                |
+//! | 8    | Started    | sid + u32 BE guest pid of the session's process           |
+//! | 9    | Exit       | sid + JSON `{"code": i32?, "signal": i32?}`               |
+//! | 10   | Error      | sid + UTF-8 text                                          |
 //! | 11   | Shutdown   | empty                                                     |
 //! | 12   | SignalAll  | i32 BE signal number, for every process in the guest      |
+//! | 13   | Resize     | sid + u16 BE rows + u16 BE cols                           |
+//! | 14   | Consumed   | sid + u32 BE count of data bytes written to their target  |
 //!
-//! Session: both sides send Hello first and check the other's (a different magic or version is
-//! an error naming both versions). The host sends Exec once; the agent answers Started (or
-//! Error), then streams Stdout/Stderr, and finally Exit, after which it powers the VM off. The
-//! host may send Stdin, StdinEof, Signal and SignalAll at any time after Exec, and Shutdown to make the
-//! agent kill the workload and power off.
+//! Conversation: both sides send Hello first and check the other's (a different magic or
+//! version is an error naming both versions). The host opens a session with Exec; the agent
+//! answers Started (or Error, then Exit with code 127), streams Stdout/Stderr, and ends the
+//! session with Exit, its last frame for that id. The host may send Stdin, StdinEof, Signal and
+//! Resize for an open session, SignalAll at any time, and Shutdown to make the agent kill the
+//! workload. The workload's Exit ends the guest: every other process is killed, their sessions
+//! end first, and the agent powers the VM off.
+//!
+//! Flow control: at most [`WINDOW`] data bytes (Stdin one way, Stdout and Stderr together the
+//! other) may be in flight per session and direction; the receiver reports with Consumed what it
+//! has written out. So one slow reader stalls only its own session, and neither side buffers
+//! more than a window per session. [`session::GuestSessions`] checks a guest's frames against
+//! this on the host.
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -44,11 +58,21 @@ pub const FRAME_MAGIC: [u8; 2] = [0xB0, 0x58];
 /// Bytes that open a Hello payload.
 pub const HELLO_MAGIC: [u8; 8] = *b"ISOBOXAG";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest payload accepted (and produced: senders split bigger data).
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Header size: magic, length, type.
 pub const HEADER_LEN: usize = 2 + 4 + 1;
+/// A session's id; the workload's is [`WORKLOAD`].
+pub type SessionId = u32;
+/// The session of the bundle's own process.
+pub const WORKLOAD: SessionId = 0;
+/// Data bytes in flight per session and direction before the sender waits for Consumed.
+pub const WINDOW: usize = 256 * 1024;
+/// Largest data chunk either side puts in one frame.
+pub const CHUNK: usize = 32 * 1024;
+/// Most sessions open at once (the workload's included).
+pub const MAX_SESSIONS: usize = 64;
 
 /// One resource limit for the workload (`RLIMIT_NOFILE`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +103,17 @@ pub struct ExecRequest {
     /// The compiled `linux.seccomp` filter, installed in the workload just before execve.
     #[serde(default)]
     pub seccomp: Option<SeccompProgram>,
+    /// Run on a new pseudo-terminal of this initial size (`process.terminal`): its slave is
+    /// the process's stdio and controlling terminal, and all output comes as Stdout.
+    #[serde(default)]
+    pub terminal: Option<WindowSize>,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// A classic BPF seccomp filter ready for seccomp(SECCOMP_SET_MODE_FILTER): each word is
@@ -114,20 +149,55 @@ pub enum Message {
     Hello {
         version: u32,
     },
-    Exec(ExecRequest),
-    Stdin(Vec<u8>),
-    StdinEof,
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
-    Signal(i32),
+    Exec {
+        session: SessionId,
+        request: ExecRequest,
+    },
+    Stdin {
+        session: SessionId,
+        data: Vec<u8>,
+    },
+    StdinEof {
+        session: SessionId,
+    },
+    Stdout {
+        session: SessionId,
+        data: Vec<u8>,
+    },
+    Stderr {
+        session: SessionId,
+        data: Vec<u8>,
+    },
+    Signal {
+        session: SessionId,
+        signal: i32,
+    },
     Started {
+        session: SessionId,
         pid: u32,
     },
-    Exit(ExitStatus),
-    Error(String),
+    Exit {
+        session: SessionId,
+        status: ExitStatus,
+    },
+    Error {
+        session: SessionId,
+        text: String,
+    },
     Shutdown,
     /// A signal for every process in the guest but the agent (`isobox kill --all`).
     SignalAll(i32),
+    /// The session's terminal changed size.
+    Resize {
+        session: SessionId,
+        size: WindowSize,
+    },
+    /// The receiver wrote `bytes` more of the session's data out (flow control, see
+    /// [`WINDOW`]).
+    Consumed {
+        session: SessionId,
+        bytes: u32,
+    },
 }
 
 mod ty {
@@ -143,6 +213,8 @@ mod ty {
     pub const ERROR: u8 = 10;
     pub const SHUTDOWN: u8 = 11;
     pub const SIGNAL_ALL: u8 = 12;
+    pub const RESIZE: u8 = 13;
+    pub const CONSUMED: u8 = 14;
 }
 
 fn perr(msg: impl Into<String>) -> Error {
@@ -161,66 +233,95 @@ impl Message {
     pub fn name(&self) -> &'static str {
         match self {
             Message::Hello { .. } => "Hello",
-            Message::Exec(_) => "Exec",
-            Message::Stdin(_) => "Stdin",
-            Message::StdinEof => "StdinEof",
-            Message::Stdout(_) => "Stdout",
-            Message::Stderr(_) => "Stderr",
-            Message::Signal(_) => "Signal",
+            Message::Exec { .. } => "Exec",
+            Message::Stdin { .. } => "Stdin",
+            Message::StdinEof { .. } => "StdinEof",
+            Message::Stdout { .. } => "Stdout",
+            Message::Stderr { .. } => "Stderr",
+            Message::Signal { .. } => "Signal",
             Message::Started { .. } => "Started",
-            Message::Exit(_) => "Exit",
-            Message::Error(_) => "Error",
+            Message::Exit { .. } => "Exit",
+            Message::Error { .. } => "Error",
             Message::Shutdown => "Shutdown",
             Message::SignalAll(_) => "SignalAll",
+            Message::Resize { .. } => "Resize",
+            Message::Consumed { .. } => "Consumed",
+        }
+    }
+
+    /// The session a message is about; None for Hello, Shutdown and SignalAll.
+    pub fn session(&self) -> Option<SessionId> {
+        match self {
+            Message::Hello { .. } | Message::Shutdown | Message::SignalAll(_) => None,
+            Message::Exec { session, .. }
+            | Message::Stdin { session, .. }
+            | Message::StdinEof { session }
+            | Message::Stdout { session, .. }
+            | Message::Stderr { session, .. }
+            | Message::Signal { session, .. }
+            | Message::Started { session, .. }
+            | Message::Exit { session, .. }
+            | Message::Error { session, .. }
+            | Message::Resize { session, .. }
+            | Message::Consumed { session, .. } => Some(*session),
         }
     }
 
     /// Encode into one frame. Fails only when the payload exceeds [`MAX_PAYLOAD`].
     pub fn encode(&self) -> Result<Vec<u8>> {
         // Data frames borrow their bytes: the payload is copied once, into the frame.
-        let (kind, payload): (u8, Cow<[u8]>) = match self {
+        let (kind, body): (u8, Cow<[u8]>) = match self {
             Message::Hello { version } => {
                 let mut p = HELLO_MAGIC.to_vec();
                 p.extend_from_slice(&version.to_be_bytes());
                 (ty::HELLO, p.into())
             }
-            Message::Exec(req) => (ty::EXEC, to_json(req)?.into()),
-            Message::Stdin(b) => (ty::STDIN, b.as_slice().into()),
-            Message::StdinEof => (ty::STDIN_EOF, Cow::Borrowed(&[])),
-            Message::Stdout(b) => (ty::STDOUT, b.as_slice().into()),
-            Message::Stderr(b) => (ty::STDERR, b.as_slice().into()),
-            Message::Signal(s) => (ty::SIGNAL, s.to_be_bytes().to_vec().into()),
-            Message::Started { pid } => (ty::STARTED, pid.to_be_bytes().to_vec().into()),
-            Message::Exit(st) => (ty::EXIT, to_json(st)?.into()),
-            Message::Error(text) => (ty::ERROR, text.as_bytes().into()),
+            Message::Exec { request, .. } => (ty::EXEC, to_json(request)?.into()),
+            Message::Stdin { data, .. } => (ty::STDIN, data.as_slice().into()),
+            Message::StdinEof { .. } => (ty::STDIN_EOF, Cow::Borrowed(&[])),
+            Message::Stdout { data, .. } => (ty::STDOUT, data.as_slice().into()),
+            Message::Stderr { data, .. } => (ty::STDERR, data.as_slice().into()),
+            Message::Signal { signal, .. } => (ty::SIGNAL, signal.to_be_bytes().to_vec().into()),
+            Message::Started { pid, .. } => (ty::STARTED, pid.to_be_bytes().to_vec().into()),
+            Message::Exit { status, .. } => (ty::EXIT, to_json(status)?.into()),
+            Message::Error { text, .. } => (ty::ERROR, text.as_bytes().into()),
             Message::Shutdown => (ty::SHUTDOWN, Cow::Borrowed(&[])),
             Message::SignalAll(s) => (ty::SIGNAL_ALL, s.to_be_bytes().to_vec().into()),
+            Message::Resize { size, .. } => {
+                let mut p = size.rows.to_be_bytes().to_vec();
+                p.extend_from_slice(&size.cols.to_be_bytes());
+                (ty::RESIZE, p.into())
+            }
+            Message::Consumed { bytes, .. } => (ty::CONSUMED, bytes.to_be_bytes().to_vec().into()),
         };
-        if payload.len() > MAX_PAYLOAD {
+        let sid = self.session().map(u32::to_be_bytes);
+        let sid: &[u8] = sid.as_ref().map_or(&[], |b| b.as_slice());
+        let payload_len = sid.len() + body.len();
+        if payload_len > MAX_PAYLOAD {
             return Err(perr(format!(
-                "{} payload of {} bytes exceeds the {MAX_PAYLOAD}-byte limit",
+                "{} payload of {payload_len} bytes exceeds the {MAX_PAYLOAD}-byte limit",
                 self.name(),
-                payload.len()
             )));
         }
-        let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
+        let mut frame = Vec::with_capacity(HEADER_LEN + payload_len);
         frame.extend_from_slice(&FRAME_MAGIC);
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&(payload_len as u32).to_be_bytes());
         frame.push(kind);
-        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(sid);
+        frame.extend_from_slice(&body);
         Ok(frame)
     }
 
     /// Decode one message from a frame's type byte and payload.
     pub fn from_parts(kind: u8, payload: &[u8]) -> Result<Message> {
-        let empty = |m: Message| {
-            if payload.is_empty() {
+        let empty = |m: Message, rest: &[u8]| {
+            if rest.is_empty() {
                 Ok(m)
             } else {
                 Err(perr(format!(
                     "{} frame must be empty, has {} bytes",
                     m.name(),
-                    payload.len()
+                    rest.len()
                 )))
             }
         };
@@ -234,33 +335,99 @@ impl Message {
                         hex_prefix(payload)
                     )));
                 }
-                Ok(Message::Hello {
+                return Ok(Message::Hello {
                     version: u32::from_be_bytes(fixed(&payload[8..], "Hello")?),
-                })
+                });
             }
-            ty::EXEC => Ok(Message::Exec(from_json(payload, "Exec")?)),
-            ty::STDIN => Ok(Message::Stdin(payload.to_vec())),
-            ty::STDIN_EOF => empty(Message::StdinEof),
-            ty::STDOUT => Ok(Message::Stdout(payload.to_vec())),
-            ty::STDERR => Ok(Message::Stderr(payload.to_vec())),
-            ty::SIGNAL => Ok(Message::Signal(i32::from_be_bytes(fixed(
-                payload, "Signal",
-            )?))),
-            ty::STARTED => Ok(Message::Started {
-                pid: u32::from_be_bytes(fixed(payload, "Started")?),
-            }),
-            ty::EXIT => Ok(Message::Exit(from_json(payload, "Exit")?)),
-            ty::ERROR => String::from_utf8(payload.to_vec())
-                .map(Message::Error)
-                .map_err(|e| perr(format!("Error frame text is not UTF-8: {e}"))),
-            ty::SHUTDOWN => empty(Message::Shutdown),
-            ty::SIGNAL_ALL => Ok(Message::SignalAll(i32::from_be_bytes(fixed(
-                payload,
-                "SignalAll",
-            )?))),
-            other => Err(perr(format!("unknown frame type {other}"))),
+            ty::SHUTDOWN => return empty(Message::Shutdown, payload),
+            ty::SIGNAL_ALL => {
+                return Ok(Message::SignalAll(i32::from_be_bytes(fixed(
+                    payload,
+                    "SignalAll",
+                )?)))
+            }
+            _ => {}
         }
+        // Every other type is about one session, whose id comes first.
+        let name = type_name(kind).ok_or_else(|| perr(format!("unknown frame type {kind}")))?;
+        if payload.len() < 4 {
+            return Err(perr(format!(
+                "{name} payload must start with a 4-byte session id, has {} bytes",
+                payload.len()
+            )));
+        }
+        let (sid, rest) = payload.split_at(4);
+        let session = u32::from_be_bytes([sid[0], sid[1], sid[2], sid[3]]);
+        Ok(match kind {
+            ty::EXEC => Message::Exec {
+                session,
+                request: from_json(rest, name)?,
+            },
+            ty::STDIN => Message::Stdin {
+                session,
+                data: rest.to_vec(),
+            },
+            ty::STDIN_EOF => empty(Message::StdinEof { session }, rest)?,
+            ty::STDOUT => Message::Stdout {
+                session,
+                data: rest.to_vec(),
+            },
+            ty::STDERR => Message::Stderr {
+                session,
+                data: rest.to_vec(),
+            },
+            ty::SIGNAL => Message::Signal {
+                session,
+                signal: i32::from_be_bytes(fixed(rest, name)?),
+            },
+            ty::STARTED => Message::Started {
+                session,
+                pid: u32::from_be_bytes(fixed(rest, name)?),
+            },
+            ty::EXIT => Message::Exit {
+                session,
+                status: from_json(rest, name)?,
+            },
+            ty::ERROR => Message::Error {
+                session,
+                text: String::from_utf8(rest.to_vec())
+                    .map_err(|e| perr(format!("Error frame text is not UTF-8: {e}")))?,
+            },
+            ty::RESIZE => {
+                let b: [u8; 4] = fixed(rest, name)?;
+                Message::Resize {
+                    session,
+                    size: WindowSize {
+                        rows: u16::from_be_bytes([b[0], b[1]]),
+                        cols: u16::from_be_bytes([b[2], b[3]]),
+                    },
+                }
+            }
+            ty::CONSUMED => Message::Consumed {
+                session,
+                bytes: u32::from_be_bytes(fixed(rest, name)?),
+            },
+            _ => return Err(perr(format!("unknown frame type {kind}"))),
+        })
     }
+}
+
+/// The name of a session-scoped frame type.
+fn type_name(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        ty::EXEC => "Exec",
+        ty::STDIN => "Stdin",
+        ty::STDIN_EOF => "StdinEof",
+        ty::STDOUT => "Stdout",
+        ty::STDERR => "Stderr",
+        ty::SIGNAL => "Signal",
+        ty::STARTED => "Started",
+        ty::EXIT => "Exit",
+        ty::ERROR => "Error",
+        ty::RESIZE => "Resize",
+        ty::CONSUMED => "Consumed",
+        _ => return None,
+    })
 }
 
 fn fixed<const N: usize>(payload: &[u8], what: &str) -> Result<[u8; N]> {
@@ -386,6 +553,8 @@ pub fn check_hello(msg: &Message, peer: &str) -> Result<()> {
         other => Err(perr(format!("{peer} sent {} before Hello", other.name()))),
     }
 }
+
+pub mod session;
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 
 use std::io::{self, Read};
 
+use isobox_common::protocol::session::GuestSessions;
 use isobox_common::protocol::{decode, read_message, Message};
 use libfuzzer_sys::fuzz_target;
 
@@ -147,6 +148,23 @@ fuzz_target!(|data: &[u8]| {
     let (inc, inc_end) = incremental(stream, sizes);
     assert_eq!(inc, msgs, "chunked decode and whole decode disagree");
     assert_eq!(inc_end, end, "chunked decode ended differently");
+
+    let mut host = GuestSessions::new();
+    let _ = host.open_workload();
+    for _ in 0..3 {
+        let _ = host.open();
+    }
+    for m in &msgs {
+        let ends = match m {
+            Message::Exit { session, .. } => Some(*session),
+            _ => None,
+        };
+        if host.accept(m).is_ok() {
+            if let Some(id) = ends {
+                assert!(!host.is_open(id), "session {id} open after its Exit");
+            }
+        }
+    }
 
     for m in msgs {
         // Re-encoding can only fail on size (a JSON payload re-encoded may grow).

@@ -35,6 +35,7 @@ pub fn exec_request(bundle: &Bundle) -> Option<ExecRequest> {
             .unwrap_or_default(),
         hostname: bundle.spec.hostname().clone(),
         seccomp: None,
+        terminal: None,
     })
 }
 

@@ -82,7 +82,13 @@ fn env() -> Result<Env, String> {
     .map_err(|e| format!("no guest kernel: {e}"))?;
     cargo_build(&["-p", "isobox-guest", "--bin", "isobox-agent"])?;
     cargo_build(&["-p", "isobox-microvm", "--example", "vm_host"])?;
-    let target = workspace().join("target/x86_64-unknown-linux-gnu/debug");
+    // Beside this test's own executable (in deps/): the target directory cargo built into.
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let target = exe
+        .ancestors()
+        .nth(2)
+        .ok_or("the test executable has no target directory")?
+        .to_path_buf();
     Ok(Env {
         // $ISOBOX_AGENT picks another build (e.g. a stripped release agent for timing).
         agent: std::env::var_os("ISOBOX_AGENT")

@@ -4,45 +4,93 @@ fn samples() -> Vec<Message> {
     vec![
         Message::hello(),
         Message::Hello { version: 7 },
-        Message::Exec(ExecRequest {
-            args: vec!["sh".into(), "-c".into(), "echo ü".into()],
-            env: vec!["PATH=/bin".into(), "A=b=c".into()],
-            cwd: "/tmp".into(),
-            uid: 1000,
-            gid: 100,
-            additional_gids: vec![5, 6],
-            umask: Some(0o022),
-            rlimits: vec![Rlimit {
-                kind: "RLIMIT_NOFILE".into(),
-                soft: 1024,
-                hard: u64::MAX,
-            }],
-            hostname: Some("box".into()),
-            seccomp: Some(SeccompProgram {
-                filter: vec![0x0000_0004_0000_0020, 0x7fff_0000_0000_0006, u64::MAX],
-                flags: 2 | 4,
-            }),
-        }),
-        Message::Exec(ExecRequest::default()),
-        Message::Stdin(vec![0, 1, 0xB0, 0x58, 255]),
-        Message::Stdin(Vec::new()),
-        Message::StdinEof,
-        Message::Stdout(b"out\n".to_vec()),
-        Message::Stderr(vec![0xff; 4096]),
-        Message::Signal(15),
-        Message::Signal(-1),
-        Message::Started { pid: 42 },
-        Message::Exit(ExitStatus {
-            code: Some(3),
-            signal: None,
-        }),
-        Message::Exit(ExitStatus {
-            code: None,
-            signal: Some(9),
-        }),
-        Message::Error("exec \"x\": No such file".into()),
+        Message::Exec {
+            session: WORKLOAD,
+            request: ExecRequest {
+                args: vec!["sh".into(), "-c".into(), "echo ü".into()],
+                env: vec!["PATH=/bin".into(), "A=b=c".into()],
+                cwd: "/tmp".into(),
+                uid: 1000,
+                gid: 100,
+                additional_gids: vec![5, 6],
+                umask: Some(0o022),
+                rlimits: vec![Rlimit {
+                    kind: "RLIMIT_NOFILE".into(),
+                    soft: 1024,
+                    hard: u64::MAX,
+                }],
+                hostname: Some("box".into()),
+                seccomp: Some(SeccompProgram {
+                    filter: vec![0x0000_0004_0000_0020, 0x7fff_0000_0000_0006, u64::MAX],
+                    flags: 2 | 4,
+                }),
+                terminal: Some(WindowSize { rows: 24, cols: 80 }),
+            },
+        },
+        Message::Exec {
+            session: u32::MAX,
+            request: ExecRequest::default(),
+        },
+        Message::Stdin {
+            session: 1,
+            data: vec![0, 1, 0xB0, 0x58, 255],
+        },
+        Message::Stdin {
+            session: 0,
+            data: Vec::new(),
+        },
+        Message::StdinEof { session: 3 },
+        Message::Stdout {
+            session: 0,
+            data: b"out\n".to_vec(),
+        },
+        Message::Stderr {
+            session: 2,
+            data: vec![0xff; 4096],
+        },
+        Message::Signal {
+            session: 0,
+            signal: 15,
+        },
+        Message::Signal {
+            session: 9,
+            signal: -1,
+        },
+        Message::Started {
+            session: 4,
+            pid: 42,
+        },
+        Message::Exit {
+            session: 0,
+            status: ExitStatus {
+                code: Some(3),
+                signal: None,
+            },
+        },
+        Message::Exit {
+            session: 5,
+            status: ExitStatus {
+                code: None,
+                signal: Some(9),
+            },
+        },
+        Message::Error {
+            session: 1,
+            text: "exec \"x\": No such file".into(),
+        },
         Message::Shutdown,
         Message::SignalAll(15),
+        Message::Resize {
+            session: 1,
+            size: WindowSize {
+                rows: 50,
+                cols: u16::MAX,
+            },
+        },
+        Message::Consumed {
+            session: 2,
+            bytes: WINDOW as u32,
+        },
     ]
 }
 
@@ -72,7 +120,12 @@ fn every_message_round_trips_through_decode_and_reader() {
 
 #[test]
 fn reader_errors_on_eof_inside_a_frame() {
-    let frame = Message::Stdout(b"hello".to_vec()).encode().unwrap();
+    let frame = Message::Stdout {
+        session: 0,
+        data: b"hello".to_vec(),
+    }
+    .encode()
+    .unwrap();
     for cut in 1..frame.len() {
         let mut r = &frame[..cut];
         let err = read_message(&mut r).unwrap_err().to_string();
@@ -91,14 +144,22 @@ fn strict_decoding_rejects_bad_frames() {
     };
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (frame(0, b""), "unknown frame type 0"),
-        (frame(200, b""), "unknown frame type 200"),
-        (frame(ty::ERROR, &[0xff, 0xfe]), "not UTF-8"),
-        (frame(ty::EXEC, b"{not json"), "bad JSON"),
-        (frame(ty::EXIT, b"[]"), "bad JSON"),
-        (frame(ty::SIGNAL, &[1, 2, 3]), "must be 4 bytes"),
-        (frame(ty::STARTED, &[1, 2, 3, 4, 5]), "must be 4 bytes"),
+        (frame(200, b"\0\0\0\0"), "unknown frame type 200"),
+        (frame(ty::ERROR, &[0, 0, 0, 1, 0xff, 0xfe]), "not UTF-8"),
+        (frame(ty::EXEC, b"\0\0\0\0{not json"), "bad JSON"),
+        (frame(ty::EXIT, b"\0\0\0\0[]"), "bad JSON"),
+        (frame(ty::SIGNAL, &[0, 0, 0, 0, 1, 2, 3]), "must be 4 bytes"),
+        (
+            frame(ty::STARTED, &[0, 0, 0, 0, 1, 2, 3, 4, 5]),
+            "must be 4 bytes",
+        ),
+        (frame(ty::RESIZE, &[0, 0, 0, 0, 1, 2]), "must be 4 bytes"),
+        (frame(ty::CONSUMED, &[0, 0, 0, 0]), "must be 4 bytes"),
+        (frame(ty::STDOUT, &[0, 0, 1]), "4-byte session id"),
+        (frame(ty::STDIN_EOF, &[0, 0, 0, 1, 0]), "must be empty"),
         (frame(ty::HELLO, b"ISOBOXAX\0\0\0\x01"), "Hello payload"),
         (frame(ty::SHUTDOWN, b"x"), "must be empty"),
+        (frame(ty::SIGNAL_ALL, &[0, 0, 0, 0, 9]), "must be 4 bytes"),
         (b"Linux version 6.1\n".to_vec(), "bad frame magic"),
         (
             {
@@ -122,11 +183,14 @@ fn strict_decoding_rejects_bad_frames() {
 
 #[test]
 fn oversized_payload_is_refused_by_the_encoder() {
-    let err = Message::Stdout(vec![0; MAX_PAYLOAD + 1])
-        .encode()
-        .unwrap_err();
+    // The session id counts: a payload is id and data together.
+    let out = |n| Message::Stdout {
+        session: 0,
+        data: vec![0; n],
+    };
+    let err = out(MAX_PAYLOAD - 3).encode().unwrap_err();
     assert!(err.to_string().contains("exceeds"));
-    assert!(Message::Stdout(vec![0; MAX_PAYLOAD]).encode().is_ok());
+    assert!(out(MAX_PAYLOAD - 4).encode().is_ok());
 }
 
 #[test]
@@ -136,7 +200,7 @@ fn hello_version_mismatch_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("version 9") && err.contains("speaks 1"),
+        err.contains("version 9") && err.contains("speaks 2"),
         "{err}"
     );
     let err = check_hello(&Message::Shutdown, "host")
@@ -193,3 +257,19 @@ fn random_garbage_never_panics_or_hangs() {
         }
     }
 }
+
+#[test]
+fn session_scoped_frames_carry_their_id_first() {
+    let frame = Message::Stdout {
+        session: 0x0102_0304,
+        data: b"hi".to_vec(),
+    }
+    .encode()
+    .unwrap();
+    assert_eq!(frame[2..7], [0, 0, 0, 6, ty::STDOUT]);
+    assert_eq!(frame[7..], [1, 2, 3, 4, b'h', b'i']);
+    assert_eq!(Message::Shutdown.session(), None);
+    assert_eq!(Message::StdinEof { session: 7 }.session(), Some(7));
+}
+
+mod sessions;

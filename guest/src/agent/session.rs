@@ -1,211 +1,281 @@
-//! One workload's life on the agent side: relay its stdio over the serial line, deliver
-//! signals, reap every child as PID 1, and report how it ended.
+//! One session's process on the agent side: its stdio descriptors, the Stdin not yet written,
+//! the output in flight to the host, and how it ended.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::process::{ChildStdin, ChildStdout};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
-use isobox_common::protocol::{self, ExitStatus, Message, MAX_PAYLOAD};
+use isobox_common::protocol::{ExitStatus, Message, SessionId, CHUNK, WINDOW};
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use super::init::log;
+use super::workload::Spawned;
 
-/// The serial line's sending half, shared by the threads that produce frames.
-#[derive(Clone)]
-pub struct Sender(Arc<Mutex<File>>);
+/// How long output is still read after the process ended while more keeps coming quickly:
+/// background processes that hold the pipes or the terminal do not delay the Exit longer.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-impl Sender {
-    pub fn new(tty: File) -> Self {
-        Sender(Arc::new(Mutex::new(tty)))
+/// Which of the process's outputs a descriptor carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub pid: Pid,
+    /// Where Stdin goes: the pipe to the process's stdin, or the pty master.
+    input: Option<OwnedFd>,
+    /// Stdin received and not yet written (the host keeps it within a window).
+    pending: VecDeque<u8>,
+    input_eof: bool,
+    /// The pty master, for Resize; with a terminal, output comes from it as Stdout.
+    terminal: Option<OwnedFd>,
+    outputs: Vec<(Stream, OwnedFd)>,
+    /// Output sent and not yet reported Consumed.
+    in_flight: usize,
+    /// How the process ended, once reaped.
+    pub status: Option<ExitStatus>,
+    /// When output was last read, or the process reaped, whichever is later.
+    last_activity: Instant,
+}
+
+fn nonblocking(fd: &OwnedFd) {
+    if let Err(e) = nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    ) {
+        log(&format!("making a session descriptor non-blocking: {e}"));
     }
+}
 
-    /// Send one message; a failure is logged (the host is gone, nothing else to tell).
-    pub fn send(&self, msg: &Message) -> bool {
-        let mut tty = match self.0.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+impl Session {
+    /// Take over a spawned process's stdio.
+    pub fn new(id: SessionId, mut spawned: Spawned) -> Session {
+        let pid = Pid::from_raw(spawned.child.id() as i32);
+        let mut outputs = Vec::new();
+        let (input, terminal) = match spawned.master.take() {
+            Some(master) => {
+                nonblocking(&master);
+                match master.try_clone() {
+                    Ok(out) => outputs.push((Stream::Stdout, out)),
+                    Err(e) => log(&format!("session {id}: duplicating the pty master: {e}")),
+                }
+                (master.try_clone().ok(), Some(master))
+            }
+            None => {
+                let c = &mut spawned.child;
+                if let Some(o) = c.stdout.take() {
+                    outputs.push((Stream::Stdout, o.into()));
+                }
+                if let Some(e) = c.stderr.take() {
+                    outputs.push((Stream::Stderr, e.into()));
+                }
+                (c.stdin.take().map(OwnedFd::from), None)
+            }
         };
-        match protocol::write_message(&mut *tty, msg) {
-            Ok(()) => true,
-            Err(e) => {
-                log(&format!("sending {}: {e}", msg.name()));
-                false
-            }
+        for (_, fd) in &outputs {
+            nonblocking(fd);
+        }
+        if let Some(fd) = &input {
+            nonblocking(fd);
+        }
+        Session {
+            id,
+            pid,
+            input,
+            pending: VecDeque::new(),
+            input_eof: false,
+            terminal,
+            outputs,
+            in_flight: 0,
+            status: None,
+            last_activity: Instant::now(),
         }
     }
 
-    /// Wait until the UART has sent every byte written: a reset right after the last frame
-    /// would otherwise drop what is still in the line discipline's buffer.
-    pub fn drain(&self) {
-        let tty = match self.0.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+    /// The output descriptors to poll for reading: none while the window is full.
+    pub fn readable(&self) -> Vec<BorrowedFd<'_>> {
+        if self.in_flight >= WINDOW {
+            return Vec::new();
+        }
+        self.outputs.iter().map(|(_, fd)| fd.as_fd()).collect()
+    }
+
+    /// The input descriptor to poll for writing, when there is Stdin to write.
+    pub fn writable(&self) -> Option<BorrowedFd<'_>> {
+        self.input
+            .as_ref()
+            .filter(|_| !self.pending.is_empty())
+            .map(|fd| fd.as_fd())
+    }
+
+    /// Read what output is ready on `raw_fd` into frames; closes it at its end.
+    pub fn read_output(&mut self, raw_fd: i32, frames: &mut Vec<Message>) {
+        let Some(i) = self
+            .outputs
+            .iter()
+            .position(|(_, fd)| fd.as_raw_fd() == raw_fd)
+        else {
+            return;
         };
-        if let Err(e) = nix::sys::termios::tcdrain(&*tty) {
-            log(&format!("draining the agent line: {e}"));
+        let room = WINDOW.saturating_sub(self.in_flight).min(CHUNK);
+        if room == 0 {
+            return;
+        }
+        let mut buf = vec![0u8; room];
+        match nix::unistd::read(&self.outputs[i].1, &mut buf) {
+            Ok(0) => {
+                self.outputs.remove(i);
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                self.in_flight += n;
+                self.last_activity = Instant::now();
+                let session = self.id;
+                frames.push(match self.outputs[i].0 {
+                    Stream::Stdout => Message::Stdout { session, data: buf },
+                    Stream::Stderr => Message::Stderr { session, data: buf },
+                });
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            // EIO: a pty master whose slave is closed everywhere, its normal end.
+            Err(Errno::EIO) => {
+                self.outputs.remove(i);
+            }
+            Err(e) => {
+                log(&format!("session {}: reading output: {e}", self.id));
+                self.outputs.remove(i);
+            }
         }
     }
-}
 
-/// Copy one of the workload's output pipes into Stdout or Stderr frames until EOF.
-fn pump_output(
-    mut pipe: impl Read + Send + 'static,
-    tx: Sender,
-    wrap: fn(Vec<u8>) -> Message,
-) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 32 * 1024];
-        debug_assert!(buf.len() <= MAX_PAYLOAD);
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if !tx.send(&wrap(buf[..n].to_vec())) {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log(&format!("reading workload output: {e}"));
-                    break;
-                }
+    /// Write pending Stdin; reports what was written with a Consumed frame.
+    pub fn write_input(&mut self, frames: &mut Vec<Message>) {
+        let Some(fd) = &self.input else { return };
+        let (a, _) = self.pending.as_slices();
+        match nix::unistd::write(fd, a) {
+            Ok(n) => {
+                self.pending.drain(..n);
+                frames.push(Message::Consumed {
+                    session: self.id,
+                    bytes: n as u32,
+                });
             }
-        }
-    })
-}
-
-/// Write Stdin chunks to the workload; dropping the channel's sender closes its stdin.
-fn feed_stdin(mut stdin: ChildStdin, rx: mpsc::Receiver<Vec<u8>>) {
-    thread::spawn(move || {
-        for chunk in rx {
-            if stdin.write_all(&chunk).is_err() {
-                // The workload closed its stdin: drop further input.
-                break;
-            }
-        }
-    });
-}
-
-/// Read host frames after Exec: Stdin, StdinEof, Signal, Shutdown.
-fn control_loop(mut tty: File, pid: Pid, stdin_tx: mpsc::Sender<Vec<u8>>) {
-    thread::spawn(move || {
-        let mut stdin_tx = Some(stdin_tx);
-        loop {
-            match protocol::read_message(&mut tty) {
-                Ok(Some(Message::Stdin(data))) => {
-                    if let Some(tx) = &stdin_tx {
-                        let _ = tx.send(data);
-                    }
-                }
-                Ok(Some(Message::StdinEof)) => stdin_tx = None,
-                Ok(Some(Message::Signal(n))) => match Signal::try_from(n) {
-                    Ok(sig) => {
-                        if let Err(e) = kill(pid, sig) {
-                            log(&format!("delivering signal {n} to {pid}: {e}"));
-                        }
-                    }
-                    Err(_) => log(&format!("ignoring unknown signal number {n}")),
-                },
-                // As PID 1, kill(-1) reaches every process in the guest but the agent.
-                Ok(Some(Message::SignalAll(n))) => match Signal::try_from(n) {
-                    Ok(sig) => {
-                        if let Err(e) = kill(Pid::from_raw(-1), sig) {
-                            log(&format!("delivering signal {n} to every process: {e}"));
-                        }
-                    }
-                    Err(_) => log(&format!("ignoring unknown signal number {n}")),
-                },
-                Ok(Some(Message::Shutdown)) => {
-                    let _ = kill(pid, Signal::SIGKILL);
-                }
-                Ok(Some(other)) => log(&format!("ignoring unexpected {} frame", other.name())),
-                Ok(None) => {
-                    log("host closed the agent line; stopping the workload");
-                    let _ = kill(pid, Signal::SIGKILL);
-                    return;
-                }
-                Err(e) => {
-                    log(&format!(
-                        "bad frame from the host ({e}); stopping the workload"
-                    ));
-                    let _ = kill(pid, Signal::SIGKILL);
-                    return;
-                }
-            }
-        }
-    });
-}
-
-/// Reap children until `pid` ends; then kill and reap everything left (the workload's end
-/// ends the VM's whole process tree, as a PID namespace does).
-fn reap_until(pid: Pid) -> ExitStatus {
-    let mut status = None;
-    while status.is_none() {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(p, code)) if p == pid => {
-                status = Some(ExitStatus {
-                    code: Some(code),
-                    signal: None,
-                })
-            }
-            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
-                status = Some(ExitStatus {
-                    code: None,
-                    signal: Some(sig as i32),
-                })
-            }
-            Ok(_) | Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
             Err(e) => {
-                log(&format!("waiting for the workload: {e}"));
-                status = Some(ExitStatus {
-                    code: Some(255),
-                    signal: None,
+                // The process closed its stdin: drop what it will never read.
+                if e != Errno::EPIPE {
+                    log(&format!("session {}: writing input: {e}", self.id));
+                }
+                let bytes = self.pending.len() as u32;
+                self.pending.clear();
+                self.input = None;
+                frames.push(Message::Consumed {
+                    session: self.id,
+                    bytes,
                 });
             }
         }
+        self.close_input_at_eof();
     }
-    // kill(-1) from PID 1 reaches every process but itself.
-    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    while let Ok(_) | Err(Errno::EINTR) = waitpid(None, None) {}
-    status.unwrap_or(ExitStatus {
-        code: Some(255),
-        signal: None,
-    })
-}
 
-/// Run a spawned workload to its end and report it; returns how it ended.
-pub fn supervise(mut child: std::process::Child, tty: File, tx: &Sender) -> ExitStatus {
-    let pid = Pid::from_raw(child.id() as i32);
-    tx.send(&Message::Started { pid: child.id() });
-    let (stdin_tx, stdin_rx) = mpsc::channel();
-    if let Some(stdin) = child.stdin.take() {
-        feed_stdin(stdin, stdin_rx);
+    /// Stdin from the host.
+    pub fn stdin(&mut self, data: Vec<u8>, frames: &mut Vec<Message>) {
+        if self.input.is_none() || self.input_eof {
+            // Nobody to give it to: consumed all the same, so the host's window stays open.
+            frames.push(Message::Consumed {
+                session: self.id,
+                bytes: data.len() as u32,
+            });
+            return;
+        }
+        if self.pending.len() + data.len() > 2 * WINDOW {
+            log(&format!(
+                "session {}: dropping {} bytes of stdin past the window",
+                self.id,
+                data.len()
+            ));
+            return;
+        }
+        self.pending.extend(data);
     }
-    control_loop(tty, pid, stdin_tx);
-    let outs: Vec<thread::JoinHandle<()>> = [
-        child
-            .stdout
-            .take()
-            .map(|o: ChildStdout| pump_output(o, tx.clone(), Message::Stdout)),
-        child
-            .stderr
-            .take()
-            .map(|e| pump_output(e, tx.clone(), Message::Stderr)),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let status = reap_until(pid);
-    // Every writer of the pipes is dead now, so the pumps reach EOF.
-    for h in outs {
-        let _ = h.join();
+
+    /// The host's end of Stdin: the pipe closes once what is pending is written. A terminal
+    /// stays open (as on a terminal that is not hung up, end of input is a key, ^D).
+    pub fn stdin_eof(&mut self) {
+        if self.terminal.is_none() {
+            self.input_eof = true;
+            self.close_input_at_eof();
+        }
     }
-    tx.send(&Message::Exit(status));
-    status
+
+    fn close_input_at_eof(&mut self) {
+        if self.input_eof && self.pending.is_empty() {
+            self.input = None;
+        }
+    }
+
+    pub fn consumed(&mut self, bytes: u32) {
+        self.in_flight = self.in_flight.saturating_sub(bytes as usize);
+        // The grace for draining starts again once a full window opened.
+        if self.status.is_some() {
+            self.last_activity = Instant::now();
+        }
+    }
+
+    pub fn resize(&self, size: isobox_common::protocol::WindowSize) {
+        if let Some(master) = &self.terminal {
+            if let Err(e) = isobox_common::pty::set_window_size(master.as_fd(), size) {
+                log(&format!("session {}: resizing the terminal: {e}", self.id));
+            }
+        }
+    }
+
+    pub fn signal(&self, n: i32) {
+        match nix::sys::signal::Signal::try_from(n) {
+            Ok(sig) => {
+                if let Err(e) = nix::sys::signal::kill(self.pid, sig) {
+                    log(&format!("delivering signal {n} to {}: {e}", self.pid));
+                }
+            }
+            Err(_) => log(&format!("ignoring unknown signal number {n}")),
+        }
+    }
+
+    /// The process was reaped.
+    pub fn reaped(&mut self, status: ExitStatus) {
+        self.status = Some(status);
+        self.input = None;
+        self.pending.clear();
+        self.last_activity = Instant::now();
+    }
+
+    /// Reaped, and its output read to the end or quiet for the grace period (a full window
+    /// waits for the host, whose Consumed counts as activity).
+    pub fn finished(&self, now: Instant) -> bool {
+        self.status.is_some()
+            && (self.outputs.is_empty()
+                || (self.in_flight < WINDOW && now >= self.last_activity + DRAIN_GRACE))
+    }
+
+    /// When [`Session::finished`] may change by time alone.
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.status.is_some() && !self.outputs.is_empty() && self.in_flight < WINDOW)
+            .then(|| self.last_activity + DRAIN_GRACE)
+    }
+
+    /// The session's last frame.
+    pub fn exit_frame(&self) -> Message {
+        Message::Exit {
+            session: self.id,
+            status: self.status.unwrap_or(ExitStatus {
+                code: Some(255),
+                signal: None,
+            }),
+        }
+    }
 }

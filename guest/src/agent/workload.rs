@@ -1,6 +1,8 @@
-//! Starting the workload from an Exec request: environment, directory, credentials, limits.
+//! Starting a session's process from an Exec request: environment, directory, credentials,
+//! limits, and its stdio (pipes, or a new pseudo-terminal).
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -100,8 +102,9 @@ fn cstring(s: &str, what: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{what} {s:?} contains a NUL byte"))
 }
 
-/// Build the workload's command: stdio piped, credentials and limits applied in the child,
-/// which then calls execve itself (no shell fallback on ENOEXEC, unlike execvp).
+/// Build the process's command: stdio piped (the caller replaces it for a terminal),
+/// credentials and limits applied in the child, which then calls execve itself (no shell
+/// fallback on ENOEXEC, unlike execvp).
 pub fn command(req: &ExecRequest) -> Result<Command, String> {
     let program = req
         .args
@@ -143,11 +146,16 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
         .stderr(Stdio::piped());
     let (uid, gid, groups, umask) = (req.uid, req.gid, req.additional_gids.clone(), req.umask);
     let filter = req.seccomp.as_ref().map(seccomp::Program::from);
+    let terminal = req.terminal.is_some();
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || {
             // A new session so a Signal to the process group reaches what the workload forks.
             libc::setsid();
+            // Its terminal (already its stdin) becomes the new session's controlling one.
+            if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Default dispositions for every signal, whatever was ignored before. The raw
             // syscall (kernel struct sigaction: handler, flags, restorer, mask, all zero =
             // SIG_DFL) also reaches the two real-time signals glibc reserves for itself.
@@ -194,18 +202,47 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
     Ok(cmd)
 }
 
-/// Set the hostname (if any) and spawn the workload.
-pub fn spawn(req: &ExecRequest) -> Result<Child, String> {
+/// A started process: with pipes its stdin, stdout and stderr are in `child`; with a
+/// terminal they are all the pty, whose master is `master`.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: Child,
+    pub master: Option<OwnedFd>,
+}
+
+/// Set the hostname (if any) and spawn the process.
+pub fn spawn(req: &ExecRequest) -> Result<Spawned, String> {
     if let Some(name) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name:?}: {e}"))?;
     }
     let mut cmd = command(req)?;
-    cmd.spawn().map_err(|e| {
+    let master = match req.terminal {
+        None => None,
+        Some(size) => {
+            let pty = isobox_common::pty::open()
+                .map_err(|e| format!("opening a pseudo-terminal: {e}"))?;
+            isobox_common::pty::set_window_size(std::os::fd::AsFd::as_fd(&pty.master), size)
+                .map_err(|e| format!("setting the terminal's size: {e}"))?;
+            let dup = |fd: &OwnedFd| {
+                fd.try_clone()
+                    .map_err(|e| format!("duplicating the terminal: {e}"))
+            };
+            cmd.stdin(dup(&pty.slave)?)
+                .stdout(dup(&pty.slave)?)
+                .stderr(pty.slave);
+            Some(pty.master)
+        }
+    };
+    let child = cmd.spawn().map_err(|e| {
         format!(
             "starting {:?} (cwd {:?}, uid {}, gid {}): {e}",
             req.args[0], req.cwd, req.uid, req.gid
         )
-    })
+    })?;
+    // The slave's copies went with `cmd`: the master reads EOF (EIO) once the process and
+    // its children have closed it.
+    drop(cmd);
+    Ok(Spawned { child, master })
 }
 
 #[cfg(test)]
@@ -229,6 +266,7 @@ mod tests {
             }],
             hostname: None,
             seccomp: None,
+            terminal: None,
         }
     }
 
@@ -240,7 +278,7 @@ mod tests {
         }
         let mut r = req(&["sh", "-c", "echo $GREETING; pwd; umask; ulimit -n"]);
         r.cwd = "/tmp".into();
-        let mut child = spawn(&r).unwrap();
+        let mut child = spawn(&r).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
         child
@@ -260,7 +298,7 @@ mod tests {
             return;
         }
         let r = req(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
-        let mut child = spawn(&r).unwrap();
+        let mut child = spawn(&r).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
         child
@@ -304,7 +342,7 @@ mod tests {
         );
         let mut r = req(&["sh", "-c", &script]);
         r.seccomp = Some((&prog).into());
-        let mut child = spawn(&r).unwrap();
+        let mut child = spawn(&r).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
         child

@@ -21,6 +21,8 @@ pub const HYPERVISOR_PID: &str = "hypervisor.pid";
 pub const VM_HOST_PID: &str = "vm-host.pid";
 /// What the built-in VMM's watchdog saw when the guest stalled (vCPU registers, console tail).
 pub const WATCHDOG_LOG: &str = "watchdog.log";
+/// The socket `exec` reaches the running VM's host process on (see [`super::control`]).
+pub const EXEC_SOCKET: &str = "exec.sock";
 
 /// Every file the backend may leave in a state directory (removed on error and on delete).
 pub const ALL_FILES: &[&str] = &[
@@ -32,6 +34,7 @@ pub const ALL_FILES: &[&str] = &[
     HYPERVISOR_PID,
     VM_HOST_PID,
     WATCHDOG_LOG,
+    EXEC_SOCKET,
 ];
 
 /// Environment variable carrying the descriptor the host process reports readiness on.

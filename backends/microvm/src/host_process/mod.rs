@@ -1,26 +1,36 @@
 //! The per-VM host process (`isobox vm-host --state-dir DIR`): it boots the guest, waits for
 //! the agent's Hello and reports readiness to `create`, waits for `start`, sends Exec, relays
-//! the workload's stdio and the signals it receives, and exits with the workload's exit code
-//! (128+N when signal N killed it) once the VM is gone. Exit code 255 means the VM or the
-//! agent failed; the reason is on stderr.
+//! the workload's stdio and the signals it receives, serves `exec` sessions over the exec
+//! socket ([`control`]), and exits with the workload's exit code (128+N when signal N killed
+//! it) once the VM is gone. Exit code 255 means the VM or the agent failed (or broke the
+//! protocol); the reason is on stderr.
 
 pub mod config;
+pub mod control;
 pub(crate) mod ready;
+mod sessions;
 mod threads;
 
 pub(crate) use threads::SIGNAL_ALL_VALUE;
 mod vm;
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use isobox_common::protocol::{self, ExitStatus, Message};
+use isobox_common::protocol::session::GuestSessions;
+use isobox_common::protocol::{self, ExitStatus, Message, SessionId, WORKLOAD};
 
-use config::{console_tail, VmHostConfig, START_FIFO};
+use config::{console_tail, VmHostConfig, EXEC_SOCKET, START_FIFO};
+use control::Control;
 use ready::Ready;
+use sessions::{HostSession, Stdio};
 use threads::AgentWriter;
 use vm::RunningVm;
 
@@ -30,6 +40,9 @@ pub const VM_FAILED: i32 = 255;
 const EVENT_QUEUE: usize = 64;
 /// How long a VM may take to end after the workload's Exit before it is killed.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
+/// How often a terminal's window size on the host is checked for changes: nothing signals a
+/// change to the holder of a slave that is not its controlling terminal.
+const RESIZE_POLL: Duration = Duration::from_millis(200);
 
 /// What the host process reacts to.
 #[derive(Debug)]
@@ -43,6 +56,8 @@ pub enum Event {
     Start,
     StartFailed(String),
     VmExited(String),
+    /// From the exec socket.
+    Control(Control),
 }
 
 /// Entry point of the hidden `vm-host` subcommand; returns the process exit code.
@@ -66,6 +81,12 @@ struct Host {
     events: Receiver<Event>,
     vm: RunningVm,
     writer: AgentWriter,
+    /// The guest's sessions as the protocol allows them (every guest frame is checked here).
+    guest: RefCell<GuestSessions>,
+    /// The open sessions' relays.
+    open: RefCell<BTreeMap<SessionId, HostSession>>,
+    /// Exec connections and their sessions.
+    conns: RefCell<BTreeMap<u64, SessionId>>,
 }
 
 fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
@@ -87,6 +108,9 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
         events,
         vm,
         writer: AgentWriter::new(host_end),
+        guest: RefCell::new(GuestSessions::new()),
+        open: RefCell::new(BTreeMap::new()),
+        conns: RefCell::new(BTreeMap::new()),
     };
     if let Some(code) = host.await_hello()? {
         return Ok(code);
@@ -106,7 +130,7 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
             "the creating isobox went away before the VM was ready: {e}"
         )));
     }
-    threads::start_fifo(fifo, fifo_path, tx);
+    threads::start_fifo(fifo, fifo_path, tx.clone());
     if let Some(code) = host.await_start()? {
         return Ok(code);
     }
@@ -116,9 +140,27 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
             "config.json: process: missing; a container without a process cannot be started",
         ));
     };
-    host.send(&Message::Exec(exec))?;
-    threads::stdin_pump(host.writer.clone());
+    let stdio = own_stdio(exec.terminal.is_some())
+        .map_err(|e| host.fail(&format!("taking over stdio for the workload: {e}")))?;
+    host.open_session(None, exec, stdio, None)?;
+    control::listen(state_dir, EXEC_SOCKET, tx)
+        .map_err(|e| host.fail(&format!("listening on {EXEC_SOCKET}: {e}")))?;
     host.relay()
+}
+
+/// The host process's own stdin, stdout and stderr, for the workload.
+fn own_stdio(terminal: bool) -> std::io::Result<Stdio> {
+    let dup = |fd: i32| {
+        // SAFETY: descriptors 0-2 stay open for the life of the process.
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        b.try_clone_to_owned().map(File::from)
+    };
+    Ok(Stdio {
+        stdin: dup(0)?,
+        stdout: dup(1)?,
+        stderr: dup(2)?,
+        terminal,
+    })
 }
 
 impl Host {
@@ -238,7 +280,7 @@ impl Host {
                         return Ok(Some(code));
                     }
                 }
-                Event::Start | Event::StartFailed(_) => {}
+                Event::Start | Event::StartFailed(_) | Event::Control(_) => {}
             }
         }
     }
@@ -266,6 +308,7 @@ impl Host {
                 Event::AgentClosed => {
                     return Err(self.fail("guest agent: line closed before start"))
                 }
+                Event::Control(_) => {}
                 Event::Agent(msg) => {
                     return Err(self.fail(&format!(
                         "guest agent: unexpected {} before Exec",
@@ -276,36 +319,179 @@ impl Host {
         }
     }
 
+    /// Open a session: the workload's (no `conn`) or an exec's, whose client hears how it
+    /// goes through `reply`. Errors end the host process (the agent line broke).
+    fn open_session(
+        &self,
+        conn: Option<u64>,
+        mut request: protocol::ExecRequest,
+        stdio: Stdio,
+        reply: Option<UnixStream>,
+    ) -> Result<(), String> {
+        let opened = match conn {
+            None => self.guest.borrow_mut().open_workload(),
+            Some(_) => self.guest.borrow_mut().open(),
+        };
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                refuse(reply, &format!("cannot open another session: {e}"));
+                return Ok(());
+            }
+        };
+        let id = opened.id;
+        if conn.is_some() {
+            // Every process in the guest runs under the container's profile; the hostname
+            // is the workload's to set.
+            request.seccomp = self.cfg.exec.as_ref().and_then(|e| e.seccomp.clone());
+            request.hostname = None;
+        }
+        if stdio.terminal {
+            // The guest's pty starts at the host terminal's size, when it has one.
+            let size = isobox_common::pty::window_size(stdio.stdin.as_fd()).ok();
+            request.terminal = size.filter(|s| s.rows > 0).or(request.terminal);
+        }
+        // Exec first: Stdin from the pump must find the session open in the guest.
+        self.send(&Message::Exec {
+            session: id,
+            request,
+        })?;
+        match HostSession::start(opened, stdio, self.writer.clone(), reply) {
+            Ok(session) => {
+                self.open.borrow_mut().insert(id, session);
+                if let Some(c) = conn {
+                    self.conns.borrow_mut().insert(c, id);
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.fail(&format!("starting the relay of session {id}: {e}"))),
+        }
+    }
+
+    /// One frame from the agent, checked against the protocol; `Some` with the workload's
+    /// exit status when it ended, and then the writer that still puts its output out.
+    fn agent_frame(&self, msg: Message) -> Result<Option<(ExitStatus, JoinHandle<()>)>, String> {
+        self.guest
+            .borrow_mut()
+            .accept(&msg)
+            .map_err(|e| self.fail(&e))?;
+        let mut open = self.open.borrow_mut();
+        let Some(id) = msg.session() else {
+            return Ok(None);
+        };
+        let Some(session) = open.get_mut(&id) else {
+            return Ok(None);
+        };
+        match msg {
+            Message::Stdout { data, .. } => session.output(false, data),
+            Message::Stderr { data, .. } => session.output(true, data),
+            Message::Started { pid, .. } => session.reply(&Message::Started {
+                session: control::SESSION,
+                pid,
+            }),
+            Message::Error { text, .. } if id == WORKLOAD => {
+                eprintln!("isobox: guest agent: {text}")
+            }
+            Message::Error { text, .. } => session.reply(&Message::Error {
+                session: control::SESSION,
+                text,
+            }),
+            Message::Exit { status, .. } => {
+                let writer = open.remove(&id).and_then(|s| s.end(status));
+                self.conns.borrow_mut().retain(|_, s| *s != id);
+                if id == WORKLOAD {
+                    return Ok(writer.map(|w| (status, w)));
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// A request from the exec socket; `ended` when the workload is over.
+    fn control(&self, c: Control, ended: bool) -> Result<(), String> {
+        match c {
+            Control::Open {
+                conn,
+                request,
+                stdio,
+                reply,
+            } => {
+                if ended {
+                    refuse(Some(reply), "the container's process has exited");
+                    return Ok(());
+                }
+                self.open_session(Some(conn), *request, stdio, Some(reply))
+            }
+            Control::Signal { conn, signal } => {
+                if let Some(id) = self.conns.borrow().get(&conn) {
+                    let _ = self.writer.send(&Message::Signal {
+                        session: *id,
+                        signal,
+                    });
+                }
+                Ok(())
+            }
+            // Whoever stood for the process is gone: so is the process.
+            Control::Closed { conn } => {
+                if let Some(id) = self.conns.borrow_mut().remove(&conn) {
+                    let _ = self.writer.send(&Message::Signal {
+                        session: id,
+                        signal: libc::SIGKILL,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Relay a terminal's new window size to its session's pty in the guest.
+    fn relay_sizes(&self) {
+        for (id, s) in self.open.borrow_mut().iter_mut() {
+            if let Some(size) = s.resized() {
+                let _ = self.writer.send(&Message::Resize { session: *id, size });
+            }
+        }
+    }
+
     /// Relay until the workload's Exit and the VM's end; returns the exit code.
     fn relay(&self) -> Result<i32, String> {
         let mut exit: Option<ExitStatus> = None;
+        let mut output: Option<JoinHandle<()>> = None;
+        let mut sized = Instant::now();
         loop {
-            let ev = match exit {
+            let terminals = self.open.borrow().values().any(|s| s.has_terminal());
+            let wait = match exit {
                 // After Exit the guest powers off; give it a bounded time.
-                Some(_) => match self.events.recv_timeout(POWER_OFF_GRACE) {
-                    Ok(ev) => ev,
-                    Err(_) => {
-                        self.vm.kill();
-                        self.wait_vm_exit(Duration::from_secs(5));
-                        break;
-                    }
-                },
-                None => self
-                    .events
-                    .recv()
-                    .map_err(|_| self.fail("event channel closed"))?,
+                Some(_) => POWER_OFF_GRACE,
+                None if terminals => RESIZE_POLL,
+                None => Duration::from_secs(3600),
             };
-            match ev {
-                Event::Agent(Message::Stdout(b)) => threads::emit(std::io::stdout().lock(), &b),
-                Event::Agent(Message::Stderr(b)) => threads::emit(std::io::stderr().lock(), &b),
-                Event::Agent(Message::Started { .. }) => {}
-                Event::Agent(Message::Error(text)) => eprintln!("isobox: guest agent: {text}"),
-                Event::Agent(Message::Exit(st)) => exit = Some(st),
-                Event::Agent(other) => {
-                    return Err(
-                        self.fail(&format!("guest agent: unexpected {} frame", other.name()))
-                    )
+            let ev = match self.events.recv_timeout(wait) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) if exit.is_some() => {
+                    self.vm.kill();
+                    self.wait_vm_exit(Duration::from_secs(5));
+                    break;
                 }
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self.fail("event channel closed"))
+                }
+            };
+            if terminals && sized.elapsed() >= RESIZE_POLL {
+                self.relay_sizes();
+                sized = Instant::now();
+            }
+            let Some(ev) = ev else { continue };
+            match ev {
+                Event::Agent(msg) => {
+                    if let Some((st, w)) = self.agent_frame(msg)? {
+                        exit = Some(st);
+                        output = Some(w);
+                    }
+                }
+                Event::Control(c) => self.control(c, exit.is_some())?,
                 Event::AgentError(e) => return Err(self.fail(&format!("guest agent: {e}"))),
                 Event::AgentClosed => {
                     if exit.is_none() {
@@ -321,9 +507,15 @@ impl Host {
                         return Err(self.fail(&what));
                     }
                 }
+                // A terminal's size changed (on a terminal isobox relays): the guest's pty
+                // follows; the signal itself is the kernel's business there.
+                Event::Signal(libc::SIGWINCH) if terminals => self.relay_sizes(),
                 Event::Signal(sig) => {
                     if exit.is_none() {
-                        let _ = self.writer.send(&Message::Signal(sig));
+                        let _ = self.writer.send(&Message::Signal {
+                            session: WORKLOAD,
+                            signal: sig,
+                        });
                     }
                 }
                 Event::SignalAll(sig) => {
@@ -344,6 +536,23 @@ impl Host {
                 Event::Start | Event::StartFailed(_) => {}
             }
         }
+        // The workload's last output is written before its exit code is.
+        if let Some(w) = output {
+            let _ = w.join();
+        }
         Ok(exit.map(|s| s.shell_code()).unwrap_or(VM_FAILED))
+    }
+}
+
+/// Tell an exec client its session cannot open.
+fn refuse(reply: Option<UnixStream>, text: &str) {
+    if let Some(mut r) = reply {
+        let _ = protocol::write_message(
+            &mut r,
+            &Message::Error {
+                session: control::SESSION,
+                text: text.to_string(),
+            },
+        );
     }
 }

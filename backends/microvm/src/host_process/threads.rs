@@ -1,7 +1,7 @@
 //! The host process's helper threads; each turns one source into [`Event`]s.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
@@ -161,28 +161,3 @@ impl AgentWriter {
     }
 }
 
-/// Copy our stdin into Stdin frames, then StdinEof.
-pub fn stdin_pump(writer: AgentWriter) {
-    thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if writer.send(&Message::Stdin(buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-        let _ = writer.send(&Message::StdinEof);
-    });
-}
-
-/// Write workload output to our own stdout or stderr; a closed reader is not an error.
-pub fn emit(mut out: impl Write, data: &[u8]) {
-    let _ = out.write_all(data).and_then(|_| out.flush());
-}
