@@ -33,6 +33,8 @@ stage1() {
     mkdir -p /newroot/run/isobox-l1
     mount -t virtiofs share1 /newroot/run/isobox-l1 || fail "mounting the run directory failed"
     while read -r tag path; do
+        # A share under /tmp, /run or /var/tmp lands on L1's fresh tmpfs: make its mount point.
+        mkdir -p "/newroot$path" 2>/dev/null
         mount -t virtiofs "$tag" "/newroot$path" || fail "mounting $path failed"
     done </newroot/run/isobox-l1/shares
     mount --move /dev /newroot/dev
@@ -85,6 +87,9 @@ stage2() {
         [ -e "$f" ] && ln -s "$f" "$host_data/kernels/"
     done
     export HOME=/tmp/home TMPDIR=/tmp
+    # L1's "hardware" KVM is itself emulated: a guest boots in seconds, not in a fraction of
+    # one, so the agent gets longer than KVM's default to say Hello.
+    export ISOBOX_HELLO_TIMEOUT=120
     mkdir -p "$HOME"
     export PATH="$repo/target/x86_64-unknown-linux-gnu/debug:$PATH"
     ip link set lo up 2>/dev/null

@@ -67,14 +67,19 @@ fn guest_ram_bytes(state_dir: &str) -> Option<u64> {
     cfg["mem_mib"].as_u64().map(|m| m << 20)
 }
 
+/// A neighbouring anonymous mapping the kernel merged into guest RAM is at most this big (it
+/// then counts as guest memory).
+const MERGED_SLACK: u64 = 4 << 20;
+
 /// (all resident bytes, resident bytes of the guest RAM mapping if there is one): guest RAM
-/// is the one mapping exactly the VM's memory size (qemu under TCG has a bigger one, its
-/// translation buffer).
+/// is the smallest mapping of at least the VM's memory size and at most `MERGED_SLACK` more
+/// (qemu under TCG has a bigger one, its translation buffer).
 fn split(maps: &[(u64, u64)], guest_ram: u64) -> (u64, Option<u64>) {
     let total = maps.iter().map(|(_, rss)| rss).sum();
     let guest = maps
         .iter()
-        .find(|(size, _)| *size == guest_ram)
+        .filter(|(size, _)| (guest_ram..guest_ram + MERGED_SLACK).contains(size))
+        .min_by_key(|(size, _)| *size)
         .map(|(_, rss)| *rss);
     (total, guest)
 }
@@ -114,6 +119,9 @@ mod tests {
         ];
         let total = (40 << 20) + (30 << 20) + (1 << 20) + 4096;
         assert_eq!(split(&maps, 256 << 20), (total, Some(40 << 20)));
+        // The built-in VMM's RAM with a small mapping merged in.
+        let merged = [(4096, 4096), ((256 << 20) + (132 << 10), 100 << 20)];
+        assert_eq!(split(&merged, 256 << 20).1, Some(100 << 20));
         // A process without guest RAM (a relay) is all overhead.
         assert_eq!(split(&[(1 << 20, 1 << 19)], 256 << 20), (1 << 19, None));
     }
