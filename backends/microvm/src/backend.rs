@@ -37,6 +37,27 @@ pub const AGENT_NAME: &str = "isobox-agent";
 /// How long the agent may take to say Hello (software emulation is slow).
 const HELLO_TIMEOUT_TCG: u64 = 60;
 const HELLO_TIMEOUT_KVM: u64 = 20;
+/// Seconds to allow instead, for hosts slower than their kind suggests (the emulated host's
+/// KVM is itself emulated).
+pub const HELLO_TIMEOUT_ENV: &str = "ISOBOX_HELLO_TIMEOUT";
+
+/// The Hello timeout for `accelerator`, or `$ISOBOX_HELLO_TIMEOUT`'s.
+fn hello_timeout(accelerator: Accelerator, env: Option<&str>) -> Result<u64> {
+    match env.filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=3600).contains(s))
+            .ok_or_else(|| MicrovmError::InvalidOption {
+                key: format!("${HELLO_TIMEOUT_ENV}"),
+                reason: format!("{v:?} is not a number of seconds from 1 to 3600"),
+            }),
+        None => Ok(match accelerator {
+            Accelerator::Tcg => HELLO_TIMEOUT_TCG,
+            Accelerator::Kvm => HELLO_TIMEOUT_KVM,
+        }),
+    }
+}
 
 /// The microVM backend. Each container is one host process (the isobox binary re-executed
 /// as `vm-host --state-dir DIR`), which owns the VM.
@@ -186,10 +207,10 @@ impl MicrovmBackend {
             mem_mib,
             console_log: opts.state_dir.join(CONSOLE_LOG),
             initramfs_bytes: initramfs_info.size_bytes,
-            hello_timeout_secs: match sel.accelerator {
-                Accelerator::Tcg => HELLO_TIMEOUT_TCG,
-                Accelerator::Kvm => HELLO_TIMEOUT_KVM,
-            },
+            hello_timeout_secs: hello_timeout(
+                sel.accelerator,
+                std::env::var(HELLO_TIMEOUT_ENV).ok().as_deref(),
+            )?,
             exec,
         };
         cfg.save(&opts.state_dir)?;
@@ -529,6 +550,17 @@ mod tests {
         let state = State {
             oci_version: isobox_common::OCI_VERSION.into(),
             id: "half".into(),
+
+    #[test]
+    fn the_hello_timeout_follows_the_accelerator_unless_the_environment_says() {
+        assert_eq!(super::hello_timeout(Accelerator::Kvm, None).unwrap(), 20);
+        assert_eq!(super::hello_timeout(Accelerator::Tcg, Some("")).unwrap(), 60);
+        assert_eq!(super::hello_timeout(Accelerator::Kvm, Some("120")).unwrap(), 120);
+        for bad in ["0", "x", "-1", "99999"] {
+            let e = super::hello_timeout(Accelerator::Kvm, Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("$ISOBOX_HELLO_TIMEOUT"), "{e}");
+        }
+    }
             status: isobox_common::Status::Stopped,
             pid: 0,
             bundle: "/b".into(),
