@@ -179,6 +179,10 @@ pub enum Command {
         #[arg(default_value = "SIGTERM")]
         signal: String,
     },
+    /// Suspend every process of a container (the cgroup freezer; a microVM's processes).
+    Pause { id: String },
+    /// Let a paused container run again.
+    Resume { id: String },
     /// Remove a container and everything it holds on the host.
     Delete {
         /// Kill it first if it still runs.

@@ -205,6 +205,18 @@ pub trait Backend {
     /// Host pids of the container's processes (`ps`).
     fn processes(&self, state: &State) -> Result<Vec<i32>>;
 
+    /// Stop every process of the created or running container where it is (`pause`);
+    /// returns once all are stopped. Signals sent meanwhile wait until `resume`, but SIGKILL
+    /// still ends the container.
+    fn pause(&self, state: &State) -> Result<()>;
+
+    /// Let a paused container's processes run again.
+    fn resume(&self, state: &State) -> Result<()>;
+
+    /// Whether the container is paused now, as the host sees it (the cgroup freezer, the
+    /// VM's processes): `state`, `list` and the verbs report `paused` from this.
+    fn is_paused(&self, state: &State) -> Result<bool>;
+
     /// Undo a `create` that never finished: its process died (or was killed) while the state
     /// was incomplete (`state.creator` is set and no longer alive). `create` records in the
     /// state directory what it makes as soon as it exists (processes, cgroups); this ends and

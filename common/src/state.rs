@@ -20,6 +20,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause` (the backend reports it; see [`State::refresh`]).
+    Paused,
     Stopped,
 }
 
@@ -29,6 +31,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         };
         f.pad(s)
@@ -176,6 +179,7 @@ impl State {
     }
 
     /// Recompute `status` from the live process (or, while incomplete, from its creator).
+    /// `paused` is not known here: the caller asks the backend (its freezer) and sets it.
     pub fn refresh(&mut self) {
         if let Some(creator) = &self.creator {
             self.status = if creator.is_alive() {

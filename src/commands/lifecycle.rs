@@ -129,8 +129,7 @@ pub(crate) fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
 
 pub fn start(store: &StateStore, id: &str) -> Result<()> {
     let _lock = store.lock(id)?;
-    let mut state = store.load(id)?;
-    let backend = backends::for_kind(state.backend)?;
+    let (mut state, backend) = backends::load(store, id)?;
     start_loaded(store, &mut state, &*backend)
 }
 
@@ -201,15 +200,16 @@ impl ExecSession for RunSession<'_> {
 
 pub fn kill(store: &StateStore, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = signals::parse(signal)?;
-    let state = store.load(id)?;
+    let (state, backend) = backends::load(store, id)?;
     match state.status {
         Status::Stopped => bail!("container {id:?} is stopped: there is no process to signal"),
         Status::Creating => {
             bail!("container {id:?} is being created: there is no process to signal yet")
         }
-        Status::Created | Status::Running => {}
+        // A paused container's processes get the signal once resumed; SIGKILL ends it.
+        Status::Created | Status::Running | Status::Paused => {}
     }
-    backends::for_kind(state.backend)?.kill(&state, sig, all)?;
+    backend.kill(&state, sig, all)?;
     Ok(())
 }
 
@@ -249,8 +249,7 @@ fn delete_existing(store: &StateStore, id: &str, force: bool) -> Result<()> {
         }
     }
     let _lock = store.lock(id)?;
-    let state = store.load(id)?;
-    let backend = backends::for_kind(state.backend)?;
+    let (state, backend) = backends::load(store, id)?;
     if state.is_incomplete() {
         if state.status != Status::Stopped {
             bail!("container {id:?} is being created again: retry the delete");

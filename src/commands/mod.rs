@@ -4,6 +4,7 @@ mod exec;
 mod features;
 mod host;
 pub(crate) mod lifecycle;
+mod pause;
 mod query;
 mod spec;
 
@@ -28,6 +29,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Exec(args) => exec::exec(&store, &args),
         Command::State { id } => query::state(&store, &id).map(|_| 0),
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),
+        Command::Pause { id } => pause::pause(&store, &id).map(|_| 0),
+        Command::Resume { id } => pause::resume(&store, &id).map(|_| 0),
         Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),
         Command::List { format, quiet } => query::list(&store, format, quiet).map(|_| 0),
         Command::Ps { format, id } => query::ps(&store, &id, format).map(|_| 0),

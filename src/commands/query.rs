@@ -7,7 +7,7 @@ use crate::backends;
 use crate::cli::ListFormat;
 
 pub fn state(store: &StateStore, id: &str) -> Result<()> {
-    let st = store.load(id)?;
+    let (st, _) = backends::load(store, id)?;
     let mut doc = st.oci_json();
     if !st.data.is_null() {
         doc["isobox"] = st.data.clone();
@@ -19,9 +19,17 @@ pub fn state(store: &StateStore, id: &str) -> Result<()> {
 pub fn list(store: &StateStore, format: ListFormat, quiet: bool) -> Result<()> {
     let mut states = Vec::new();
     for id in store.list()? {
-        // A container deleted meanwhile is simply not listed.
-        if let Ok(st) = store.load(&id) {
-            states.push(st);
+        match backends::load(store, &id) {
+            Ok((st, _)) => states.push(st),
+            // A container deleted meanwhile is simply not listed; one whose backend cannot
+            // tell whether it is paused is listed as its state file has it.
+            Err(e) => match store.load(&id) {
+                Ok(st) => {
+                    ::log::warn!("{id}: {e:#}");
+                    states.push(st);
+                }
+                Err(_) => continue,
+            },
         }
     }
     if quiet {
@@ -60,12 +68,12 @@ pub fn list(store: &StateStore, format: ListFormat, quiet: bool) -> Result<()> {
 }
 
 pub fn ps(store: &StateStore, id: &str, format: ListFormat) -> Result<()> {
-    let st = store.load(id)?;
+    let (st, backend) = backends::load(store, id)?;
     // An incomplete state has no container process of its own yet.
     let pids = if st.status == isobox_common::Status::Stopped || st.is_incomplete() {
         Vec::new()
     } else {
-        backends::for_kind(st.backend)?.processes(&st)?
+        backend.processes(&st)?
     };
     match format {
         ListFormat::Json => println!("{}", serde_json::to_string(&pids)?),

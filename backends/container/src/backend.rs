@@ -43,6 +43,28 @@ fn wait_gone(state: &State) {
     }
 }
 
+/// Send `signal` to the container's init only.
+fn signal_init(state: &State, signal: i32) -> Result<()> {
+    if !proc::is_alive(state.pid, state.pid_start_time) {
+        return Err(Error::BadState {
+            id: state.id.clone(),
+            reason: "the container's process is not running".into(),
+        });
+    }
+    // libc::kill rather than nix's Signal: real-time signals are valid too.
+    // SAFETY: kill with integer arguments.
+    if unsafe { libc::kill(state.pid, signal) } != 0 {
+        return Err(Error::io(
+            format!(
+                "sending signal {signal} to pid {} of container {:?}",
+                state.pid, state.id
+            ),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 impl Backend for ContainerBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Container
@@ -88,25 +110,16 @@ impl Backend for ContainerBackend {
     }
 
     fn kill(&self, state: &State, signal: i32, all: bool) -> Result<()> {
+        let cg = data(state)?.cgroup;
         if all {
-            return data(state)?.cgroup.signal_all(signal).map_err(Into::into);
+            cg.signal_all(signal)?;
+        } else {
+            signal_init(state, signal)?;
         }
-        if !proc::is_alive(state.pid, state.pid_start_time) {
-            return Err(Error::BadState {
-                id: state.id.clone(),
-                reason: "the container's process is not running".into(),
-            });
-        }
-        // libc::kill rather than nix's Signal: real-time signals are valid too.
-        // SAFETY: kill with integer arguments.
-        if unsafe { libc::kill(state.pid, signal) } != 0 {
-            return Err(Error::io(
-                format!(
-                    "sending signal {signal} to pid {} of container {:?}",
-                    state.pid, state.id
-                ),
-                std::io::Error::last_os_error(),
-            ));
+        // A frozen task dies of SIGKILL only once thawed on v1, and a killed container stays
+        // paused for no one (runc thaws too); other signals wait for `resume`.
+        if signal == libc::SIGKILL && cg.is_frozen().unwrap_or(false) {
+            cg.thaw()?;
         }
         Ok(())
     }
@@ -142,5 +155,27 @@ impl Backend for ContainerBackend {
             .cgroup
             .pids()
             .map_err(|e: ContainerError| e.into())
+    }
+
+    fn pause(&self, state: &State) -> Result<()> {
+        let cg = data(state)?.cgroup;
+        if !cg.freeze()? {
+            return Err(ContainerError::Cgroup {
+                path: cg.paths.first().cloned().unwrap_or_default(),
+                reason: "cannot pause: this host has neither cgroup v2's cgroup.freeze nor \
+                         the v1 freezer controller"
+                    .into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn resume(&self, state: &State) -> Result<()> {
+        data(state)?.cgroup.thaw().map_err(Into::into)
+    }
+
+    fn is_paused(&self, state: &State) -> Result<bool> {
+        data(state)?.cgroup.is_frozen().map_err(Into::into)
     }
 }

@@ -343,7 +343,7 @@ fn read_report(fd: OwnedFd, timeout: Duration) -> std::result::Result<String, St
 }
 
 /// The hypervisor's pid, if it still runs as the process we recorded.
-fn live_hypervisor(state: &State) -> Option<i32> {
+pub(crate) fn live_hypervisor(state: &State) -> Option<i32> {
     let pid = state.data.get("hypervisorPid")?.as_i64()? as i32;
     let start = state.data.get("hypervisorStartTime")?.as_u64()?;
     isobox_common::proc::is_alive(pid, start).then_some(pid)
@@ -514,6 +514,18 @@ impl Backend for MicrovmBackend {
         }
         pids.extend(live_hypervisor(state));
         Ok(pids)
+    }
+
+    fn pause(&self, state: &State) -> isobox_common::Result<()> {
+        crate::live::pause(state)
+    }
+
+    fn resume(&self, state: &State) -> isobox_common::Result<()> {
+        crate::live::resume(state)
+    }
+
+    fn is_paused(&self, state: &State) -> isobox_common::Result<bool> {
+        Ok(crate::live::is_paused(state))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod host;
 pub mod host_process;
 pub mod hypervisor;
 pub mod image;
+mod live;
 pub mod qemu;
 pub mod vmm;
 pub mod vmspec;

@@ -11,7 +11,7 @@ pub(crate) mod ready;
 mod sessions;
 mod threads;
 
-pub(crate) use threads::SIGNAL_ALL_VALUE;
+pub(crate) use threads::{RESUME_VALUE, SIGNAL_ALL_VALUE};
 mod vm;
 
 use std::cell::RefCell;

@@ -51,6 +51,10 @@ pub fn terminates_before_start(sig: i32) -> bool {
 /// tell "every process in the guest" from a plain signal for the workload.
 pub(crate) const SIGNAL_ALL_VALUE: usize = 0x150b_0a11;
 
+/// The value `isobox resume` queues with its SIGCONT: the VM continuing is not a signal for
+/// the workload, so it is not relayed.
+pub(crate) const RESUME_VALUE: usize = 0x150b_c047;
+
 /// Block the forwarded signals in the calling thread (call before any other thread exists, so
 /// all inherit the mask) and receive them in a dedicated thread.
 pub fn signals(events: Sender<Event>) -> nix::Result<()> {
@@ -67,10 +71,15 @@ pub fn signals(events: Sender<Event>) -> nix::Result<()> {
         if sig < 0 {
             continue;
         }
-        // SAFETY: si_value is meaningful for SI_QUEUE, checked first.
-        let all = info.si_code == libc::SI_QUEUE
-            && unsafe { info.si_value().sival_ptr } as usize == SIGNAL_ALL_VALUE;
-        let ev = if all {
+        let value = (info.si_code == libc::SI_QUEUE).then(|| {
+            // SAFETY: si_value is meaningful for SI_QUEUE, checked first.
+            let ptr = unsafe { info.si_value().sival_ptr };
+            ptr as usize
+        });
+        if sig == libc::SIGCONT && value == Some(RESUME_VALUE) {
+            continue;
+        }
+        let ev = if value == Some(SIGNAL_ALL_VALUE) {
             Event::SignalAll(sig)
         } else {
             Event::Signal(sig)
@@ -160,4 +169,3 @@ impl AgentWriter {
         protocol::write_message(&mut *line, msg).map_err(|e| e.to_string())
     }
 }
-
