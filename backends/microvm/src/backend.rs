@@ -534,6 +534,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_hello_timeout_follows_the_accelerator_unless_the_environment_says() {
+        assert_eq!(super::hello_timeout(Accelerator::Kvm, None).unwrap(), 20);
+        assert_eq!(super::hello_timeout(Accelerator::Tcg, Some("")).unwrap(), 60);
+        assert_eq!(super::hello_timeout(Accelerator::Kvm, Some("120")).unwrap(), 120);
+        for bad in ["0", "x", "-1", "99999"] {
+            let e = super::hello_timeout(Accelerator::Kvm, Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("$ISOBOX_HELLO_TIMEOUT"), "{e}");
+        }
+    }
+
+    #[test]
     fn options_are_parsed_and_unknown_keys_rejected() {
         let o = parse_options(&[
             ("hypervisor".into(), "qemu".into()),
@@ -563,16 +574,6 @@ mod tests {
             oci_version: isobox_common::OCI_VERSION.into(),
             id: "half".into(),
 
-    #[test]
-    fn the_hello_timeout_follows_the_accelerator_unless_the_environment_says() {
-        assert_eq!(super::hello_timeout(Accelerator::Kvm, None).unwrap(), 20);
-        assert_eq!(super::hello_timeout(Accelerator::Tcg, Some("")).unwrap(), 60);
-        assert_eq!(super::hello_timeout(Accelerator::Kvm, Some("120")).unwrap(), 120);
-        for bad in ["0", "x", "-1", "99999"] {
-            let e = super::hello_timeout(Accelerator::Kvm, Some(bad)).unwrap_err();
-            assert!(e.to_string().contains("$ISOBOX_HELLO_TIMEOUT"), "{e}");
-        }
-    }
             status: isobox_common::Status::Stopped,
             pid: 0,
             bundle: "/b".into(),
