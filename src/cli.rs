@@ -96,6 +96,99 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+/// `update`'s flags, as runc 1.1's. Memory sizes take runc's suffixes (k, m, g, t, p; 1024
+/// based) or -1 for unlimited; 0 leaves a limit as it is.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// A JSON file with the resources to set (OCI linux.resources), or - for standard
+    /// input; then no other limit flag may be given.
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    /// Block I/O weight, 10 to 1000.
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// CFS period, microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CFS quota per period, microseconds (-1: unlimited).
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight).
+    #[arg(long, visible_alias = "cpu-shares")]
+    pub cpu_share: Option<u64>,
+    /// Realtime period, microseconds.
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// Realtime runtime per period, microseconds.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to use (e.g. 0-2,4).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit, bytes.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_bytes)]
+    pub memory: Option<i64>,
+    /// Memory soft limit, bytes.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_bytes)]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit, bytes (-1: unlimited swap).
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_bytes)]
+    pub memory_swap: Option<i64>,
+    /// Most processes and threads (-1: unlimited).
+    #[arg(long, allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Obsolete kernel memory limit: refused.
+    #[arg(long, hide = true)]
+    pub kernel_memory: Option<String>,
+    /// Obsolete kernel TCP memory limit: refused.
+    #[arg(long, hide = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// Intel RDT L3 cache schema: refused (not supported).
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema: refused (not supported).
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
+    /// Container id.
+    pub id: String,
+}
+
+/// A size as runc reads it (go-units RAMInBytes): a number, possibly with a fraction, and
+/// an optional k, m, g, t or p (times 1024 each), optionally followed by i and b; or -1.
+pub fn parse_bytes(text: &str) -> Result<i64, String> {
+    if text == "-1" {
+        return Ok(-1);
+    }
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let unit = unit.trim_start();
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(format!("{text:?} is not a size (e.g. 512m, 1g, 1048576)")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 512m, 1g, 1048576)"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !(0.0..=i64::MAX as f64).contains(&bytes) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes as i64)
+}
+
 /// `exec`'s flags, as runc 1.1's.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
@@ -183,6 +276,8 @@ pub enum Command {
     Pause { id: String },
     /// Let a paused container run again.
     Resume { id: String },
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
     /// Remove a container and everything it holds on the host.
     Delete {
         /// Kill it first if it still runs.
@@ -231,4 +326,23 @@ pub enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_read_as_runc_reads_them() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1.5kb"), Ok(1536));
+        assert_eq!(parse_bytes("2 MiB"), Ok(2 << 20));
+        assert_eq!(parse_bytes("-1"), Ok(-1));
+        assert!(parse_bytes("-2").is_err());
+        assert!(parse_bytes("12x").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("99999999p").is_err());
+    }
 }

@@ -112,3 +112,119 @@ fn a_paused_container_dies_of_sigkill() {
     assert!(out.status.success(), "delete: {}", stderr(&out));
     ib.assert_nothing_left("frzkill", Some(b.path()));
 }
+
+/// The value of cgroup file `name` in whichever of the container's cgroup directories has it.
+fn cgroup_value(ib: &Isobox, id: &str, name: &str) -> Option<String> {
+    let st = ib.state(id);
+    st["isobox"]["cgroup"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| std::fs::read_to_string(Path::new(p.as_str().unwrap()).join(name)).ok())
+        .map(|v| v.trim().to_string())
+}
+
+fn memory_limit(ib: &Isobox, id: &str) -> Option<String> {
+    cgroup_value(ib, id, "memory.limit_in_bytes").or_else(|| cgroup_value(ib, id, "memory.max"))
+}
+
+fn wait_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if t.ends_with('\n') {
+                return t;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn update_changes_the_cgroup_of_the_running_container() {
+    require_root!();
+    let ib = Isobox::new();
+    // Forks sleepers once /go exists, counting with builtins only (it cannot fork while
+    // they live), then stays.
+    let mut b = TestBundle::sh(
+        "while [ ! -e /go ]; do sleep 0.05; done; \
+         (for i in $(seq 20); do sleep 30 & echo $! >> /tmp/pids; done) 2>/dev/null; \
+         n=0; while read -r l; do n=$((n+1)); done < /tmp/pids; echo started=$n > /result; \
+         exec sleep 100",
+    );
+    b.edit(|c| {
+        c["linux"]["resources"] =
+            serde_json::json!({"pids": {"limit": 50}, "memory": {"limit": 128 << 20}})
+    });
+    let out = ib.run_detached(&["run", "--detach", "upd"], b.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cgroup_value(&ib, "upd", "pids.max").as_deref(), Some("50"));
+
+    let out = ib.run(&["update", "--pids-limit", "8", "--memory", "64m", "upd"]);
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    assert_eq!(cgroup_value(&ib, "upd", "pids.max").as_deref(), Some("8"));
+    assert_eq!(memory_limit(&ib, "upd").as_deref(), Some("67108864"));
+    let st = ib.state("upd");
+    assert_eq!(st["isobox"]["resources"]["pids"]["limit"], 8, "{st}");
+    assert_eq!(
+        st["isobox"]["resources"]["memory"]["limit"],
+        64 << 20,
+        "{st}"
+    );
+
+    // runc's resources document on standard input; zeros leave limits as they are.
+    let mut child = ib
+        .cmd()
+        .args(["update", "--resources", "-", "upd"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        br#"{"memory": {"limit": 0, "swap": 0}, "cpu": {"shares": 0}, "pids": {"limit": 6}}"#,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "update -r -: {}", stderr(&out));
+    assert_eq!(cgroup_value(&ib, "upd", "pids.max").as_deref(), Some("6"));
+    assert_eq!(memory_limit(&ib, "upd").as_deref(), Some("67108864"));
+
+    // Bad input: one line naming what is wrong, and nothing changes.
+    let bad = b.path().join("bad.json");
+    std::fs::write(&bad, r#"{"pids": {"limit": "many"}}"#).unwrap();
+    let err = one_line_error(&ib.run(&["update", "-r", bad.to_str().unwrap(), "upd"]));
+    assert!(
+        err.contains("bad.json") && err.contains("pids.limit"),
+        "{err}"
+    );
+    let err = one_line_error(&ib.run(&["update", "--memory", "lots", "upd"]));
+    assert!(err.contains("--memory"), "{err}");
+    let err = one_line_error(&ib.run(&["update", "--memory-swap", "1m", "upd"]));
+    assert!(err.contains("linux.resources.memory.swap"), "{err}");
+    assert_eq!(cgroup_value(&ib, "upd", "pids.max").as_deref(), Some("6"));
+
+    // The new pids limit holds: the shell and its sleepers stay below 6.
+    std::fs::write(b.rootfs().join("go"), "").unwrap();
+    let result = wait_file(&b.rootfs().join("result"));
+    let started: usize = result
+        .trim()
+        .strip_prefix("started=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {result:?}"));
+    assert!(
+        (1..6).contains(&started),
+        "{started} sleepers despite pids.limit 6"
+    );
+
+    let out = ib.run(&["delete", "--force", "upd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = one_line_error(&ib.run(&["update", "--pids-limit", "9", "upd"]));
+    assert!(err.contains("does not exist"), "{err}");
+    ib.assert_nothing_left("upd", Some(b.path()));
+}

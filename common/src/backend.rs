@@ -217,6 +217,16 @@ pub trait Backend {
     /// VM's processes): `state`, `list` and the verbs report `paused` from this.
     fn is_paused(&self, state: &State) -> Result<bool>;
 
+    /// Change the limits of the live container (`update`): `resources` is OCI
+    /// linux.resources as `runc update` reads it, and fields absent or zero stay as they
+    /// are. Validated as `create` validates; what cannot change is an error naming the
+    /// field. The limits now in force are recorded in `state.data`, which the caller saves.
+    fn update(
+        &self,
+        state: &mut State,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()>;
+
     /// Undo a `create` that never finished: its process died (or was killed) while the state
     /// was incomplete (`state.creator` is set and no longer alive). `create` records in the
     /// state directory what it makes as soon as it exists (processes, cgroups); this ends and

@@ -7,6 +7,7 @@ pub(crate) mod lifecycle;
 mod pause;
 mod query;
 mod spec;
+mod update;
 
 use anyhow::Result;
 use isobox_common::StateStore;
@@ -31,6 +32,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),
         Command::Pause { id } => pause::pause(&store, &id).map(|_| 0),
         Command::Resume { id } => pause::resume(&store, &id).map(|_| 0),
+        Command::Update(args) => update::update(&store, &args).map(|_| 0),
         Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),
         Command::List { format, quiet } => query::list(&store, format, quiet).map(|_| 0),
         Command::Ps { format, id } => query::ps(&store, &id, format).map(|_| 0),

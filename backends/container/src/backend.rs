@@ -4,6 +4,8 @@ use isobox_common::{
     hooks, proc, Backend, BackendKind, CreateOptions, Created, Error, Result, State, Status,
 };
 
+use oci_spec::runtime::LinuxResources;
+
 use crate::error::ContainerError;
 use crate::spawn::{self, BackendData};
 use crate::sync;
@@ -177,5 +179,13 @@ impl Backend for ContainerBackend {
 
     fn is_paused(&self, state: &State) -> Result<bool> {
         data(state)?.cgroup.is_frozen().map_err(Into::into)
+    }
+
+    fn update(&self, state: &mut State, resources: &LinuxResources) -> Result<()> {
+        let mut d = data(state)?;
+        let now = d.cgroup.update(d.resources.as_ref(), resources)?;
+        d.resources = Some(now);
+        state.data = serde_json::to_value(&d).expect("backend data serializes");
+        Ok(())
     }
 }

@@ -30,6 +30,9 @@ pub struct BackendData {
     /// config.json has no process: the container can be created but not started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_process: bool,
+    /// The limits in force: config.json's linux.resources, changed by each `update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     /// linux.seccomp, which every `exec`'d process gets too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
@@ -313,6 +316,11 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
             .unwrap_or_default(),
         poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
         no_process: bundle.process().is_none(),
+        resources: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone()),
         seccomp: bundle
             .spec
             .linux()

@@ -527,6 +527,14 @@ impl Backend for MicrovmBackend {
     fn is_paused(&self, state: &State) -> isobox_common::Result<bool> {
         Ok(crate::live::is_paused(state))
     }
+
+    fn update(
+        &self,
+        _state: &mut State,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> isobox_common::Result<()> {
+        crate::live::update(resources)
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub enum MicrovmError {
     /// A backend option (`--hypervisor`, `--kernel`, …) is unknown or has a bad value.
     #[error("microvm option {key}: {reason}")]
     InvalidOption { key: String, reason: String },
+    /// A resource limit the VM cannot take (`update` of what is fixed at boot).
+    #[error("{field}: {reason}")]
+    Resource { field: String, reason: String },
     /// The guest agent misbehaved or never answered.
     #[error("guest agent: {0}")]
     Agent(String),

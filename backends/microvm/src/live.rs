@@ -1,4 +1,4 @@
-//! What `pause` and `resume` do to a running microVM from outside it.
+//! What `pause`, `resume` and `update` do to a running microVM from outside it.
 //!
 //! A pause stops the VM's host processes with SIGSTOP: the hypervisor first (qemu, when it
 //! is one), then the host process, which runs the built-in VMM's vCPU threads or waits for
@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use isobox_common::{proc, Error, State};
+use oci_spec::runtime::LinuxResources;
 
 use crate::backend::live_hypervisor;
 use crate::error::MicrovmError;
@@ -107,6 +108,65 @@ pub(crate) fn resume(state: &State) -> Result<(), Error> {
     }
 }
 
+/// Nothing changes live: the VM's RAM and vCPUs are fixed at boot, and the guest has no
+/// cgroups of the container's. An update that sets nothing (absent or zero fields, as runc
+/// reads them) is fine; any other names its first field.
+pub(crate) fn update(resources: &LinuxResources) -> Result<(), Error> {
+    let doc = serde_json::to_value(resources).expect("resources serialize");
+    match first_set(&doc, "linux.resources") {
+        Some(field) => Err(MicrovmError::Resource {
+            field,
+            reason: "cannot be changed on a running microVM (its memory and vCPUs are fixed \
+                     at boot)"
+                .into(),
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The path of the first value in `v` that sets something: not null, 0, "", false, nor
+/// an empty list or object.
+fn first_set(v: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(false) => None,
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Object(o) => o
+            .iter()
+            .find_map(|(k, v)| first_set(v, &format!("{path}.{k}"))),
+        _ => Some(path.to_string()),
+    }
+}
+
 pub(crate) fn is_paused(state: &State) -> bool {
     proc::is_alive(state.pid, state.pid_start_time) && is_stopped(state.pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_is_refused_by_its_first_field_unless_it_sets_nothing() {
+        let parse = |j: serde_json::Value| serde_json::from_value::<LinuxResources>(j).unwrap();
+        // What dockerd sends for an update that changes nothing.
+        let zeros = parse(serde_json::json!({
+            "memory": {"limit": 0, "swap": 0}, "cpu": {"shares": 0, "cpus": ""},
+            "blockIO": {"weight": 0}, "pids": {"limit": 0}
+        }));
+        assert!(update(&zeros).is_ok());
+        let err = update(&parse(
+            serde_json::json!({"memory": {"limit": 0}, "pids": {"limit": 5}}),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "linux.resources.pids.limit: cannot be changed on a running microVM (its memory \
+             and vCPUs are fixed at boot)"
+        );
+    }
 }

@@ -56,7 +56,11 @@ pub(crate) fn create(
 }
 
 /// Which version holds `controller` here, or why none does.
-fn flavor(h: &Hierarchy, v2_available: &[String], controller: &str) -> Result<Flavor, String> {
+pub(super) fn flavor(
+    h: &Hierarchy,
+    v2_available: &[String],
+    controller: &str,
+) -> Result<Flavor, String> {
     if controller == "cgroup" {
         return match &h.unified {
             Some(_) => Ok(Flavor::V2),
@@ -135,25 +139,30 @@ fn build(
         ));
     }
     for s in settings {
-        let mount = if s.controller == "cgroup" || h.v1_mount(s.controller).is_none() {
-            h.unified.as_deref()
-        } else {
-            h.v1_mount(s.controller).map(|m| m.mount.as_path())
-        };
-        // `settings` holds only controllers `flavor` found, so this is a safety net.
-        let Some(mount) = mount else {
-            return Err(ContainerError::Resource {
-                field: s.field.clone(),
-                reason: format!("no hierarchy holds the {} controller", s.controller),
-            });
-        };
-        apply(&mount.join(&resolved.relative), s)?;
+        apply(&setting_dir(h, &resolved.relative, s)?, s)?;
     }
     Ok(Cgroup {
         mode: h.mode,
         paths,
         parents: parents.into_iter().collect(),
     })
+}
+
+/// The directory of the cgroup at `relative` that holds the control file of `s`.
+pub(super) fn setting_dir(h: &Hierarchy, relative: &Path, s: &Setting) -> Result<PathBuf> {
+    let mount = if s.controller == "cgroup" || h.v1_mount(s.controller).is_none() {
+        h.unified.as_deref()
+    } else {
+        h.v1_mount(s.controller).map(|m| m.mount.as_path())
+    };
+    // `settings` holds only controllers `flavor` found, so this is a safety net.
+    let Some(mount) = mount else {
+        return Err(ContainerError::Resource {
+            field: s.field.clone(),
+            reason: format!("no hierarchy holds the {} controller", s.controller),
+        });
+    };
+    Ok(mount.join(relative))
 }
 
 /// Make each missing directory from `mount` down to `mount/rel`, recording what was made.
@@ -198,7 +207,7 @@ fn make_path(
 
 /// The controllers to delegate on v2: those a setting needs (an error if refused), plus
 /// accounting ones on a pure v2 host (best effort).
-fn v2_wanted(mode: Mode, available: &[String], settings: &[Setting]) -> Vec<Wanted> {
+pub(super) fn v2_wanted(mode: Mode, available: &[String], settings: &[Setting]) -> Vec<Wanted> {
     let mut wanted: Vec<Wanted> = Vec::new();
     for s in settings {
         let on_v2 = available.iter().any(|c| c == s.controller);
@@ -225,7 +234,7 @@ fn v2_wanted(mode: Mode, available: &[String], settings: &[Setting]) -> Vec<Want
 }
 
 /// Write one setting into `dir`: the first of its candidate files that exists.
-fn apply(dir: &Path, s: &Setting) -> Result<()> {
+pub(super) fn apply(dir: &Path, s: &Setting) -> Result<()> {
     let refuse = |reason: String| ContainerError::Resource {
         field: s.field.clone(),
         reason,

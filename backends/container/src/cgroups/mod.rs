@@ -20,6 +20,7 @@ mod files;
 mod lifecycle;
 mod path;
 mod resources;
+mod update;
 mod v1;
 mod v2;
 
@@ -115,6 +116,28 @@ impl Cgroup {
             })?;
         }
         Ok(())
+    }
+
+    /// Change the limits of the live cgroup, whose limits in force are `current` (None: as
+    /// the kernel made it), by `change` (OCI linux.resources as `runc update` takes it:
+    /// absent and zero fields stay). Checked as `create` checks; returns the limits now in
+    /// force. Device rules cannot change.
+    pub fn update(
+        &self,
+        current: Option<&LinuxResources>,
+        change: &LinuxResources,
+    ) -> Result<LinuxResources> {
+        self.update_in(&Hierarchy::host()?, current, change)
+    }
+
+    /// `update` on given hierarchies (the host's, or a test tree).
+    pub fn update_in(
+        &self,
+        hierarchy: &Hierarchy,
+        current: Option<&LinuxResources>,
+        change: &LinuxResources,
+    ) -> Result<LinuxResources> {
+        update::update(hierarchy, self, current, change)
     }
 
     /// Move `pid` into the cgroup (every hierarchy).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 
 use super::*;
@@ -72,16 +72,9 @@ fn value(cg: &Cgroup, file: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-fn all_gone(cg: &Cgroup) {
-    for p in cg.paths.iter().chain(&cg.parents) {
-        assert!(!p.exists(), "{} left behind", p.display());
-    }
-}
-
-#[test]
-fn limits_processes_and_destroy() {
-    let Some(h) = host() else { return };
-    let res = LinuxResourcesBuilder::default()
+/// 32 MiB of memory, 10 pids and a fifth of a CPU.
+fn limits_32m_10_pids_fifth_cpu() -> LinuxResources {
+    LinuxResourcesBuilder::default()
         .memory(
             LinuxMemoryBuilder::default()
                 .limit(32 * MIB)
@@ -97,7 +90,19 @@ fn limits_processes_and_destroy() {
                 .unwrap(),
         )
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn all_gone(cg: &Cgroup) {
+    for p in cg.paths.iter().chain(&cg.parents) {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn limits_processes_and_destroy() {
+    let Some(h) = host() else { return };
+    let res = limits_32m_10_pids_fifth_cpu();
     let path = test_path("limits");
     let cg = Cgroup::create_in(&h, Some(&path), "limits", Some(&res)).unwrap();
     let _guard = Guard(&cg);
@@ -134,6 +139,59 @@ fn limits_processes_and_destroy() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     all_gone(&cg);
     cg.destroy().expect("destroy twice");
+}
+
+#[test]
+fn update_changes_the_live_limits_and_refuses_before_writing() {
+    let Some(h) = host() else { return };
+    let res = limits_32m_10_pids_fifth_cpu();
+    let cg = Cgroup::create_in(&h, Some(&test_path("update")), "update", Some(&res)).unwrap();
+    let _guard = Guard(&cg);
+    let memory_file = match cg.mode {
+        Mode::V2 => "memory.max",
+        Mode::V1 | Mode::Hybrid => "memory.limit_in_bytes",
+    };
+    // A zero quota is "unset": the quota in force stays.
+    let change = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(64 * MIB)
+                .build()
+                .unwrap(),
+        )
+        .pids(LinuxPidsBuilder::default().limit(20).build().unwrap())
+        .cpu(LinuxCpuBuilder::default().quota(0i64).build().unwrap())
+        .build()
+        .unwrap();
+    let now = cg.update_in(&h, Some(&res), &change).unwrap();
+    assert_eq!(value(&cg, "pids.max").as_deref(), Some("20"));
+    let mib64 = (64 * MIB).to_string();
+    assert_eq!(value(&cg, memory_file).as_deref(), Some(&*mib64));
+    assert_eq!(now.memory().unwrap().limit(), Some(64 * MIB));
+    assert_eq!(now.cpu().as_ref().unwrap().quota(), Some(20_000));
+    assert_eq!(now.pids().as_ref().unwrap().limit(), 20);
+
+    // memory+swap below the new memory limit: refused as create refuses it, nothing written.
+    let bad = LinuxResourcesBuilder::default()
+        .memory(LinuxMemoryBuilder::default().swap(MIB).build().unwrap())
+        .pids(LinuxPidsBuilder::default().limit(30).build().unwrap())
+        .build()
+        .unwrap();
+    match cg.update_in(&h, Some(&now), &bad) {
+        Err(ContainerError::Resource { field, .. }) => {
+            assert_eq!(field, "linux.resources.memory.swap")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(value(&cg, "pids.max").as_deref(), Some("20"));
+    let devices: LinuxResources =
+        serde_json::from_value(serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}))
+            .unwrap();
+    match cg.update_in(&h, Some(&now), &devices) {
+        Err(ContainerError::Resource { field, .. }) => assert_eq!(field, "linux.resources.devices"),
+        other => panic!("{other:?}"),
+    }
+    cg.destroy().unwrap();
 }
 
 #[test]
