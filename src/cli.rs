@@ -239,6 +239,42 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// A duration as Go writes it (runc's `--interval`): numbers with units ns, us, ms, s, m
+/// or h, one after another (1m30s); more than zero.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration (e.g. 5s, 500ms, 1m30s)");
+    let mut rest = text.trim();
+    let mut secs = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..end].parse().map_err(|_| bad())?;
+        rest = &rest[end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_end..];
+        secs += value * scale;
+    }
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("{text:?}: the interval must be more than zero"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Write a default config.json into the bundle directory.
@@ -278,6 +314,17 @@ pub enum Command {
     Resume { id: String },
     /// Change the resource limits of a running container.
     Update(UpdateArgs),
+    /// Print a container's resource usage as runc's JSON events, one a line: a `stats`
+    /// event every interval and an `oom` event when the OOM killer runs, until it stops.
+    Events {
+        /// Print the stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (5s, 500ms, 1m30s).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+        id: String,
+    },
     /// Remove a container and everything it holds on the host.
     Delete {
         /// Kill it first if it still runs.
@@ -331,6 +378,19 @@ pub enum Command {
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        use super::parse_duration;
+        use std::time::Duration;
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "5", "s", "5x", "0s", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_read_as_runc_reads_them() {

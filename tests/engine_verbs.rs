@@ -228,3 +228,83 @@ fn update_changes_the_cgroup_of_the_running_container() {
     assert!(err.contains("does not exist"), "{err}");
     ib.assert_nothing_left("upd", Some(b.path()));
 }
+
+#[test]
+fn events_prints_runcs_stats_and_oom_events() {
+    require_root!();
+    use std::io::{BufRead, BufReader};
+    let ib = Isobox::new();
+    // Busy for a moment (CPU time to report), then an OOM kill once /go exists.
+    let mut b = TestBundle::sh(
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; \
+         while [ ! -e /go ]; do sleep 0.05; done; tail /dev/zero; exec sleep 100",
+    );
+    b.edit(|c| {
+        c["linux"]["resources"] =
+            serde_json::json!({"pids": {"limit": 20}, "memory": {"limit": 32 << 20}})
+    });
+    let out = ib.run_detached(&["run", "--detach", "ev"], b.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = ib.run(&["events", "--stats", "ev"]);
+    assert!(out.status.success(), "events --stats: {}", stderr(&out));
+    let text = support::stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let ev: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "ev");
+    let data = &ev["data"];
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert!(data["cpu"]["usage"]["kernel"].is_u64(), "{data}");
+    assert!(data["cpu"]["throttling"].is_object(), "{data}");
+    assert!(data["pids"]["current"].as_u64().unwrap() >= 1, "{data}");
+    assert_eq!(data["pids"]["limit"], 20, "{data}");
+    assert_eq!(data["memory"]["usage"]["limit"], 32 << 20, "{data}");
+    assert!(data["memory"]["usage"]["failcnt"].is_u64(), "{data}");
+    assert!(
+        data["blkio"].is_object() && data["hugetlb"].is_object(),
+        "{data}"
+    );
+    assert!(data["network_interfaces"].is_null(), "{data}");
+
+    // Without --stats: stats every interval, and an oom event when the OOM killer runs.
+    let mut events = ib
+        .cmd()
+        .args(["events", "--interval", "200ms", "ev"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let mut next = || -> serde_json::Value {
+        serde_json::from_str(&lines.next().expect("events ended").unwrap()).unwrap()
+    };
+    assert_eq!(next()["type"], "stats");
+    assert_eq!(next()["type"], "stats");
+    std::fs::write(b.rootfs().join("go"), "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ev = next();
+        assert_eq!(ev["id"], "ev");
+        if ev["type"] == "oom" {
+            assert_eq!(ev, serde_json::json!({"type": "oom", "id": "ev"}));
+            break;
+        }
+        assert_eq!(ev["type"], "stats", "{ev}");
+        assert!(Instant::now() < deadline, "no oom event");
+    }
+    // It ends by itself once the container is gone.
+    let out = ib.run(&["delete", "--force", "ev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "events outlived the container");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = one_line_error(&ib.run(&["events", "--stats", "ev"]));
+    assert!(err.contains("does not exist"), "{err}");
+    ib.assert_nothing_left("ev", Some(b.path()));
+}

@@ -224,6 +224,35 @@ fn pause_stops_the_vm_and_resume_lets_it_go_on() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not paused"), "{}", stderr(&out));
 
+    // Nothing of a running microVM changes; an update that sets nothing is no change.
+    let out = ib.run(&["update", "--memory", "512m", "vmp"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("linux.resources.memory.limit: cannot be changed on a running microVM"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ib.run(&["update", "--pids-limit", "0", "vmp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The VMM processes' usage, labelled as such.
+    let out = ib.run(&["events", "--stats", "vmp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = &ev["data"];
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert!(
+        data["memory"]["raw"]["vmm_rss"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert_eq!(
+        data["memory"]["raw"]["vmm_rss"],
+        data["memory"]["usage"]["usage"]
+    );
+
     let out = ib.run(&["pause", "vmp"]);
     assert!(out.status.success(), "pause: {}", stderr(&out));
     let out = ib.run(&["delete", "--force", "vmp"]);

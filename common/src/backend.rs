@@ -227,6 +227,9 @@ pub trait Backend {
         resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<()>;
 
+    /// The container's resource usage now (`events`).
+    fn stats(&self, state: &State) -> Result<crate::Stats>;
+
     /// Undo a `create` that never finished: its process died (or was killed) while the state
     /// was incomplete (`state.creator` is set and no longer alive). `create` records in the
     /// state directory what it makes as soon as it exists (processes, cgroups); this ends and

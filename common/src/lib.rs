@@ -15,6 +15,7 @@ pub mod rootpath;
 pub mod seccomp;
 pub mod skip;
 pub mod state;
+pub mod stats;
 pub mod syscalls;
 pub mod text;
 
@@ -22,6 +23,7 @@ pub use backend::{Backend, BackendKind, CreateOptions, Created, ExecOptions, Exe
 pub use bundle::Bundle;
 pub use error::{Error, Result};
 pub use state::{State, StateStore, Status};
+pub use stats::Stats;
 
 /// The OCI runtime-spec version isobox implements.
 pub const OCI_VERSION: &str = "1.2.0";

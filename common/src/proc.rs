@@ -23,6 +23,37 @@ pub fn state_letter(pid: i32) -> Option<char> {
     rest.split_whitespace().next()?.chars().next()
 }
 
+/// CPU time `pid` has used so far, all its threads together, in nanoseconds: (user,
+/// kernel). A KVM or TCG vCPU thread's guest time counts as user time.
+pub fn cpu_time_ns(pid: i32) -> Option<(u64, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // rest starts at field 3; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((ticks_to_ns(utime), ticks_to_ns(stime)))
+}
+
+/// Clock ticks (USER_HZ, the unit of /proc/PID/stat and cpuacct.stat) in nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        t if t > 0 => t as u64,
+        _ => 100,
+    };
+    ticks.saturating_mul(1_000_000_000) / hz
+}
+
+/// The resident memory of `pid` in bytes (the second field of /proc/PID/statm, in pages).
+pub fn rss_bytes(pid: i32) -> Option<u64> {
+    let statm = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages.saturating_mul(u64::try_from(page).unwrap_or(4096)))
+}
+
 /// Size and resident bytes of each memory mapping of `pid` (from /proc/PID/smaps).
 pub fn mappings(pid: i32) -> Option<Vec<(u64, u64)>> {
     let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
@@ -76,6 +107,19 @@ mod tests {
     fn parses_start_time_with_odd_comm() {
         let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
         assert_eq!(parse_start_time(stat), Some(123456));
+    }
+
+    #[test]
+    fn own_cpu_time_and_rss_are_read() {
+        let me = std::process::id() as i32;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        let (user, kernel) = cpu_time_ns(me).expect("own stat");
+        assert!(user + kernel > 0);
+        assert!(rss_bytes(me).expect("own statm") > 4096);
+        assert_eq!(cpu_time_ns(-1), None);
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub fn delete(store: &StateStore, id: &str, force: bool) -> Result<()> {
     }
 }
 
-fn is_not_found(e: &anyhow::Error) -> bool {
+pub(super) fn is_not_found(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<isobox_common::Error>(),
         Some(isobox_common::Error::NotFound(_))

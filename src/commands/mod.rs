@@ -1,5 +1,6 @@
 //! One function per verb.
 
+mod events;
 mod exec;
 mod features;
 mod host;
@@ -33,6 +34,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Pause { id } => pause::pause(&store, &id).map(|_| 0),
         Command::Resume { id } => pause::resume(&store, &id).map(|_| 0),
         Command::Update(args) => update::update(&store, &args).map(|_| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => events::events(&store, &id, stats, interval).map(|_| 0),
         Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),
         Command::List { format, quiet } => query::list(&store, format, quiet).map(|_| 0),
         Command::Ps { format, id } => query::ps(&store, &id, format).map(|_| 0),

@@ -188,4 +188,8 @@ impl Backend for ContainerBackend {
         state.data = serde_json::to_value(&d).expect("backend data serializes");
         Ok(())
     }
+
+    fn stats(&self, state: &State) -> Result<isobox_common::Stats> {
+        data(state)?.cgroup.stats().map_err(Into::into)
+    }
 }

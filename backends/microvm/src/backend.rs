@@ -535,6 +535,10 @@ impl Backend for MicrovmBackend {
     ) -> isobox_common::Result<()> {
         crate::live::update(resources)
     }
+
+    fn stats(&self, state: &State) -> isobox_common::Result<isobox_common::Stats> {
+        crate::live::stats(state)
+    }
 }
 
 #[cfg(test)]

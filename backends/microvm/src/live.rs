@@ -1,4 +1,4 @@
-//! What `pause`, `resume` and `update` do to a running microVM from outside it.
+//! What `pause`, `resume`, `update` and `events` do to a running microVM from outside it.
 //!
 //! A pause stops the VM's host processes with SIGSTOP: the hypervisor first (qemu, when it
 //! is one), then the host process, which runs the built-in VMM's vCPU threads or waits for
@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use isobox_common::{proc, Error, State};
+use isobox_common::{proc, Error, State, Stats};
 use oci_spec::runtime::LinuxResources;
 
 use crate::backend::live_hypervisor;
@@ -139,6 +139,36 @@ fn first_set(v: &serde_json::Value, path: &str) -> Option<String> {
             .find_map(|(k, v)| first_set(v, &format!("{path}.{k}"))),
         _ => Some(path.to_string()),
     }
+}
+
+/// The VMM's usage, from /proc: the VM has no cgroup of its own, so these are the host
+/// processes that run it (the host process with the built-in VMM's vCPU threads, and qemu):
+/// their CPU time (a vCPU's guest time included) and resident memory. `memory.raw` says so
+/// with its keys: `vmm_rss`, `vmm_processes` and `guest_ram` (the RAM the guest was given).
+/// The guest's own processes are not counted (no `pids`).
+pub(crate) fn stats(state: &State) -> Result<Stats, Error> {
+    let pids = processes(state);
+    if !pids.contains(&state.pid) {
+        return Err(not_running(state));
+    }
+    let mut s = Stats::default();
+    let mut rss = 0;
+    for &pid in &pids {
+        let (user, kernel) = proc::cpu_time_ns(pid).unwrap_or_default();
+        s.cpu.usage.user += user;
+        s.cpu.usage.kernel += kernel;
+        rss += proc::rss_bytes(pid).unwrap_or(0);
+    }
+    s.cpu.usage.total = s.cpu.usage.user + s.cpu.usage.kernel;
+    s.memory.usage.usage = rss;
+    s.memory.raw.insert("vmm_rss".into(), rss);
+    s.memory
+        .raw
+        .insert("vmm_processes".into(), pids.len() as u64);
+    if let Some(mib) = state.data.get("memMib").and_then(|v| v.as_u64()) {
+        s.memory.raw.insert("guest_ram".into(), mib << 20);
+    }
+    Ok(s)
 }
 
 pub(crate) fn is_paused(state: &State) -> bool {

@@ -176,30 +176,3 @@ fn remove(dir: &Path, deadline: Instant) -> Result<()> {
         }
     }
 }
-
-/// Read the first of `names` found in any of `paths` as a number.
-fn first_number(paths: &[PathBuf], names: &[&str]) -> Option<u64> {
-    names.iter().find_map(|name| {
-        paths
-            .iter()
-            .find_map(|d| files::read(&d.join(name)).ok())
-            .and_then(|v| v.parse().ok())
-    })
-}
-
-pub(crate) fn stats(paths: &[PathBuf]) -> Result<super::Stats> {
-    let unified = v2::unified_dir(paths);
-    let v2_usage = unified
-        .and_then(|d| files::read(&d.join("cpu.stat")).ok())
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
-        });
-    Ok(super::Stats {
-        memory_current: first_number(paths, &["memory.current", "memory.usage_in_bytes"]),
-        memory_peak: first_number(paths, &["memory.peak", "memory.max_usage_in_bytes"]),
-        pids_current: first_number(paths, &["pids.current"]),
-        cpu_usage_usec: v2_usage
-            .or_else(|| first_number(paths, &["cpuacct.usage"]).map(|ns| ns / 1000)),
-    })
-}

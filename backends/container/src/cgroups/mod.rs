@@ -20,6 +20,7 @@ mod files;
 mod lifecycle;
 mod path;
 mod resources;
+mod stats;
 mod update;
 mod v1;
 mod v2;
@@ -177,21 +178,9 @@ impl Cgroup {
         lifecycle::is_frozen(&self.paths)
     }
 
-    /// Memory and pid figures of the cgroup, as far as the host's controllers give them.
-    pub fn stats(&self) -> Result<Stats> {
-        lifecycle::stats(&self.paths)
+    /// The cgroup's usage as runc's `events --stats` reports it, as far as the host's
+    /// controllers give it.
+    pub fn stats(&self) -> Result<isobox_common::Stats> {
+        stats::stats(&self.paths)
     }
-}
-
-/// What the cgroup's controllers report; None where the host has no such file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    /// Memory charged now, bytes (v2 memory.current, v1 memory.usage_in_bytes).
-    pub memory_current: Option<u64>,
-    /// The most memory ever charged, bytes (v2 memory.peak, v1 memory.max_usage_in_bytes).
-    pub memory_peak: Option<u64>,
-    /// Processes and threads now (pids.current).
-    pub pids_current: Option<u64>,
-    /// CPU time used, microseconds (v2 cpu.stat usage_usec, v1 cpuacct.usage / 1000).
-    pub cpu_usage_usec: Option<u64>,
 }

@@ -130,9 +130,10 @@ fn limits_processes_and_destroy() {
     cg.add(pid).unwrap();
     assert_eq!(cg.pids().unwrap(), [pid]);
     let stats = cg.stats().unwrap();
-    // v1 does not move a joining task's charge, so only the figure's presence is certain.
-    assert!(stats.memory_current.is_some(), "{stats:?}");
-    assert_eq!(stats.pids_current, Some(1));
+    // v1 does not move a joining task's charge, so only the limit is certain.
+    assert_eq!(stats.memory.usage.limit, 32 << 20, "{stats:?}");
+    assert_eq!(stats.pids.current, 1);
+    assert_eq!(stats.pids.limit, 10);
 
     cg.destroy().unwrap();
     let status = child.0.wait().unwrap();
@@ -170,6 +171,7 @@ fn update_changes_the_live_limits_and_refuses_before_writing() {
     assert_eq!(now.memory().unwrap().limit(), Some(64 * MIB));
     assert_eq!(now.cpu().as_ref().unwrap().quota(), Some(20_000));
     assert_eq!(now.pids().as_ref().unwrap().limit(), 20);
+    assert_eq!(cg.stats().unwrap().pids.limit, 20);
 
     // memory+swap below the new memory limit: refused as create refuses it, nothing written.
     let bad = LinuxResourcesBuilder::default()
