@@ -89,8 +89,8 @@ pub struct CreateArgs {
     /// microVM: guest kernel (else $ISOBOX_KERNEL, else the cached or provisioned default).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
-    /// Accepted for runc compatibility; only valid with process.terminal (not supported yet).
-    #[arg(long, hide = true)]
+    /// An AF_UNIX socket to send the terminal's master to (process.terminal, detached).
+    #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// Container id.
     pub id: String,

@@ -4,8 +4,12 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use isobox_common::protocol::WindowSize;
+use isobox_common::pty;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags};
@@ -13,6 +17,49 @@ use nix::sys::termios::{self, SetArg, Termios};
 
 /// Input read from stdin, not yet taken by the master.
 const CHUNK: usize = 16 * 1024;
+
+/// A console socket isobox listens on itself, for a terminal it relays in the foreground:
+/// backends only ever send a master to a console socket.
+pub struct OwnConsole {
+    dir: PathBuf,
+    listener: UnixListener,
+}
+
+impl OwnConsole {
+    pub fn new() -> Result<OwnConsole> {
+        // A short private directory: a socket path must fit in sun_path (108 bytes).
+        let dir = nix::unistd::mkdtemp("/tmp/isobox-console-XXXXXX")
+            .context("making a directory for the terminal's socket")?;
+        let listener = UnixListener::bind(dir.join("sock"))
+            .with_context(|| format!("listening on {}", dir.join("sock").display()))?;
+        listener
+            .set_nonblocking(true)
+            .context("making the terminal's socket non-blocking")?;
+        Ok(OwnConsole { dir, listener })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    /// The master a backend sent while it created the process (it is waiting by now).
+    pub fn receive(&self) -> Result<Option<OwnedFd>> {
+        let conn = match self.listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e).context("accepting the terminal's connection"),
+        };
+        conn.set_nonblocking(false)
+            .context("the terminal's connection")?;
+        Ok(Some(isobox_common::console::receive_master(conn.as_fd())?))
+    }
+}
+
+impl Drop for OwnConsole {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
 
 pub struct Relay {
     /// None once the terminal hung up (every slave closed).
@@ -28,13 +75,9 @@ fn stdin() -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) }
 }
 
-/// isobox's own window size as (rows, columns), when its stdin is a terminal.
-pub fn own_window_size() -> Option<(u16, u16)> {
-    // SAFETY: an all-zero winsize is valid; TIOCGWINSZ fills it in.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one winsize to a valid pointer.
-    let ok = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    (ok && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+/// isobox's own window size, when its stdin is a terminal.
+pub fn own_window_size() -> Option<WindowSize> {
+    pty::window_size(stdin()).ok().filter(|s| s.rows > 0)
 }
 
 impl Relay {
@@ -47,11 +90,8 @@ impl Relay {
         )
         .context("making the terminal non-blocking")?;
         let saved = termios::tcgetattr(stdin()).ok();
-        if let Some(t) = &saved {
-            let mut raw = t.clone();
-            termios::cfmakeraw(&mut raw);
-            termios::tcsetattr(stdin(), SetArg::TCSANOW, &raw)
-                .context("putting the terminal in raw mode")?;
+        if saved.is_some() {
+            pty::make_raw(stdin()).context("putting the terminal in raw mode")?;
         }
         Ok(Relay {
             master: Some(master),
@@ -59,6 +99,13 @@ impl Relay {
             pending: Vec::new(),
             saved,
         })
+    }
+
+    /// Give the process's terminal this size (the kernel tells its foreground group).
+    pub fn resize(&self, size: WindowSize) {
+        if let Some(m) = &self.master {
+            let _ = pty::set_window_size(m.as_fd(), size);
+        }
     }
 
     /// What to poll: stdin (while there is room for its input) and the master.

@@ -92,13 +92,15 @@ impl Drop for SignalPipe {
 pub fn wait_session(session: &mut dyn ExecSession, console: Option<OwnedFd>) -> Result<i32> {
     let signals = SignalPipe::install()?;
     let mut term = console.map(Relay::new).transpose()?;
-    let resize = |session: &mut dyn ExecSession| {
-        if let Some((rows, cols)) = relay::own_window_size() {
-            let _ = session.resize(rows, cols);
+    // isobox's window size, for the terminal it relays.
+    let resize = |session: &mut dyn ExecSession, term: &Relay| {
+        if let Some(size) = relay::own_window_size() {
+            term.resize(size);
+            let _ = session.resize(size.rows, size.cols);
         }
     };
-    if term.is_some() {
-        resize(session);
+    if let Some(t) = &term {
+        resize(session, t);
     }
     loop {
         {
@@ -124,8 +126,8 @@ pub fn wait_session(session: &mut dyn ExecSession, console: Option<OwnedFd>) -> 
             }
         }
         for sig in signals.take() {
-            if sig == libc::SIGWINCH && term.is_some() {
-                resize(session);
+            if let (libc::SIGWINCH, Some(t)) = (sig, &term) {
+                resize(session, t);
             } else {
                 let _ = session.signal(sig);
             }

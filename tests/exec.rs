@@ -1,4 +1,4 @@
-//! `exec` through the CLI, on real busybox containers (root only).
+//! `exec` and terminals through the CLI, on real busybox containers (root only).
 //!
 //! This test process makes itself a child subreaper, as the engines' shims are: a detached
 //! process (`exec --detach`, a created container's init) is then reparented to it once
@@ -7,6 +7,9 @@
 mod support;
 
 use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -266,6 +269,189 @@ fn exec_into_a_stopped_container_fails_with_one_line() {
     let out = exec(&ib, &["nosuch", "true"]);
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     ib.run(&["delete", "--force", "gone"]);
+}
+
+/// Accept one connection on `listener` and receive the pty master as containerd's go-runc
+/// does: one message, the name as its bytes, exactly one descriptor.
+fn receive_master(listener: &UnixListener) -> OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{FromRawFd, RawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 4096];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    assert!(msg.bytes > 0, "no name with the master");
+    let fds: Vec<RawFd> = msg
+        .cmsgs()
+        .unwrap()
+        .flat_map(|c| match c {
+            ControlMessageOwned::ScmRights(f) => f,
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(fds.len(), 1, "one descriptor");
+    // SAFETY: just received, owned by this process alone.
+    unsafe { OwnedFd::from_raw_fd(fds[0]) }
+}
+
+/// Read `master` until `want` appears (or 20 s pass); returns what was read.
+fn read_until(master: &mut fs::File, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(want) {
+        assert!(Instant::now() < deadline, "never saw {want:?} in {seen:?}");
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+            continue;
+        }
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(seen.contains(want), "never saw {want:?} in {seen:?}");
+    seen
+}
+
+fn socket_in(dir: &Path) -> (UnixListener, String) {
+    let path = dir.join("console.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    (l, path.to_string_lossy().into_owned())
+}
+
+#[test]
+fn create_with_a_console_socket_gives_the_init_a_terminal() {
+    require_root!();
+    let ib = Isobox::new();
+    become_subreaper();
+    let mut b = TestBundle::sh("unused");
+    b.edit(|c| {
+        c["process"]["args"] = json!(["/bin/sh"]);
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    });
+    let (listener, sock) = socket_in(b.path());
+    let pid_file = b.path().join("init.pid");
+    let receiver = std::thread::spawn(move || receive_master(&listener));
+    let out = ib.run_detached(
+        &[
+            "create",
+            "--console-socket",
+            &sock,
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "tty",
+        ],
+        b.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut master = fs::File::from(receiver.join().unwrap());
+    let out = ib.run(&["start", "tty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The shell's output, not the terminal's echo of the input, has "42".
+    master
+        .write_all(b"tty; stty size; echo $((40+2)); exit 3\n")
+        .unwrap();
+    let seen = read_until(&mut master, "42\r\n");
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+    assert!(seen.contains("33 101"), "{seen}");
+    assert_eq!(wait_exit(read_pid_file(&pid_file)), 3);
+    ib.run(&["delete", "--force", "tty"]);
+}
+
+#[test]
+fn exec_tty_with_a_console_socket() {
+    require_root!();
+    let ib = Isobox::new();
+    let b = running(&ib, "exectty");
+    let (listener, sock) = socket_in(b.path());
+    let pid_file = b.path().join("exec.pid");
+    let receiver = std::thread::spawn(move || receive_master(&listener));
+    let out = support::status_with_stderr({
+        let mut c = ib.cmd();
+        c.args(["exec", "-t", "-d", "--console-socket", &sock, "--pid-file"])
+            .arg(&pid_file)
+            .args(["exectty", "sh"]);
+        c
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut master = fs::File::from(receiver.join().unwrap());
+    master.write_all(b"echo $((40+2)); exit 3\n").unwrap();
+    read_until(&mut master, "42\r\n");
+    assert_eq!(wait_exit(read_pid_file(&pid_file)), 3);
+    // A terminal of a detached process needs a console socket, as in runc.
+    let out = exec(&ib, &["-t", "-d", "exectty", "sh"]);
+    assert!(
+        stderr(&out).contains("--console-socket"),
+        "{}",
+        stderr(&out)
+    );
+    ib.run(&["delete", "--force", "exectty"]);
+}
+
+/// Run `cmd` with a new 40x120 pty made here as its stdin, stdout and stderr; write `input`,
+/// read until `want`, and return the exit code and what was read.
+fn under_pty(mut cmd: std::process::Command, input: &[u8], want: &str) -> (i32, String) {
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = fs::File::from(pty.master);
+    master.write_all(input).unwrap();
+    let seen = read_until(&mut master, want);
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), seen)
+}
+
+#[test]
+fn run_with_a_terminal_relays_its_own() {
+    require_root!();
+    let ib = Isobox::new();
+    let mut b = TestBundle::sh("unused");
+    b.edit(|c| {
+        c["process"]["args"] = json!(["/bin/sh"]);
+        c["process"]["terminal"] = json!(true);
+    });
+    let mut cmd = ib.cmd();
+    cmd.args(["run", "--bundle"]).arg(b.path()).arg("runtty");
+    let (code, seen) = under_pty(cmd, b"tty; stty size; echo $((40+2)); exit 3\n", "42\r\n");
+    assert_eq!(code, 3, "{seen}");
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+    // isobox's own window size is the container's.
+    assert!(seen.contains("40 120"), "{seen}");
+    ib.assert_nothing_left("runtty", Some(b.path()));
+}
+
+#[test]
+fn exec_tty_in_the_foreground_relays_its_own() {
+    require_root!();
+    let ib = Isobox::new();
+    let _b = running(&ib, "fgtty");
+    let mut cmd = ib.cmd();
+    cmd.args(["exec", "-t", "fgtty", "sh"]);
+    let (code, seen) = under_pty(cmd, b"echo $((40+2)); exit 4\n", "42\r\n");
+    assert_eq!(code, 4, "{seen}");
+    ib.run(&["delete", "--force", "fgtty"]);
 }
 
 #[test]

@@ -113,6 +113,9 @@ pub struct CreateOptions {
     /// True for `run` in the foreground: the caller waits for the container's pid and needs it
     /// to be its own child.
     pub foreground: bool,
+    /// With `process.terminal`: the Unix socket the pty master is sent to while the container
+    /// is created (runc's protocol; the caller's own socket when it relays the terminal).
+    pub console_socket: Option<PathBuf>,
     /// Backend-specific options from the command line (`--kernel`, `--hypervisor`, …) as
     /// key/value pairs; a backend rejects keys it does not know.
     pub options: Vec<(String, String)>,
@@ -140,9 +143,9 @@ pub struct ExecOptions {
     /// process must stay a descendant of the caller (engines that are subreapers wait for
     /// the pid in `--pid-file`).
     pub detach: bool,
-    /// `--console-socket`: with `process.terminal`, the Unix socket the pty master is sent to
-    /// (runc's protocol). None with a terminal: the caller relays its own terminal through
-    /// [`Execed::console`].
+    /// With `process.terminal`: the Unix socket the pty master is sent to (runc's protocol):
+    /// the engine's `--console-socket`, or the caller's own when it relays the terminal in the
+    /// foreground.
     pub console_socket: Option<PathBuf>,
 }
 
@@ -151,8 +154,8 @@ pub struct Execed {
     /// The host pid the caller writes to `--pid-file`: the process itself, or a host process
     /// that stands for it and ends with its exit status.
     pub pid: i32,
-    /// With `process.terminal` and no console socket: the terminal's master side (bytes in
-    /// are the process's input, bytes out its output).
+    /// A terminal's master side handed back here instead of over the console socket (bytes in
+    /// are the process's input, bytes out its output); the caller relays it.
     pub console: Option<OwnedFd>,
     /// Waits for the process, relays signals and window sizes to it.
     pub session: Box<dyn ExecSession>,

@@ -1,7 +1,8 @@
 //! A child process of the caller as an [`ExecSession`]: waited for through a pidfd and
-//! waitpid, signalled with kill(2), its terminal resized on the pty master.
+//! waitpid, signalled with kill(2). Its terminal, if any, is resized by whoever holds the
+//! master.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -14,15 +15,13 @@ pub struct ChildSession {
     pid: i32,
     /// None on kernels without pidfd_open (before 5.3): the caller polls on a timer.
     pidfd: Option<OwnedFd>,
-    /// The master of the child's terminal, for window sizes.
-    console: Option<OwnedFd>,
     /// The exit code once reaped; the pid may name another process from then on.
     exited: Option<i32>,
 }
 
 impl ChildSession {
-    /// `pid` must be a child of the calling process; `console` the master of its terminal.
-    pub fn new(pid: i32, console: Option<OwnedFd>) -> ChildSession {
+    /// `pid` must be a child of the calling process.
+    pub fn new(pid: i32) -> ChildSession {
         // SAFETY: pidfd_open returns a new descriptor we own, or -1.
         let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
         let pidfd = (raw >= 0).then(|| {
@@ -32,7 +31,6 @@ impl ChildSession {
         ChildSession {
             pid,
             pidfd,
-            console,
             exited: None,
         }
     }
@@ -87,23 +85,7 @@ impl ExecSession for ChildSession {
         Ok(())
     }
 
-    fn resize(&mut self, rows: u16, cols: u16) -> Result<()> {
-        let Some(master) = &self.console else {
-            return Ok(());
-        };
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
-        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
-            return Err(Error::io(
-                "setting the terminal's window size",
-                std::io::Error::last_os_error(),
-            ));
-        }
+    fn resize(&mut self, _rows: u16, _cols: u16) -> Result<()> {
         Ok(())
     }
 }
@@ -120,7 +102,7 @@ mod tests {
             .args(["-c", "exit 7"])
             .spawn()
             .unwrap();
-        let mut s = ChildSession::new(child.id() as i32, None);
+        let mut s = ChildSession::new(child.id() as i32);
         let code = loop {
             if let Some(c) = s.try_wait().unwrap() {
                 break c;
@@ -134,7 +116,7 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let mut s = ChildSession::new(child.id() as i32, None);
+        let mut s = ChildSession::new(child.id() as i32);
         assert_eq!(s.try_wait().unwrap(), None);
         s.signal(libc::SIGKILL).unwrap();
         while s.try_wait().unwrap().is_none() {

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod bundle;
 pub mod child;
+pub mod console;
 pub mod error;
 pub mod hooks;
 pub mod id;

@@ -11,6 +11,7 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
 
 use crate::cli::ExecArgs;
 use crate::commands::lifecycle::write_pid_file;
+use crate::relay::OwnConsole;
 use crate::{backends, log, wait};
 
 pub fn exec(store: &StateStore, args: &ExecArgs) -> Result<i32> {
@@ -36,13 +37,25 @@ pub fn exec(store: &StateStore, args: &ExecArgs) -> Result<i32> {
         args.id,
         process.args().as_deref().unwrap_or_default()
     ));
+    // A foreground terminal is relayed here: its master comes to a socket of our own.
+    let own = (terminal && !args.detach)
+        .then(OwnConsole::new)
+        .transpose()?;
     let opts = ExecOptions {
         process,
         process_file,
         detach: args.detach,
-        console_socket: args.console_socket.clone(),
+        console_socket: own
+            .as_ref()
+            .map(OwnConsole::path)
+            .or_else(|| args.console_socket.clone()),
     };
     let mut execed = backend.exec(&state, &opts)?;
+    let console = match (execed.console.take(), &own) {
+        (Some(master), _) => Some(master),
+        (None, Some(own)) => own.receive()?,
+        (None, None) => None,
+    };
     // Other verbs may run while the process does.
     drop(lock);
     if let Some(path) = &args.pid_file {
@@ -54,7 +67,7 @@ pub fn exec(store: &StateStore, args: &ExecArgs) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    wait::wait_session(&mut *execed.session, execed.console.take())
+    wait::wait_session(&mut *execed.session, console)
 }
 
 /// runc's rules: a terminal of a detached process goes to a console socket, and a console

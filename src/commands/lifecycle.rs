@@ -11,20 +11,28 @@ use isobox_common::{
 
 use crate::backends;
 use crate::cli::CreateArgs;
+use crate::commands::exec::check_console;
+use crate::relay::OwnConsole;
 use crate::{log, signals, wait};
 
 /// Validate the bundle, make the state dir, let the backend create the container, record the
-/// state. On any error nothing is left behind. Returns the state and its backend.
+/// state. On any error nothing is left behind. Returns the state and its backend, and in the
+/// foreground with a terminal the console socket its master was sent to.
 pub fn create(
     store: &StateStore,
     args: &CreateArgs,
     foreground: bool,
-) -> Result<(State, Box<dyn Backend>)> {
+) -> Result<(State, Box<dyn Backend>, Option<OwnConsole>)> {
     isobox_common::id::validate(&args.id)?;
-    if args.console_socket.is_some() {
-        bail!("--console-socket: process.terminal is not supported yet");
-    }
     let bundle = Bundle::load(&args.bundle)?;
+    let terminal = bundle.process().and_then(|p| p.terminal()).unwrap_or(false);
+    check_console(!foreground, terminal, args.console_socket.as_deref())?;
+    // A foreground terminal is relayed here: its master comes to a socket of our own.
+    let own = (terminal && foreground).then(OwnConsole::new).transpose()?;
+    let console_socket = own
+        .as_ref()
+        .map(OwnConsole::path)
+        .or_else(|| args.console_socket.clone());
     let env = std::env::var(isobox_common::backend::BACKEND_ENV).ok();
     let program = crate::program_name();
     let kind = BackendKind::choose(
@@ -40,12 +48,23 @@ pub fn create(
     ));
     let backend = backends::for_kind(kind)?;
     let (state_dir, _lock) = store.create(&args.id)?;
-    let result = create_in(store, &*backend, args, bundle, kind, state_dir, foreground);
+    let console = Console {
+        foreground,
+        socket: console_socket,
+    };
+    let result = create_in(store, &*backend, args, bundle, kind, state_dir, console);
     if result.is_err() {
         // The backend cleaned up what it made; the state dir is ours.
         let _ = store.remove(&args.id);
     }
-    result.map(|state| (state, backend))
+    result.map(|state| (state, backend, own))
+}
+
+/// How the container's process meets its caller: waited for in the foreground or not, and
+/// the console socket its terminal's master goes to.
+struct Console {
+    foreground: bool,
+    socket: Option<std::path::PathBuf>,
 }
 
 fn create_in(
@@ -55,7 +74,7 @@ fn create_in(
     bundle: Bundle,
     kind: BackendKind,
     state_dir: std::path::PathBuf,
-    foreground: bool,
+    console: Console,
 ) -> Result<State> {
     let mut options = Vec::new();
     if let Some(h) = args.hypervisor {
@@ -94,7 +113,8 @@ fn create_in(
         id: args.id.clone(),
         bundle,
         state_dir,
-        foreground,
+        foreground: console.foreground,
+        console_socket: console.socket,
         options,
     };
     let created = backend.create(&opts)?;
@@ -149,7 +169,17 @@ fn start_loaded(store: &StateStore, state: &mut State, backend: &dyn Backend) ->
 }
 
 pub fn run(store: &StateStore, args: &CreateArgs, detach: bool) -> Result<i32> {
-    let (mut state, backend) = create(store, args, !detach)?;
+    let (mut state, backend, own) = create(store, args, !detach)?;
+    // Sent while the container was created.
+    let master = match own.as_ref().map(OwnConsole::receive).transpose() {
+        Ok(m) => m.flatten(),
+        Err(e) => {
+            kill_and_reap(&*backend, &state);
+            let _ = backend.delete(&state);
+            let _ = store.remove(&state.id);
+            return Err(e);
+        }
+    };
     if let Err(e) = start_loaded(store, &mut state, &*backend) {
         kill_and_reap(&*backend, &state);
         let _ = backend.delete(&state);
@@ -161,11 +191,11 @@ pub fn run(store: &StateStore, args: &CreateArgs, detach: bool) -> Result<i32> {
     }
     let code = {
         let mut session = RunSession {
-            child: ChildSession::new(state.pid, None),
+            child: ChildSession::new(state.pid),
             backend: &*backend,
             state: &state,
         };
-        wait::wait_session(&mut session, None)
+        wait::wait_session(&mut session, master)
     };
     state.refresh();
     let cleanup = backend.delete(&state).map_err(anyhow::Error::from);

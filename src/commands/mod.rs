@@ -1,7 +1,7 @@
 //! One function per verb.
 
 mod events;
-mod exec;
+pub(crate) mod exec;
 mod features;
 mod host;
 pub(crate) mod lifecycle;

@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bundle: bundle.clone(),
         state_dir: state_dir.clone(),
         foreground: true,
+        console_socket: None,
         options: Vec::new(),
     };
     let created = match backend.create(&opts) {

@@ -25,7 +25,8 @@ use crate::init::fail_setup;
 use crate::namespaces::{self, Join};
 use crate::spawn::{self, BackendData};
 use crate::sync::{Channel, Msg};
-use crate::{check, fds, init, process, seccomp};
+use crate::terminal::Console;
+use crate::{check, fds, init, process, seccomp, terminal};
 
 /// The namespaces of a process, in the order they are joined: user first (it grants the
 /// rights for the rest), mount last.
@@ -57,6 +58,7 @@ struct Plan<'a> {
     seccomp: Option<seccomp::Program>,
     personality: Option<libc::c_ulong>,
     target: Target,
+    console: Option<Console>,
 }
 
 fn same_file(a: &File, b: &Path) -> bool {
@@ -146,6 +148,23 @@ pub fn exec(state: &State, data: &BackendData, opts: &ExecOptions) -> Result<Exe
             field,
             reason,
         })?;
+    let terminal = opts.process.terminal().unwrap_or(false);
+    let socket = match (&opts.console_socket, terminal) {
+        (_, false) => None,
+        (Some(path), true) => Some(isobox_common::console::connect(path)?),
+        (None, true) => {
+            return Err(Error::Config {
+                file: opts.process_file.clone(),
+                field: if in_config {
+                    "process.terminal"
+                } else {
+                    "terminal"
+                }
+                .into(),
+                reason: "a terminal needs a console socket to send its master to".into(),
+            })
+        }
+    };
     let plan = Plan {
         process: &opts.process,
         caps: planned.caps,
@@ -153,6 +172,7 @@ pub fn exec(state: &State, data: &BackendData, opts: &ExecOptions) -> Result<Exe
         seccomp,
         personality: data.personality,
         target: target(state)?,
+        console: socket.map(|s| Console::of(&opts.process, s)),
     };
     let (parent, child) = Channel::pair()?;
     let helper = spawn::clone_child(CloneFlags::empty())
@@ -162,11 +182,12 @@ pub fn exec(state: &State, data: &BackendData, opts: &ExecOptions) -> Result<Exe
         run_helper(&plan, &child);
     }
     drop(child);
+    drop(plan.console);
     let pid = started(state, data, &opts.process_file, helper, &parent)?;
     Ok(Execed {
         pid,
         console: None,
-        session: Box::new(ChildSession::new(pid, None)),
+        session: Box::new(ChildSession::new(pid)),
     })
 }
 
@@ -237,6 +258,7 @@ fn run_helper(plan: &Plan, chan: &Channel) -> ! {
     let mut keep = vec![chan.as_fd().as_raw_fd()];
     keep.extend(plan.target.joins.iter().map(|j| j.fd.as_raw_fd()));
     keep.extend(plan.target.root.as_ref().map(|r| r.as_raw_fd()));
+    keep.extend(plan.console.as_ref().map(|c| c.socket.as_raw_fd()));
     fds::close_all_except(&keep);
     match chan.recv() {
         Ok(Some(Msg::Placed)) => {}
@@ -301,7 +323,7 @@ fn run_helper(plan: &Plan, chan: &Channel) -> ! {
     }
 }
 
-/// The process, inside the container: its own session, then the process spec.
+/// The process, inside the container: its own session, its terminal, then the process spec.
 fn run_process(plan: &Plan, chan: &Channel) -> ! {
     init::reset_signals();
     // SAFETY: setsid has no arguments; a new session, as runc gives every process it starts.
@@ -312,6 +334,12 @@ fn run_process(plan: &Plan, chan: &Channel) -> ! {
         unsafe {
             libc::setresgid(0, 0, 0);
             libc::setresuid(0, 0, 0);
+        }
+    }
+    if let Some(console) = &plan.console {
+        // The socket itself is close-on-exec.
+        if let Err(e) = terminal::attach(console, false) {
+            fail_setup(chan, e.to_string());
         }
     }
     let err = process::become_workload(&process::Finish {

@@ -16,6 +16,7 @@ use crate::error::{ContainerError, Result};
 use crate::mounts::{self, MountContext, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::sync::{self, Channel, Msg};
+use crate::terminal::{self, Console};
 use crate::{fds, process, rootfs, seccomp};
 
 /// Everything the init needs, computed and validated by the parent before clone.
@@ -35,6 +36,8 @@ pub struct InitPlan<'a> {
     /// The exec fifo, open read-write (see `sync::open_fifo`).
     pub fifo: OwnedFd,
     pub foreground: bool,
+    /// process.terminal: where the master goes.
+    pub console: Option<Console>,
 }
 
 /// The OCI state document handed to hooks.
@@ -111,6 +114,7 @@ pub fn run(plan: &InitPlan, chan: Channel) -> ! {
     // would block the next `start` until the workload execs.
     let mut keep = vec![chan.as_fd().as_raw_fd(), plan.fifo.as_raw_fd()];
     keep.extend(plan.ns.joins.iter().map(|j| j.fd.as_raw_fd()));
+    keep.extend(plan.console.as_ref().map(|c| c.socket.as_raw_fd()));
     fds::close_all_except(&keep);
     let setup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(plan, &chan)));
     let host_pid = match setup {
@@ -271,10 +275,17 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
             rootfs::sysctl(sysctl)?;
         }
         rootfs::chroot(rootfs)?;
+        if let Some(c) = &plan.console {
+            terminal::attach(c, false)?;
+        }
         chan.send(&Msg::Created)?;
         return Ok(host_pid);
     }
     rootfs::pivot(rootfs, plan.propagation)?;
+    // Before the paths go read-only: the slave is bound on /dev/console.
+    if let Some(c) = &plan.console {
+        terminal::attach(c, true)?;
+    }
     if let Some(linux) = spec.linux() {
         if let Some(sysctl) = linux.sysctl() {
             rootfs::sysctl(sysctl)?;

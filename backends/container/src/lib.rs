@@ -45,6 +45,7 @@ mod seccomp;
 mod spawn;
 mod sync;
 mod sysctl;
+mod terminal;
 mod user;
 
 pub use backend::ContainerBackend;

@@ -17,6 +17,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::error::ContainerError;
 use crate::init::{self, InitPlan};
 use crate::sync::{self, Channel, Msg};
+use crate::terminal::Console;
 use crate::{check, devices, namespaces};
 
 /// What `delete`, `kill`, `ps` and `start` need later, kept in the container state.
@@ -71,6 +72,19 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         });
     }
     let parsed = check::parse(bundle, true)?;
+    let console = match (bundle.process(), &opts.console_socket) {
+        (Some(p), Some(path)) if p.terminal() == Some(true) => {
+            Some(Console::of(p, isobox_common::console::connect(path)?))
+        }
+        (Some(p), None) if p.terminal() == Some(true) => {
+            return Err(Error::Config {
+                file: bundle.config_path.clone(),
+                field: "process.terminal".into(),
+                reason: "a terminal needs a console socket to send its master to".into(),
+            })
+        }
+        _ => None,
+    };
     let cgroup_mode = if parsed.mounts.iter().any(|m| m.typ == "cgroup") {
         Some(cgroups::detect().map_err(|e| to_common(e, &bundle.config_path))?)
     } else {
@@ -91,6 +105,7 @@ fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>
         cgroup_mode,
         fifo,
         foreground: opts.foreground,
+        console,
     })
 }
 

@@ -94,6 +94,7 @@ fn options(f: &Fixture, id: &str, state_dir: &Path) -> CreateOptions {
         bundle: Bundle::load(f.dir.path()).unwrap(),
         state_dir: state_dir.to_path_buf(),
         foreground: true,
+        console_socket: None,
         options: Vec::new(),
     }
 }

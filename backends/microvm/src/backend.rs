@@ -369,6 +369,13 @@ impl Backend for MicrovmBackend {
     }
 
     fn create(&self, opts: &CreateOptions) -> isobox_common::Result<Created> {
+        if opts.bundle.process().and_then(|p| p.terminal()) == Some(true) {
+            return Err(isobox_common::Error::Unsupported {
+                file: opts.bundle.config_path.clone(),
+                field: "process.terminal".into(),
+                reason: "a terminal is not supported by the microVM backend yet".into(),
+            });
+        }
         let result = self.prepare(opts).and_then(|(cfg, warning)| {
             if let Some(w) = warning {
                 log::warn!("{}", w.strip_prefix("warning: ").unwrap_or(&w));

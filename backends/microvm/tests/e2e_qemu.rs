@@ -198,6 +198,7 @@ fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) 
         bundle,
         state_dir: state_dir.clone(),
         foreground: true,
+        console_socket: None,
         options,
     };
     Vm {
@@ -488,6 +489,7 @@ fn clone_opts(o: &CreateOptions) -> CreateOptions {
         bundle: o.bundle.clone(),
         state_dir: o.state_dir.clone(),
         foreground: o.foreground,
+        console_socket: o.console_socket.clone(),
         options: o.options.clone(),
     }
 }

@@ -379,13 +379,6 @@ pub fn validate_process(process: &Process, file: &Path, prefix: &str) -> Result<
     if args.is_empty() || args[0].is_empty() {
         return Err(err("args", "must not be empty".into()));
     }
-    if process.terminal().unwrap_or(false) {
-        return Err(Error::Unsupported {
-            file: file.to_path_buf(),
-            field: format!("{prefix}terminal"),
-            reason: "true is not supported yet; set it to false to pass stdio through".into(),
-        });
-    }
     if !process.cwd().is_absolute() {
         return Err(err(
             "cwd",

@@ -138,14 +138,13 @@ fn executable_not_found_names_it_and_the_path() {
 }
 
 #[test]
-fn terminal_true_is_unsupported() {
+fn terminal_true_loads() {
     let mut v = base();
     v["process"]["terminal"] = json!(true);
-    let err = load_err(&v);
-    assert!(
-        err.contains("process.terminal: true is not supported yet"),
-        "{err}"
-    );
+    v["process"]["consoleSize"] = json!({"height": 24, "width": 80});
+    let dir = bundle_with(&v);
+    let b = Bundle::load(dir.path()).unwrap();
+    assert_eq!(b.process().unwrap().terminal(), Some(true));
 }
 
 #[test]
