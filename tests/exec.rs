@@ -515,3 +515,41 @@ fn exec_gets_the_containers_seccomp_filter_and_user_namespace() {
     );
     ib.run(&["delete", "--force", "filtered"]);
 }
+
+#[test]
+fn exec_refuses_a_paused_container_and_labels_it_cannot_apply() {
+    require_root!();
+    let ib = Isobox::new();
+    let _b = running(&ib, "frozen");
+    for (flag, value, field) in [
+        ("--apparmor", "docker-default", "apparmorProfile"),
+        (
+            "--process-label",
+            "system_u:system_r:container_t",
+            "selinuxLabel",
+        ),
+    ] {
+        let out = exec(&ib, &[flag, value, "frozen", "true"]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{flag} was accepted");
+        assert!(
+            err.contains(&format!("process.{field}")) && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+    let out = ib.run(&["pause", "frozen"]);
+    if !out.status.success() {
+        isobox_common::skip::skip(&format!("no cgroup freezer here: {}", stderr(&out)));
+        ib.run(&["delete", "--force", "frozen"]);
+        return;
+    }
+    let out = exec(&ib, &["frozen", "true"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("paused") && err.lines().count() == 1, "{err}");
+    let out = ib.run(&["resume", "frozen"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = exec(&ib, &["frozen", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    ib.run(&["delete", "--force", "frozen"]);
+}

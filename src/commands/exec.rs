@@ -16,11 +16,11 @@ use crate::{backends, log, wait};
 
 pub fn exec(store: &StateStore, args: &ExecArgs) -> Result<i32> {
     let lock = store.lock(&args.id)?;
-    let state = store.load(&args.id)?;
+    let (state, backend) = backends::load(store, &args.id)?;
     match state.status {
         Status::Created | Status::Running => {}
-        Status::Stopped => bail!(
-            "container {:?}: cannot exec in a stopped container",
+        Status::Paused => bail!(
+            "container {:?}: cannot exec in a paused container (resume it first)",
             args.id
         ),
         other => bail!(
@@ -31,7 +31,6 @@ pub fn exec(store: &StateStore, args: &ExecArgs) -> Result<i32> {
     let (process, process_file) = process(args, &state.bundle)?;
     let terminal = process.terminal().unwrap_or(false);
     check_console(args.detach, terminal, args.console_socket.as_deref())?;
-    let backend = backends::for_kind(state.backend)?;
     log::debug(&format!(
         "exec in {}: {:?}",
         args.id,
