@@ -40,7 +40,7 @@ fn workload_runs_in_its_own_kernel() {
     require_vm!();
     let ib = Isobox::new();
     let mut b =
-        microvm_bundle("echo out; echo err >&2; hostname; cat /proc/sys/kernel/random/boot_id; echo $FOO; pwd; exit 3");
+        microvm_bundle("echo out; echo err >&2; hostname; cat /proc/sys/kernel/random/boot_id; echo $FOO; pwd; cat /sys/class/net/lo/flags; exit 3");
     b.edit(|c| {
         c["process"]["env"] = json!(["PATH=/bin", "FOO=from-config"]);
         c["process"]["cwd"] = json!("/tmp");
@@ -57,7 +57,10 @@ fn workload_runs_in_its_own_kernel() {
         host_boot_id(),
         "the guest reports the host's kernel"
     );
-    assert_eq!(lines[3..], ["from-config", "/tmp"]);
+    assert_eq!(lines[3..5], ["from-config", "/tmp"]);
+    // The guest's loopback is up (IFF_UP), as in a container's new network namespace.
+    let flags = u32::from_str_radix(lines[5].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down in the guest: {text}");
     assert!(stderr(&out).contains("err\n"), "{}", stderr(&out));
     assert!(!text.contains("err"), "stderr leaked into stdout: {text}");
     ib.assert_nothing_left("vm1", None);

@@ -166,39 +166,10 @@ pub fn enter(join: &Join) -> Result<()> {
     Ok(())
 }
 
-/// Bring up `lo` in the calling process's network namespace, as runc does for one it makes
-/// (a new network namespace's loopback is down, so 127.0.0.1 is unreachable).
+/// Bring up `lo` in the new network namespace, as runc does.
 pub fn loopback_up() -> Result<()> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let err = |what: &str, e: std::io::Error| {
-        ContainerError::io(
-            format!("bringing up lo in the new network namespace: {what}"),
-            e,
-        )
-    };
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| err("socket", e.into()))?;
-    // SAFETY: an all-zero ifreq is valid; the name is NUL-terminated within IFNAMSIZ.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own, on our socket.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return Err(err("SIOCGIFFLAGS", std::io::Error::last_os_error()));
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
-            return Err(err("SIOCSIFFLAGS", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
+    isobox_common::net::loopback_up()
+        .map_err(|e| ContainerError::io("bringing up lo in the new network namespace", e))
 }
 
 /// The text of a uid_map/gid_map file.

@@ -16,6 +16,10 @@ pub const EXEC_FAILED: i32 = 127;
 /// Run the agent as PID 1 and power off at the end.
 pub fn run_as_init() -> ! {
     init::mount_early_filesystems();
+    // The guest's own network namespace: loopback up, as in a container's new one.
+    if let Err(e) = isobox_common::net::loopback_up() {
+        init::log(&format!("bringing up lo: {e}"));
+    }
     init::setup_console();
     if let Err(e) = serve() {
         log(&e);
