@@ -7,23 +7,19 @@
 mod support;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
+use support::console::{
+    become_subreaper, read_pid_file, read_until_within, under_pty_within, wait_exit_within,
+    with_console_socket,
+};
 use support::{stderr, stdout, Isobox, TestBundle};
 
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
-}
+/// How long a process here may take.
+const LIMIT: Duration = Duration::from_secs(20);
 
 /// A running container `id` whose init sleeps.
 fn running(ib: &Isobox, id: &str) -> TestBundle {
@@ -44,28 +40,7 @@ fn init_pid(ib: &Isobox, id: &str) -> i32 {
 
 /// The exit code of `pid`, a child of this (subreaper) process, within 20 s.
 fn wait_exit(pid: i32) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match waitpid(
-            Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        ) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) => {}
-            Err(e) => panic!("waiting for {pid}: {e}"),
-        }
-        assert!(Instant::now() < deadline, "pid {pid} did not end");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn read_pid_file(path: &Path) -> i32 {
-    fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("pid file {}: {e}", path.display()))
+    wait_exit_within(pid, LIMIT)
 }
 
 #[test]
@@ -271,63 +246,9 @@ fn exec_into_a_stopped_container_fails_with_one_line() {
     ib.run(&["delete", "--force", "gone"]);
 }
 
-/// Accept one connection on `listener` and receive the pty master as containerd's go-runc
-/// does: one message, the name as its bytes, exactly one descriptor.
-fn receive_master(listener: &UnixListener) -> OwnedFd {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{FromRawFd, RawFd};
-    let (conn, _) = listener.accept().unwrap();
-    let mut name = [0u8; 4096];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    assert!(msg.bytes > 0, "no name with the master");
-    let fds: Vec<RawFd> = msg
-        .cmsgs()
-        .unwrap()
-        .flat_map(|c| match c {
-            ControlMessageOwned::ScmRights(f) => f,
-            _ => Vec::new(),
-        })
-        .collect();
-    assert_eq!(fds.len(), 1, "one descriptor");
-    // SAFETY: just received, owned by this process alone.
-    unsafe { OwnedFd::from_raw_fd(fds[0]) }
-}
-
 /// Read `master` until `want` appears (or 20 s pass); returns what was read.
 fn read_until(master: &mut fs::File, want: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains(want) {
-        assert!(Instant::now() < deadline, "never saw {want:?} in {seen:?}");
-        let mut fds = [nix::poll::PollFd::new(
-            master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
-            continue;
-        }
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    assert!(seen.contains(want), "never saw {want:?} in {seen:?}");
-    seen
-}
-
-fn socket_in(dir: &Path) -> (UnixListener, String) {
-    let path = dir.join("console.sock");
-    let l = UnixListener::bind(&path).unwrap();
-    (l, path.to_string_lossy().into_owned())
+    read_until_within(master, want, LIMIT)
 }
 
 #[test]
@@ -341,22 +262,9 @@ fn create_with_a_console_socket_gives_the_init_a_terminal() {
         c["process"]["terminal"] = json!(true);
         c["process"]["consoleSize"] = json!({"height": 33, "width": 101});
     });
-    let (listener, sock) = socket_in(b.path());
-    let pid_file = b.path().join("init.pid");
-    let receiver = std::thread::spawn(move || receive_master(&listener));
-    let out = ib.run_detached(
-        &[
-            "create",
-            "--console-socket",
-            &sock,
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "tty",
-        ],
-        b.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut master = fs::File::from(receiver.join().unwrap());
+    let bundle = b.path().to_str().unwrap();
+    let (mut master, pid) =
+        with_console_socket(&ib, b.path(), &["create", "--bundle", bundle], &["tty"]);
     let out = ib.run(&["start", "tty"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The shell's output, not the terminal's echo of the input, has "42".
@@ -366,7 +274,7 @@ fn create_with_a_console_socket_gives_the_init_a_terminal() {
     let seen = read_until(&mut master, "42\r\n");
     assert!(seen.contains("/dev/pts/0"), "{seen}");
     assert!(seen.contains("33 101"), "{seen}");
-    assert_eq!(wait_exit(read_pid_file(&pid_file)), 3);
+    assert_eq!(wait_exit(pid), 3);
     ib.run(&["delete", "--force", "tty"]);
 }
 
@@ -375,21 +283,11 @@ fn exec_tty_with_a_console_socket() {
     require_root!();
     let ib = Isobox::new();
     let b = running(&ib, "exectty");
-    let (listener, sock) = socket_in(b.path());
-    let pid_file = b.path().join("exec.pid");
-    let receiver = std::thread::spawn(move || receive_master(&listener));
-    let out = support::status_with_stderr({
-        let mut c = ib.cmd();
-        c.args(["exec", "-t", "-d", "--console-socket", &sock, "--pid-file"])
-            .arg(&pid_file)
-            .args(["exectty", "sh"]);
-        c
-    });
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut master = fs::File::from(receiver.join().unwrap());
+    let (mut master, pid) =
+        with_console_socket(&ib, b.path(), &["exec", "-t", "-d"], &["exectty", "sh"]);
     master.write_all(b"echo $((40+2)); exit 3\n").unwrap();
     read_until(&mut master, "42\r\n");
-    assert_eq!(wait_exit(read_pid_file(&pid_file)), 3);
+    assert_eq!(wait_exit(pid), 3);
     // A terminal of a detached process needs a console socket, as in runc.
     let out = exec(&ib, &["-t", "-d", "exectty", "sh"]);
     assert!(
@@ -400,27 +298,10 @@ fn exec_tty_with_a_console_socket() {
     ib.run(&["delete", "--force", "exectty"]);
 }
 
-/// Run `cmd` with a new 40x120 pty made here as its stdin, stdout and stderr; write `input`,
-/// read until `want`, and return the exit code and what was read.
-fn under_pty(mut cmd: std::process::Command, input: &[u8], want: &str) -> (i32, String) {
-    let size = nix::pty::Winsize {
-        ws_row: 40,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).unwrap();
-    let slave = fs::File::from(pty.slave);
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let mut master = fs::File::from(pty.master);
-    master.write_all(input).unwrap();
-    let seen = read_until(&mut master, want);
-    let status = child.wait().unwrap();
-    (status.code().unwrap_or(-1), seen)
+/// Run `cmd` under a new 40x120 pty made here; write `input`, read until `want`, and return
+/// the exit code and what was read.
+fn under_pty(cmd: std::process::Command, input: &[u8], want: &str) -> (i32, String) {
+    under_pty_within(cmd, input, want, LIMIT)
 }
 
 #[test]

@@ -210,6 +210,11 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         session: WORKLOAD,
         request: sh("read x; echo w$x; exit 7", &[]),
     });
+    // Nothing blocked or ignored, whatever the agent blocks for itself (SIGCHLD).
+    a.send(&Message::Exec {
+        session: 5,
+        request: sh("grep -E '^Sig(Blk|Ign)' /proc/self/status", &[]),
+    });
     // Two sessions at once, one slower than the other; their env is their own.
     a.send(&Message::Exec {
         session: 1,
@@ -232,7 +237,7 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         },
     });
     collect(&mut a, &mut seen, |s| {
-        [1, 2, 4]
+        [1, 2, 4, 5]
             .iter()
             .all(|i| s.get(i).is_some_and(|x| x.exit.is_some()))
             && s.get(&3).is_some_and(|x| x.stdout == b"up\n")
@@ -244,6 +249,10 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         (&b""[..], &b"two\n"[..])
     );
     assert_eq!(code(&seen[&2]), Some(6));
+    assert_eq!(
+        String::from_utf8_lossy(&seen[&5].stdout),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
     assert!(!seen[&4].started);
     assert!(
         seen[&4].errors[0].contains("/no/such/program"),

@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
+pub mod console;
+
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Why these tests cannot run here, if they cannot (they need root and busybox-static).

@@ -227,8 +227,14 @@ impl MicrovmBackend {
         Ok((cfg, sel.warning))
     }
 
-    /// Spawn the host process and wait for its readiness report.
-    fn launch(&self, opts: &CreateOptions, cfg: &VmHostConfig) -> Result<i32> {
+    /// Spawn the host process (its stdio on `terminal` when given) and wait for its
+    /// readiness report.
+    fn launch(
+        &self,
+        opts: &CreateOptions,
+        cfg: &VmHostConfig,
+        terminal: Option<OwnedFd>,
+    ) -> Result<i32> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| MicrovmError::io("creating the readiness pipe", e.into()))?;
         let wfd = w.as_raw_fd();
@@ -238,6 +244,13 @@ impl MicrovmBackend {
         cmd.args(&self.args)
             .arg(&opts.state_dir)
             .env(READY_FD_ENV, wfd.to_string());
+        if let Some(slave) = terminal {
+            let dup = |fd: &OwnedFd| {
+                fd.try_clone()
+                    .map_err(|e| MicrovmError::io("duplicating the terminal", e))
+            };
+            cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(slave);
+        }
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -369,18 +382,27 @@ impl Backend for MicrovmBackend {
     }
 
     fn create(&self, opts: &CreateOptions) -> isobox_common::Result<Created> {
-        if opts.bundle.process().and_then(|p| p.terminal()) == Some(true) {
-            return Err(isobox_common::Error::Unsupported {
-                file: opts.bundle.config_path.clone(),
-                field: "process.terminal".into(),
-                reason: "a terminal is not supported by the microVM backend yet".into(),
-            });
+        let terminal = opts.bundle.process().and_then(|p| p.terminal()) == Some(true);
+        if terminal && opts.console_socket.is_none() {
+            return Err(config_err(
+                opts,
+                "process.terminal",
+                "a terminal needs --console-socket, where its master is sent".into(),
+            ));
         }
         let result = self.prepare(opts).and_then(|(cfg, warning)| {
             if let Some(w) = warning {
                 log::warn!("{}", w.strip_prefix("warning: ").unwrap_or(&w));
             }
-            let pid = self.launch(opts, &cfg)?;
+            // The host side of the workload's terminal is the host process's stdio.
+            let slave = match (
+                cfg.exec.as_ref().and_then(|e| e.terminal),
+                &opts.console_socket,
+            ) {
+                (Some(size), Some(socket)) => Some(crate::terminal::host_side(size, socket)?.0),
+                _ => None,
+            };
+            let pid = self.launch(opts, &cfg, slave)?;
             Ok((cfg, pid))
         });
         let (cfg, pid) = match result {
@@ -486,14 +508,7 @@ impl Backend for MicrovmBackend {
         state: &State,
         opts: &isobox_common::ExecOptions,
     ) -> isobox_common::Result<isobox_common::Execed> {
-        Err(isobox_common::Error::Unsupported {
-            file: opts.process_file.clone(),
-            field: "process".into(),
-            reason: format!(
-                "exec into microVM container {:?} is not supported yet",
-                state.id
-            ),
-        })
+        crate::exec::exec(state, opts)
     }
 
     fn delete_partial(&self, state: &State) -> isobox_common::Result<()> {

@@ -4,12 +4,14 @@
 pub mod backend;
 pub mod cmdline;
 pub mod error;
+pub mod exec;
 pub mod host;
 pub mod host_process;
 pub mod hypervisor;
 pub mod image;
 mod live;
 pub mod qemu;
+pub mod terminal;
 pub mod vmm;
 pub mod vmspec;
 

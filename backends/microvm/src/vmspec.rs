@@ -1,7 +1,8 @@
 //! What a bundle asks of a VM: the workload for the agent, and the vCPUs and memory.
 
-use isobox_common::protocol::{ExecRequest, Rlimit, SeccompProgram};
+use isobox_common::protocol::{ExecRequest, Rlimit, SeccompProgram, WindowSize};
 use isobox_common::Bundle;
+use oci_spec::runtime::Process;
 
 /// Memory when config.json sets no limit.
 pub const DEFAULT_MEM_MIB: u64 = 256;
@@ -10,9 +11,18 @@ pub const MIN_MEM_MIB: u64 = 64;
 
 /// The agent's Exec request for the bundle's process and hostname; None without a process.
 pub fn exec_request(bundle: &Bundle) -> Option<ExecRequest> {
-    let p = bundle.process()?;
+    let mut r = process_request(bundle.process()?);
+    r.hostname = bundle.spec.hostname().clone();
+    Some(r)
+}
+
+/// The agent's request for one OCI process, the workload's or an exec's (the same fields
+/// are applied to both, by the same code in the guest). A terminal starts at
+/// `process.consoleSize` when it is given.
+pub fn process_request(p: &Process) -> ExecRequest {
     let user = p.user();
-    Some(ExecRequest {
+    let clamp = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+    ExecRequest {
         args: p.args().clone().unwrap_or_default(),
         env: p.env().clone().unwrap_or_default(),
         cwd: p.cwd().to_string_lossy().into_owned(),
@@ -33,10 +43,18 @@ pub fn exec_request(bundle: &Bundle) -> Option<ExecRequest> {
                     .collect()
             })
             .unwrap_or_default(),
-        hostname: bundle.spec.hostname().clone(),
+        hostname: None,
         seccomp: None,
-        terminal: None,
-    })
+        terminal: (p.terminal() == Some(true)).then(|| {
+            p.console_size()
+                .as_ref()
+                .map(|b| WindowSize {
+                    rows: clamp(b.height()),
+                    cols: clamp(b.width()),
+                })
+                .unwrap_or_default()
+        }),
+    }
 }
 
 /// The bundle's `linux.seccomp` compiled for the agent; errors are (field, reason).
@@ -168,6 +186,26 @@ mod tests {
         assert_eq!(r.rlimits[0].kind, "RLIMIT_NOFILE");
         assert_eq!((r.rlimits[0].soft, r.rlimits[0].hard), (10, 20));
         assert_eq!((vcpus(&b), mem_mib(&b)), (1, DEFAULT_MEM_MIB));
+    }
+
+    #[test]
+    fn a_terminal_starts_at_the_console_size() {
+        let (_d, b) = bundle(serde_json::json!({}));
+        let mut p = b.process().unwrap().clone();
+        assert_eq!(process_request(&p).terminal, None);
+        p.set_terminal(Some(true));
+        assert_eq!(process_request(&p).terminal, Some(WindowSize::default()));
+        p.set_console_size(Some(
+            oci_spec::runtime::BoxBuilder::default()
+                .height(30u64)
+                .width(1u64 << 20)
+                .build()
+                .unwrap(),
+        ));
+        let size = process_request(&p).terminal.unwrap();
+        assert_eq!((size.rows, size.cols), (30, u16::MAX));
+        // Only the workload's request carries the hostname.
+        assert_eq!(process_request(&p).hostname, None);
     }
 
     #[test]

@@ -165,6 +165,16 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
                     libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
                 }
             }
+            // And no signal blocked: the agent blocks SIGCHLD for its signalfd, and a shell
+            // that inherited that would wait for its children forever.
+            let none = [0u64; 1];
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                none.as_ptr(),
+                0usize,
+                8usize,
+            );
             for (res, lim) in &limits {
                 if libc::setrlimit(*res, lim) != 0 {
                     return Err(std::io::Error::last_os_error());

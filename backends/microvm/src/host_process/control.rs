@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::mpsc::SyncSender as Sender;
 use std::thread;
 
-use isobox_common::protocol::{self, ExecRequest, Message};
+use isobox_common::protocol::{self, ExecRequest, Message, HEADER_LEN};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use super::sessions::Stdio;
@@ -84,7 +84,10 @@ pub fn listen(dir: &Path, name: &str, events: Sender<Event>) -> io::Result<()> {
 
 /// Read one connection: its Exec with the descriptors, then Signals until it closes.
 fn serve(conn: u64, stream: UnixStream, events: &Sender<Event>) {
-    let mut reader = Reader::new(&stream);
+    let Ok(read_end) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = Reader::new(read_end);
     let open = match reader.next(3) {
         Ok(Some((Message::Exec { request, .. }, fds))) if fds.len() == 3 => {
             let mut fds = fds.into_iter().map(std::fs::File::from);
@@ -146,14 +149,15 @@ fn refuse(mut stream: &UnixStream, text: String) {
 }
 
 /// Frames from a stream that may carry descriptors.
-pub struct Reader<'a> {
-    sock: &'a UnixStream,
+#[derive(Debug)]
+pub struct Reader {
+    sock: UnixStream,
     buf: Vec<u8>,
     fds: Vec<OwnedFd>,
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(sock: &'a UnixStream) -> Self {
+impl Reader {
+    pub fn new(sock: UnixStream) -> Self {
         Reader {
             sock,
             buf: Vec::new(),
@@ -161,19 +165,31 @@ impl<'a> Reader<'a> {
         }
     }
 
+    pub fn stream(&self) -> &UnixStream {
+        &self.sock
+    }
+
     /// The next frame and the descriptors that came with its bytes (more than `max_fds` is
-    /// an error). `Ok(None)` at a clean end of stream.
+    /// an error). `Ok(None)` at a clean end of stream; on a non-blocking socket, WouldBlock
+    /// until a whole frame is in (what came so far is kept).
     pub fn next(&mut self, max_fds: usize) -> io::Result<Option<(Message, Vec<OwnedFd>)>> {
         loop {
-            match protocol::decode(&self.buf) {
+            // Never more than the frame at hand: what is not read yet stays in the socket,
+            // so polling it says whether another frame is there.
+            let need = match protocol::decode(&self.buf) {
                 Ok(Some((msg, used))) => {
                     self.buf.drain(..used);
                     return Ok(Some((msg, std::mem::take(&mut self.fds))));
                 }
-                Ok(None) => {}
+                Ok(None) if self.buf.len() < HEADER_LEN => HEADER_LEN - self.buf.len(),
+                Ok(None) => {
+                    let len =
+                        u32::from_be_bytes([self.buf[2], self.buf[3], self.buf[4], self.buf[5]]);
+                    HEADER_LEN + len as usize - self.buf.len()
+                }
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            }
-            let mut chunk = vec![0u8; 64 * 1024];
+            };
+            let mut chunk = vec![0u8; need.min(64 * 1024)];
             let n = recv_with_fds(self.sock.as_fd(), &mut chunk, &mut self.fds)?;
             if self.fds.len() > max_fds {
                 return Err(io::Error::new(
@@ -256,4 +272,83 @@ pub fn send_with_fds(sock: &UnixStream, frame: &[u8], fds: &[BorrowedFd<'_>]) ->
     };
     let mut s = sock;
     s.write_all(&frame[sent..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn poll_readable(s: &UnixStream) -> bool {
+        let mut fds = [nix::poll::PollFd::new(
+            s.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap() > 0
+    }
+
+    #[test]
+    fn frames_come_with_their_descriptors_and_no_more_is_read() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let exec = Message::Exec {
+            session: SESSION,
+            request: ExecRequest {
+                args: vec!["sh".into()],
+                env: vec![format!("BIG={}", "x".repeat(200_000))],
+                ..Default::default()
+            },
+        };
+        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
+        let sender = {
+            let client = client.try_clone().unwrap();
+            let frame = exec.encode().unwrap();
+            let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            thread::spawn(move || {
+                // SAFETY: the files outlive the thread, which the test joins.
+                let fds: Vec<BorrowedFd<'_>> = raw
+                    .iter()
+                    .map(|fd| unsafe { BorrowedFd::borrow_raw(*fd) })
+                    .collect();
+                send_with_fds(&client, &frame, &fds).unwrap();
+                let signal = Message::Signal {
+                    session: SESSION,
+                    signal: 15,
+                };
+                send_with_fds(&client, &signal.encode().unwrap(), &[]).unwrap();
+            })
+        };
+        let mut reader = Reader::new(server);
+        let (msg, got) = reader.next(3).unwrap().unwrap();
+        assert_eq!(msg, exec);
+        assert_eq!(got.len(), 3);
+        sender.join().unwrap();
+        // The Signal is still in the socket, where a poll sees it.
+        assert!(poll_readable(reader.stream()));
+        let (msg, got) = reader.next(0).unwrap().unwrap();
+        assert_eq!(msg.name(), "Signal");
+        assert!(got.is_empty());
+        assert!(!poll_readable(reader.stream()));
+        drop(client);
+        assert!(reader.next(0).unwrap().is_none());
+    }
+
+    #[test]
+    fn unexpected_descriptors_and_bad_frames_are_errors() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let f = tempfile::tempfile().unwrap();
+        let frame = Message::Signal {
+            session: SESSION,
+            signal: 1,
+        }
+        .encode()
+        .unwrap();
+        send_with_fds(&client, &frame, &[f.as_fd()]).unwrap();
+        let err = Reader::new(server).next(0).unwrap_err();
+        assert!(err.to_string().contains("1 descriptors where 0"), "{err}");
+        let (client, server) = UnixStream::pair().unwrap();
+        (&client).write_all(b"not a frame").unwrap();
+        let err = Reader::new(server).next(0).unwrap_err();
+        assert!(err.to_string().contains("bad frame magic"), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ pub mod config;
 pub mod control;
 pub(crate) mod ready;
 mod sessions;
-mod threads;
+pub(crate) mod threads;
 
 pub(crate) use threads::{RESUME_VALUE, SIGNAL_ALL_VALUE};
 mod vm;
@@ -87,6 +87,8 @@ struct Host {
     open: RefCell<BTreeMap<SessionId, HostSession>>,
     /// Exec connections and their sessions.
     conns: RefCell<BTreeMap<u64, SessionId>>,
+    /// Exec requests that came between `start` and the workload's Exec.
+    early: RefCell<Vec<Control>>,
 }
 
 fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
@@ -111,6 +113,7 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
         guest: RefCell::new(GuestSessions::new()),
         open: RefCell::new(BTreeMap::new()),
         conns: RefCell::new(BTreeMap::new()),
+        early: RefCell::new(Vec::new()),
     };
     if let Some(code) = host.await_hello()? {
         return Ok(code);
@@ -120,6 +123,9 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     let fifo_path = state_dir.join(START_FIFO);
     let fifo = threads::open_start_fifo(&fifo_path)
         .map_err(|e| host.fail(&format!("opening {}: {e}", fifo_path.display())))?;
+    // Listening before `create` returns: an exec right after `start` finds the socket.
+    control::listen(state_dir, EXEC_SOCKET, tx.clone())
+        .map_err(|e| host.fail(&format!("listening on {EXEC_SOCKET}: {e}")))?;
     // The VM now outlives `create` (a detached container): no more parent-death signal.
     // Cleared before the report, since `create` returns (and may exit) as soon as it reads it.
     // SAFETY: prctl with integer arguments.
@@ -130,7 +136,7 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
             "the creating isobox went away before the VM was ready: {e}"
         )));
     }
-    threads::start_fifo(fifo, fifo_path, tx.clone());
+    threads::start_fifo(fifo, fifo_path, tx);
     if let Some(code) = host.await_start()? {
         return Ok(code);
     }
@@ -143,8 +149,9 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     let stdio = own_stdio(exec.terminal.is_some())
         .map_err(|e| host.fail(&format!("taking over stdio for the workload: {e}")))?;
     host.open_session(None, exec, stdio, None)?;
-    control::listen(state_dir, EXEC_SOCKET, tx)
-        .map_err(|e| host.fail(&format!("listening on {EXEC_SOCKET}: {e}")))?;
+    for c in host.early.take() {
+        host.control(c, false)?;
+    }
     host.relay()
 }
 
@@ -308,7 +315,9 @@ impl Host {
                 Event::AgentClosed => {
                     return Err(self.fail("guest agent: line closed before start"))
                 }
-                Event::Control(_) => {}
+                // `exec` refuses a container that is not running, so this came between
+                // `start` and its Start here: served once the workload runs.
+                Event::Control(c) => self.early.borrow_mut().push(c),
                 Event::Agent(msg) => {
                     return Err(self.fail(&format!(
                         "guest agent: unexpected {} before Exec",
