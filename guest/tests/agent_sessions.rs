@@ -224,6 +224,15 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         session: 2,
         request: sh("echo $X >&2; exit 6", &["X=two"]),
     });
+    // Background processes that hold its output open, quietly or writing on, do not keep
+    // an ended session open for long.
+    a.send(&Message::Exec {
+        session: 6,
+        request: sh(
+            "sleep 100 & (while :; do echo bg; sleep 0.05; done) & echo main; exit 4",
+            &[],
+        ),
+    });
     // One that never ends by itself, and one that cannot start.
     a.send(&Message::Exec {
         session: 3,
@@ -237,7 +246,7 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         },
     });
     collect(&mut a, &mut seen, |s| {
-        [1, 2, 4, 5]
+        [1, 2, 4, 5, 6]
             .iter()
             .all(|i| s.get(i).is_some_and(|x| x.exit.is_some()))
             && s.get(&3).is_some_and(|x| x.stdout == b"up\n")
@@ -253,6 +262,8 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         String::from_utf8_lossy(&seen[&5].stdout),
         "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     );
+    assert_eq!(code(&seen[&6]), Some(4));
+    assert!(seen[&6].stdout.starts_with(b"main\n"), "{:?}", seen[&6]);
     assert!(!seen[&4].started);
     assert!(
         seen[&4].errors[0].contains("/no/such/program"),

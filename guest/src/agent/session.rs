@@ -5,16 +5,21 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use isobox_common::protocol::{ExitStatus, Message, SessionId, CHUNK, WINDOW};
+use isobox_common::protocol::{ExitStatus, Message, SessionId, CHUNK, WINDOW, WORKLOAD};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
 use super::init::log;
 use super::workload::Spawned;
 
-/// How long output is still read after the process ended while more keeps coming quickly:
-/// background processes that hold the pipes or the terminal do not delay the Exit longer.
+/// How long output must be quiet after the process ended before its Exit: what it wrote is
+/// read, and background processes that merely hold the pipes or the terminal open do not
+/// delay the Exit.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// How long an exec'd process's output is still read after it ended while background
+/// processes keep writing (a full window waiting for the host does not count). The
+/// workload's session needs no limit: its end kills every other process.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Which of the process's outputs a descriptor carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,8 @@ pub struct Session {
     pub status: Option<ExitStatus>,
     /// When output was last read, or the process reaped, whichever is later.
     last_activity: Instant,
+    /// When the process was reaped, or a full window opened again since.
+    drain_start: Instant,
 }
 
 fn nonblocking(fd: &OwnedFd) {
@@ -94,6 +101,7 @@ impl Session {
             in_flight: 0,
             status: None,
             last_activity: Instant::now(),
+            drain_start: Instant::now(),
         }
     }
 
@@ -220,10 +228,14 @@ impl Session {
     }
 
     pub fn consumed(&mut self, bytes: u32) {
+        let was_full = self.in_flight >= WINDOW;
         self.in_flight = self.in_flight.saturating_sub(bytes as usize);
-        // The grace for draining starts again once a full window opened.
+        // The grace and the limit for draining start again once a full window opened.
         if self.status.is_some() {
             self.last_activity = Instant::now();
+            if was_full {
+                self.drain_start = Instant::now();
+            }
         }
     }
 
@@ -252,20 +264,27 @@ impl Session {
         self.input = None;
         self.pending.clear();
         self.last_activity = Instant::now();
+        self.drain_start = Instant::now();
     }
 
-    /// Reaped, and its output read to the end or quiet for the grace period (a full window
-    /// waits for the host, whose Consumed counts as activity).
+    /// Reaped, and its output read to the end, or quiet for the grace period, or (an exec'd
+    /// process) read for the drain limit. A full window waits for the host.
     pub fn finished(&self, now: Instant) -> bool {
         self.status.is_some()
             && (self.outputs.is_empty()
-                || (self.in_flight < WINDOW && now >= self.last_activity + DRAIN_GRACE))
+                || (self.in_flight < WINDOW && self.deadline().is_some_and(|d| now >= d)))
     }
 
     /// When [`Session::finished`] may change by time alone.
     pub fn deadline(&self) -> Option<Instant> {
-        (self.status.is_some() && !self.outputs.is_empty() && self.in_flight < WINDOW)
-            .then(|| self.last_activity + DRAIN_GRACE)
+        if self.status.is_none() || self.outputs.is_empty() || self.in_flight >= WINDOW {
+            return None;
+        }
+        let quiet = self.last_activity + DRAIN_GRACE;
+        Some(match self.id {
+            WORKLOAD => quiet,
+            _ => quiet.min(self.drain_start + DRAIN_LIMIT),
+        })
     }
 
     /// The session's last frame.
