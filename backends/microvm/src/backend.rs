@@ -570,8 +570,14 @@ mod tests {
     #[test]
     fn the_hello_timeout_follows_the_accelerator_unless_the_environment_says() {
         assert_eq!(super::hello_timeout(Accelerator::Kvm, None).unwrap(), 20);
-        assert_eq!(super::hello_timeout(Accelerator::Tcg, Some("")).unwrap(), 60);
-        assert_eq!(super::hello_timeout(Accelerator::Kvm, Some("120")).unwrap(), 120);
+        assert_eq!(
+            super::hello_timeout(Accelerator::Tcg, Some("")).unwrap(),
+            60
+        );
+        assert_eq!(
+            super::hello_timeout(Accelerator::Kvm, Some("120")).unwrap(),
+            120
+        );
         for bad in ["0", "x", "-1", "99999"] {
             let e = super::hello_timeout(Accelerator::Kvm, Some(bad)).unwrap_err();
             assert!(e.to_string().contains("$ISOBOX_HELLO_TIMEOUT"), "{e}");
