@@ -134,12 +134,19 @@ fn exec_runs_in_the_guest_beside_the_workload() {
     );
 
     // The workload's end ends an exec'd process with it.
-    let long = ib
+    let mut long = ib
         .cmd()
-        .args(["exec", "vmx", "sleep", "1000"])
+        .args(["exec", "vmx", "sh", "-c", "echo started; exec sleep 1000"])
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(long.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "started\n");
     let out = ib.run(&["kill", "vmx", "KILL"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let code = long.wait_with_output().unwrap().status.code();
