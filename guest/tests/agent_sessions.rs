@@ -263,7 +263,12 @@ fn several_sessions_run_at_once_and_end_with_the_workload() {
         "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     );
     assert_eq!(code(&seen[&6]), Some(4));
-    assert!(seen[&6].stdout.starts_with(b"main\n"), "{:?}", seen[&6]);
+    // Its background writer may print first: the two run at once.
+    assert!(
+        seen[&6].stdout.split(|b| *b == b'\n').any(|l| l == b"main"),
+        "{:?}",
+        seen[&6]
+    );
     assert!(!seen[&4].started);
     assert!(
         seen[&4].errors[0].contains("/no/such/program"),

@@ -272,7 +272,25 @@ impl Session {
     pub fn finished(&self, now: Instant) -> bool {
         self.status.is_some()
             && (self.outputs.is_empty()
-                || (self.in_flight < WINDOW && self.deadline().is_some_and(|d| now >= d)))
+                || (self.in_flight < WINDOW
+                    && self.deadline().is_some_and(|d| now >= d)
+                    && (self.drain_over(now) || !self.output_pending())))
+    }
+
+    /// An exec'd process's output has been read for the drain limit.
+    fn drain_over(&self, now: Instant) -> bool {
+        self.id != WORKLOAD && now >= self.drain_start + DRAIN_LIMIT
+    }
+
+    /// Output is waiting in a pipe (or the pty): time without reading it is not quiet. A
+    /// slow host (Consumed late, the guest descheduled) can let the grace run out while the
+    /// process's last bytes are still unread.
+    fn output_pending(&self) -> bool {
+        self.outputs.iter().any(|(_, fd)| {
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int to the pointer we own, on a descriptor we own.
+            unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) == 0 && n > 0 }
+        })
     }
 
     /// When [`Session::finished`] may change by time alone.
