@@ -238,6 +238,103 @@ fn inspect(base: Command, name: &str, field: &str) -> String {
     run(c, LIMIT).stdout.trim().to_string()
 }
 
+/// podman and docker take the same command lines; they differ in how each is reached, how
+/// a runtime is named, and how a container is removed at once.
+trait DockerCli {
+    const NAME: &'static str;
+    const REMOVE: &'static [&'static str];
+    fn cmd(&self) -> Command;
+    fn with_runtime(&self, c: &mut Command, rt: Runtime);
+
+    fn verb(&self, args: &[&str]) -> Ran {
+        let mut c = self.cmd();
+        c.args(args);
+        run(c, LIMIT)
+    }
+}
+
+impl<T: DockerCli> Engine for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn run(&self, rt: Runtime, o: &Opts, cmd: &[&str]) -> Ran {
+        let mut c = self.cmd();
+        c.args(["run", "--rm"]);
+        self.with_runtime(&mut c, rt);
+        docker_like_opts(&mut c, o);
+        c.arg(IMAGE).args(cmd);
+        run_maybe_tty(c, o.tty)
+    }
+    fn start(&self, rt: Runtime, name: &str, o: &Opts, cmd: &[&str]) -> Ran {
+        let mut c = self.cmd();
+        c.args(["run", "-d", "--name", name]);
+        self.with_runtime(&mut c, rt);
+        docker_like_opts(&mut c, o);
+        c.arg(IMAGE).args(cmd);
+        run(c, LIMIT)
+    }
+    fn exec(&self, name: &str, tty: bool, cmd: &[&str]) -> Ran {
+        let mut c = self.cmd();
+        c.arg("exec");
+        if tty {
+            c.arg("-t");
+        }
+        c.arg(name).args(cmd);
+        run_maybe_tty(c, tty)
+    }
+    fn logs(&self, name: &str) -> String {
+        self.verb(&["logs", name]).all()
+    }
+    fn stop(&self, name: &str) -> Ran {
+        self.verb(&["stop", "--time", "10", name])
+    }
+    fn kill(&self, name: &str, signal: &str) -> Ran {
+        self.verb(&["kill", "--signal", signal, name])
+    }
+    fn status(&self, name: &str) -> String {
+        inspect(self.cmd(), name, "Status")
+    }
+    fn exit_code(&self, name: &str) -> Option<i32> {
+        self.verb(&["wait", name]).stdout.trim().parse().ok()
+    }
+    fn pause(&self, name: &str) -> Ran {
+        self.verb(&["pause", name])
+    }
+    fn resume(&self, name: &str) -> Ran {
+        self.verb(&["unpause", name])
+    }
+    fn update_memory(&self, name: &str, bytes: u64) -> Option<Ran> {
+        let (memory, swap) = (
+            format!("--memory={bytes}b"),
+            format!("--memory-swap={bytes}b"),
+        );
+        Some(self.verb(&["update", &memory, &swap, name]))
+    }
+    fn stats(&self, name: &str) -> Ran {
+        self.verb(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.MemUsage}} {{.PIDs}}",
+            name,
+        ])
+    }
+    fn pid(&self, name: &str) -> Option<i32> {
+        inspect(self.cmd(), name, "Pid").parse().ok()
+    }
+    fn remove(&self, name: &str) {
+        let mut args = T::REMOVE.to_vec();
+        args.push(name);
+        let _ = self.verb(&args);
+    }
+    fn has_user_network(&self) -> bool {
+        true
+    }
+    fn has_pids_limit(&self) -> bool {
+        true
+    }
+}
+
 // ---------------------------------------------------------------- podman
 
 pub struct Podman {
@@ -317,100 +414,14 @@ impl Drop for Podman {
     }
 }
 
-impl Engine for Podman {
-    fn name(&self) -> &'static str {
-        "podman"
+impl DockerCli for Podman {
+    const NAME: &'static str = "podman";
+    const REMOVE: &'static [&'static str] = &["rm", "--force", "--time", "0"];
+    fn cmd(&self) -> Command {
+        Podman::cmd(self)
     }
-    fn run(&self, rt: Runtime, o: &Opts, cmd: &[&str]) -> Ran {
-        let mut c = self.cmd();
-        c.args(["run", "--rm"]);
-        self.with_runtime(&mut c, rt);
-        docker_like_opts(&mut c, o);
-        c.arg(IMAGE).args(cmd);
-        run_maybe_tty(c, o.tty)
-    }
-    fn start(&self, rt: Runtime, name: &str, o: &Opts, cmd: &[&str]) -> Ran {
-        let mut c = self.cmd();
-        c.args(["run", "-d", "--name", name]);
-        self.with_runtime(&mut c, rt);
-        docker_like_opts(&mut c, o);
-        c.arg(IMAGE).args(cmd);
-        run(c, LIMIT)
-    }
-    fn exec(&self, name: &str, tty: bool, cmd: &[&str]) -> Ran {
-        let mut c = self.cmd();
-        c.arg("exec");
-        if tty {
-            c.arg("-t");
-        }
-        c.arg(name).args(cmd);
-        run_maybe_tty(c, tty)
-    }
-    fn logs(&self, name: &str) -> String {
-        let mut c = self.cmd();
-        c.args(["logs", name]);
-        run(c, LIMIT).all()
-    }
-    fn stop(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["stop", "--time", "10", name]);
-        run(c, LIMIT)
-    }
-    fn kill(&self, name: &str, signal: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["kill", "--signal", signal, name]);
-        run(c, LIMIT)
-    }
-    fn status(&self, name: &str) -> String {
-        inspect(self.cmd(), name, "Status")
-    }
-    fn exit_code(&self, name: &str) -> Option<i32> {
-        let mut c = self.cmd();
-        c.args(["wait", name]);
-        run(c, LIMIT).stdout.trim().parse().ok()
-    }
-    fn pause(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["pause", name]);
-        run(c, LIMIT)
-    }
-    fn resume(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["unpause", name]);
-        run(c, LIMIT)
-    }
-    fn update_memory(&self, name: &str, bytes: u64) -> Option<Ran> {
-        let mut c = self.cmd();
-        c.arg("update")
-            .arg(format!("--memory={bytes}b"))
-            .arg(format!("--memory-swap={bytes}b"))
-            .arg(name);
-        Some(run(c, LIMIT))
-    }
-    fn stats(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args([
-            "stats",
-            "--no-stream",
-            "--format",
-            "{{.MemUsage}} {{.PIDs}}",
-            name,
-        ]);
-        run(c, LIMIT)
-    }
-    fn pid(&self, name: &str) -> Option<i32> {
-        inspect(self.cmd(), name, "Pid").parse().ok()
-    }
-    fn remove(&self, name: &str) {
-        let mut c = self.cmd();
-        c.args(["rm", "--force", "--time", "0", name]);
-        let _ = run(c, LIMIT);
-    }
-    fn has_user_network(&self) -> bool {
-        true
-    }
-    fn has_pids_limit(&self) -> bool {
-        true
+    fn with_runtime(&self, c: &mut Command, rt: Runtime) {
+        Podman::with_runtime(self, c, rt)
     }
 }
 
@@ -729,99 +740,13 @@ impl Drop for Docker {
     }
 }
 
-impl Engine for Docker {
-    fn name(&self) -> &'static str {
-        "docker"
+impl DockerCli for Docker {
+    const NAME: &'static str = "docker";
+    const REMOVE: &'static [&'static str] = &["rm", "-f"];
+    fn cmd(&self) -> Command {
+        Docker::cmd(self)
     }
-    fn run(&self, rt: Runtime, o: &Opts, cmd: &[&str]) -> Ran {
-        let mut c = self.cmd();
-        c.args(["run", "--rm"]);
-        Self::with_runtime(&mut c, rt);
-        docker_like_opts(&mut c, o);
-        c.arg(IMAGE).args(cmd);
-        run_maybe_tty(c, o.tty)
-    }
-    fn start(&self, rt: Runtime, name: &str, o: &Opts, cmd: &[&str]) -> Ran {
-        let mut c = self.cmd();
-        c.args(["run", "-d", "--name", name]);
-        Self::with_runtime(&mut c, rt);
-        docker_like_opts(&mut c, o);
-        c.arg(IMAGE).args(cmd);
-        run(c, LIMIT)
-    }
-    fn exec(&self, name: &str, tty: bool, cmd: &[&str]) -> Ran {
-        let mut c = self.cmd();
-        c.arg("exec");
-        if tty {
-            c.arg("-t");
-        }
-        c.arg(name).args(cmd);
-        run_maybe_tty(c, tty)
-    }
-    fn logs(&self, name: &str) -> String {
-        let mut c = self.cmd();
-        c.args(["logs", name]);
-        run(c, LIMIT).all()
-    }
-    fn stop(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["stop", "--time", "10", name]);
-        run(c, LIMIT)
-    }
-    fn kill(&self, name: &str, signal: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["kill", "--signal", signal, name]);
-        run(c, LIMIT)
-    }
-    fn status(&self, name: &str) -> String {
-        inspect(self.cmd(), name, "Status")
-    }
-    fn exit_code(&self, name: &str) -> Option<i32> {
-        let mut c = self.cmd();
-        c.args(["wait", name]);
-        run(c, LIMIT).stdout.trim().parse().ok()
-    }
-    fn pause(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["pause", name]);
-        run(c, LIMIT)
-    }
-    fn resume(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args(["unpause", name]);
-        run(c, LIMIT)
-    }
-    fn update_memory(&self, name: &str, bytes: u64) -> Option<Ran> {
-        let mut c = self.cmd();
-        c.arg("update")
-            .arg(format!("--memory={bytes}b"))
-            .arg(format!("--memory-swap={bytes}b"))
-            .arg(name);
-        Some(run(c, LIMIT))
-    }
-    fn stats(&self, name: &str) -> Ran {
-        let mut c = self.cmd();
-        c.args([
-            "stats",
-            "--no-stream",
-            "--format",
-            "{{.MemUsage}} {{.PIDs}}",
-            name,
-        ]);
-        run(c, LIMIT)
-    }
-    fn pid(&self, name: &str) -> Option<i32> {
-        inspect(self.cmd(), name, "Pid").parse().ok()
-    }
-    fn remove(&self, name: &str) {
-        let mut c = self.cmd();
-        c.args(["rm", "-f", name]);
-        let _ = run(c, LIMIT);
-    }
-    fn has_user_network(&self) -> bool {
-        true
-    }
-    fn has_pids_limit(&self) -> bool {
-        true
+    fn with_runtime(&self, c: &mut Command, rt: Runtime) {
+        Docker::with_runtime(c, rt)
     }
 }

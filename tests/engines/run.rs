@@ -17,6 +17,15 @@ pub struct Ran {
 }
 
 impl Ran {
+    fn not_started(line: String, e: std::io::Error) -> Ran {
+        Ran {
+            status: None,
+            stdout: String::new(),
+            stderr: format!("cannot run: {e}"),
+            line,
+        }
+    }
+
     pub fn code(&self) -> Option<i32> {
         self.status.and_then(|s| s.code())
     }
@@ -100,14 +109,7 @@ pub fn run(mut cmd: Command, limit: Duration) -> Ran {
         .stderr(err.try_clone().unwrap());
     let status = match cmd.spawn() {
         Ok(mut child) => wait_until(&mut child, Instant::now() + limit),
-        Err(e) => {
-            return Ran {
-                status: None,
-                stdout: String::new(),
-                stderr: format!("cannot run: {e}"),
-                line,
-            }
-        }
+        Err(e) => return Ran::not_started(line, e),
     };
     Ran {
         status,
@@ -151,14 +153,7 @@ pub fn run_on_pty(mut cmd: Command, limit: Duration) -> Ran {
     drop(slave);
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            return Ran {
-                status: None,
-                stdout: String::new(),
-                stderr: format!("cannot run: {e}"),
-                line,
-            }
-        }
+        Err(e) => return Ran::not_started(line, e),
     };
     let deadline = Instant::now() + limit;
     let mut shown = Vec::new();
