@@ -9,11 +9,17 @@
 mod support;
 
 mod cells;
+mod containerd;
+mod docker;
 mod engine;
 mod matrix;
+mod podman;
 mod run;
 
-use engine::{Containerd, Docker, Engine, Podman};
+use containerd::Containerd;
+use docker::Docker;
+use engine::Engine;
+use podman::Podman;
 
 /// Why the engine tests cannot run here: they need root, busybox and the engines.
 fn skip_reason(tools: &[&str]) -> Option<String> {
