@@ -38,7 +38,10 @@ impl Podman {
     fn cmd(&self) -> Command {
         let d = self.scratch.path();
         let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+        // conmon writes an `oom` file into its working directory when a container is OOM
+        // killed: the scratch directory, not wherever the test runs.
+        c.current_dir(d)
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
             .arg("--root")
             .arg(d.join("storage"))
             .arg("--runroot")
