@@ -2,10 +2,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::engine::{run_maybe_tty, Daemon, Engine, Opts, Runtime, Scratch, IMAGE, LIMIT};
+use crate::engine::{answers, run_maybe_tty, Daemon, Engine, Opts, Runtime, Scratch, IMAGE, LIMIT};
 use crate::run::{run, Ran};
 
 pub struct Containerd {
@@ -37,16 +37,9 @@ pub fn start_containerd(dir: &Path) -> Daemon {
     let mut c = Command::new("containerd");
     c.arg("--config").arg(&config);
     Daemon::start(c, &dir.join("containerd.log"), || {
-        sock.exists()
-            && Command::new("ctr")
-                .arg("--address")
-                .arg(&sock)
-                .arg("version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+        let mut version = Command::new("ctr");
+        version.arg("--address").arg(&sock).arg("version");
+        sock.exists() && answers(version)
     })
 }
 

@@ -1,10 +1,10 @@
 //! dockerd, on a containerd of its own, with the isobox runtimes in its daemon.json.
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::containerd::start_containerd;
-use crate::engine::{Daemon, DockerCli, Runtime, Scratch, IMAGE, LIMIT, NETWORK};
+use crate::engine::{answers, Daemon, DockerCli, Runtime, Scratch, IMAGE, LIMIT, NETWORK};
 use crate::run::run;
 
 pub struct Docker {
@@ -40,16 +40,12 @@ impl Docker {
         let mut c = Command::new("dockerd");
         c.arg("--config-file").arg(d.join("docker/daemon.json"));
         let dockerd = Daemon::start(c, &d.join("docker/dockerd.log"), || {
-            sock.exists()
-                && Command::new("docker")
-                    .arg("-H")
-                    .arg(format!("unix://{}", sock.display()))
-                    .arg("version")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false)
+            let mut version = Command::new("docker");
+            version
+                .arg("-H")
+                .arg(format!("unix://{}", sock.display()))
+                .arg("version");
+            sock.exists() && answers(version)
         });
         let e = Docker {
             scratch,

@@ -149,6 +149,15 @@ impl Drop for Scratch {
     }
 }
 
+/// Whether a daemon's client command succeeds (the daemon is up and answering).
+pub fn answers(mut client: Command) -> bool {
+    client
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A daemon the test started; stopped (TERM, then KILL) on drop.
 pub struct Daemon {
     child: Child,
