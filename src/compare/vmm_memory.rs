@@ -27,8 +27,13 @@ impl Sampler {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut peak = None;
+            let mut guest_ram = None;
             while !flag.load(Ordering::Relaxed) {
-                if let Some(v) = sample(&state_dir) {
+                // vm.json appears once `create` has sized the VM, and does not change.
+                if guest_ram.is_none() {
+                    guest_ram = guest_ram_bytes(&state_dir);
+                }
+                if let Some(v) = guest_ram.and_then(|g| sample(&state_dir, g)) {
                     peak = Some(peak.map_or(v, |p: u64| p.max(v)));
                 }
                 std::thread::sleep(EVERY);
@@ -45,8 +50,7 @@ impl Sampler {
     }
 }
 
-fn sample(state_dir: &str) -> Option<u64> {
-    let guest_ram = guest_ram_bytes(state_dir)?;
+fn sample(state_dir: &str, guest_ram: u64) -> Option<u64> {
     let mut overhead = 0u64;
     let mut seen_guest = false;
     for pid in vm_processes(state_dir) {
