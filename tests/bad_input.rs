@@ -442,6 +442,12 @@ fn corpus() {
         .filter(|c| only.as_deref().is_none_or(|o| o == c.name))
         .collect();
     assert!(!cases.is_empty(), "no case named {only:?} in {CORPUS}");
+    if cases
+        .iter()
+        .any(|c| c.spec().unwrap_or_default()["microvm"] == true)
+    {
+        support::ensure_guest_kernel().unwrap();
+    }
     let (mut runs, mut vm_runs, mut failures) = (0, 0, Vec::new());
     for case in &cases {
         let spec = case.spec().unwrap_or_default();

@@ -302,6 +302,9 @@ pub fn vm_skip_reason() -> Option<String> {
     {
         return Some("qemu-system-x86_64 is missing".into());
     }
+    if let Err(e) = ensure_guest_kernel() {
+        return Some(e);
+    }
     if std::env::var_os("ISOBOX_TEST_PREBUILT").is_some() {
         return None;
     }
@@ -320,6 +323,15 @@ pub fn vm_skip_reason() -> Option<String> {
         return Some("cannot build isobox-agent".into());
     }
     None
+}
+
+/// Provision the guest kernel now if it is not cached, so that the first microVM test on a
+/// fresh machine does not print the download's progress (stderr the test may be checking).
+pub fn ensure_guest_kernel() -> Result<(), String> {
+    use isobox_microvm::image::{resolve_kernel, ResolveOptions};
+    resolve_kernel(None, &ResolveOptions::default())
+        .map(drop)
+        .map_err(|e| format!("no guest kernel: {e}"))
 }
 
 /// Run `cmd` with stdout discarded and stderr captured through a file: a container process it
