@@ -9,6 +9,7 @@ pub mod console;
 pub mod error;
 pub mod hooks;
 pub mod id;
+pub mod mount_opts;
 pub mod net;
 pub mod proc;
 pub mod protocol;

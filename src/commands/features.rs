@@ -38,7 +38,7 @@ fn document(kind: BackendKind) -> Value {
             "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
             "poststop"
         ])),
-        "mountOptions": when(json!(isobox_container::mount_opts::applied())),
+        "mountOptions": when(json!(isobox_common::mount_opts::applied())),
         "linux": {
             // A new time namespace is refused; one can be joined by path.
             "namespaces": when(json!(["cgroup", "ipc", "mount", "network", "pid", "user", "uts"])),
@@ -137,7 +137,7 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         for opt in &opts {
-            isobox_container::mount_opts::parse(&[opt]).unwrap();
+            isobox_common::mount_opts::parse(&[opt]).unwrap();
         }
         assert!(
             opts.contains(&"rbind") && !opts.contains(&"idmap"),

@@ -17,7 +17,8 @@ use crate::devices::{self, Node};
 use crate::mounts::{self, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::spawn::to_common;
-use crate::{ioprio, mount_opts, rlimits, rootfs, seccomp, sysctl};
+use crate::{ioprio, rlimits, rootfs, seccomp, sysctl};
+use isobox_common::mount_opts;
 
 /// config.json as the container backend reads it, parsed and checked: what `create` builds
 /// its plan from, and all `check` needs.

@@ -33,7 +33,6 @@ mod exec;
 mod fds;
 mod init;
 mod ioprio;
-pub mod mount_opts;
 mod mountinfo;
 mod mounts;
 mod namespaces;

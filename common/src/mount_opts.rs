@@ -1,5 +1,7 @@
 //! Parsing OCI mount options into mount(2) flags, propagation changes and filesystem data.
 
+use std::path::PathBuf;
+
 use nix::mount::MsFlags;
 
 /// Mount options split the way mount(2) needs them.
@@ -154,6 +156,66 @@ pub fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags, String> {
             format!("{v:?} is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable")
         }),
     }
+}
+
+/// One entry of `mounts`, parsed before the container process exists.
+#[derive(Debug, Clone)]
+pub struct PlannedMount {
+    pub index: usize,
+    pub destination: PathBuf,
+    pub typ: String,
+    /// For binds: the host path (relative sources are relative to the bundle).
+    pub source: Option<PathBuf>,
+    pub opts: MountOptions,
+}
+
+/// Parse every mount of the bundle; errors are `(field, reason)`.
+pub fn plan(bundle: &crate::Bundle) -> std::result::Result<Vec<PlannedMount>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
+        let opts = parse(m.options().as_deref().unwrap_or_default())
+            .map_err(|r| (format!("mounts[{i}].options"), r))?;
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err((
+                format!("mounts[{i}].uidMappings"),
+                "id-mapped mounts are not supported".into(),
+            ));
+        }
+        let typ = m.typ().clone().unwrap_or_default();
+        let mut source = m.source().clone();
+        if opts.is_bind() || typ == "bind" {
+            let Some(src) = source.as_ref() else {
+                return Err((
+                    format!("mounts[{i}].source"),
+                    "a bind mount needs a source".into(),
+                ));
+            };
+            let host = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.dir.join(src)
+            };
+            if !host.exists() {
+                return Err((
+                    format!("mounts[{i}].source"),
+                    format!("{} does not exist", host.display()),
+                ));
+            }
+            source = Some(host);
+        }
+        let mut opts = opts;
+        if typ == "bind" {
+            opts.flags.insert(MsFlags::MS_BIND);
+        }
+        out.push(PlannedMount {
+            index: i,
+            destination: m.destination().clone(),
+            typ,
+            source,
+            opts,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
