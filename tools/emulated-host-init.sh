@@ -83,7 +83,7 @@ stage2() {
     mkdir -p /run/host-data
     mount --bind "$host_data" /run/host-data 2>/dev/null
     mount -t tmpfs tmpfs "$host_data" && mkdir -p "$host_data/kernels"
-    for f in /run/host-data/kernels/vmlinu*; do
+    for f in /run/host-data/kernels/vmlinu* /run/host-data/kernels/modules-*; do
         [ -e "$f" ] && ln -s "$f" "$host_data/kernels/"
     done
     export HOME=/tmp/home TMPDIR=/tmp

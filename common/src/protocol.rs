@@ -31,9 +31,13 @@
 //! | 12   | SignalAll  | i32 BE signal number, for every process in the guest      |
 //! | 13   | Resize     | sid + u16 BE rows + u16 BE cols                           |
 //! | 14   | Consumed   | sid + u32 BE count of data bytes written to their target  |
+//! | 15   | Mount      | JSON [`MountRequest`]                                     |
+//! | 16   | Mounted    | empty                                                     |
 //!
 //! Conversation: both sides send Hello first and check the other's (a different magic or
-//! version is an error naming both versions). The host opens a session with Exec; the agent
+//! version is an error naming both versions). When the guest's files are shared from the host
+//! (virtio-fs), the host then sends Mount and the agent answers Mounted once the workload's
+//! root and volumes are in place, or Error for session 0 naming what failed. The host opens a session with Exec; the agent
 //! answers Started (or Error, then Exit with code 127), streams Stdout/Stderr, and ends the
 //! session with Exit, its last frame for that id. The host may send Stdin, StdinEof, Signal and
 //! Resize for an open session, SignalAll at any time, and Shutdown to make the agent kill the
@@ -58,7 +62,7 @@ pub const FRAME_MAGIC: [u8; 2] = [0xB0, 0x58];
 /// Bytes that open a Hello payload.
 pub const HELLO_MAGIC: [u8; 8] = *b"ISOBOXAG";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest payload accepted (and produced: senders split bigger data).
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Header size: magic, length, type.
@@ -107,6 +111,33 @@ pub struct ExecRequest {
     /// the process's stdio and controlling terminal, and all output comes as Stdout.
     #[serde(default)]
     pub terminal: Option<WindowSize>,
+}
+
+/// The workload's file systems shared from the host by virtio-fs: its root and its bind
+/// mounts, each a share the guest mounts by tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MountRequest {
+    /// The share holding the bundle's rootfs.
+    pub root_tag: String,
+    /// `root.readonly`: the root is remounted read-only once everything is mounted on it.
+    pub root_readonly: bool,
+    /// In `mounts` order.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// One bind mount of the bundle, from a share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VolumeMount {
+    pub tag: String,
+    /// What inside the share is mounted: empty for the whole share (a directory source), else
+    /// one name in it (a file source, whose directory is the share).
+    #[serde(default)]
+    pub name: String,
+    /// Absolute, inside the workload's root.
+    pub destination: String,
+    /// mount(2) flags of the bind's remount: `MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, ….
+    #[serde(default)]
+    pub flags: u64,
 }
 
 /// A terminal's size in character cells.
@@ -198,6 +229,10 @@ pub enum Message {
         session: SessionId,
         bytes: u32,
     },
+    /// Mount the shared root and volumes (host to guest, right after Hello).
+    Mount(MountRequest),
+    /// The Mount request is done.
+    Mounted,
 }
 
 mod ty {
@@ -215,6 +250,8 @@ mod ty {
     pub const SIGNAL_ALL: u8 = 12;
     pub const RESIZE: u8 = 13;
     pub const CONSUMED: u8 = 14;
+    pub const MOUNT: u8 = 15;
+    pub const MOUNTED: u8 = 16;
 }
 
 fn perr(msg: impl Into<String>) -> Error {
@@ -246,13 +283,19 @@ impl Message {
             Message::SignalAll(_) => "SignalAll",
             Message::Resize { .. } => "Resize",
             Message::Consumed { .. } => "Consumed",
+            Message::Mount(_) => "Mount",
+            Message::Mounted => "Mounted",
         }
     }
 
     /// The session a message is about; None for Hello, Shutdown and SignalAll.
     pub fn session(&self) -> Option<SessionId> {
         match self {
-            Message::Hello { .. } | Message::Shutdown | Message::SignalAll(_) => None,
+            Message::Hello { .. }
+            | Message::Shutdown
+            | Message::SignalAll(_)
+            | Message::Mount(_)
+            | Message::Mounted => None,
             Message::Exec { session, .. }
             | Message::Stdin { session, .. }
             | Message::StdinEof { session }
@@ -293,6 +336,8 @@ impl Message {
                 (ty::RESIZE, p.into())
             }
             Message::Consumed { bytes, .. } => (ty::CONSUMED, bytes.to_be_bytes().to_vec().into()),
+            Message::Mount(request) => (ty::MOUNT, to_json(request)?.into()),
+            Message::Mounted => (ty::MOUNTED, Cow::Borrowed(&[])),
         };
         let sid = self.session().map(u32::to_be_bytes);
         let sid: &[u8] = sid.as_ref().map_or(&[], |b| b.as_slice());
@@ -340,6 +385,8 @@ impl Message {
                 });
             }
             ty::SHUTDOWN => return empty(Message::Shutdown, payload),
+            ty::MOUNTED => return empty(Message::Mounted, payload),
+            ty::MOUNT => return Ok(Message::Mount(from_json(payload, "Mount")?)),
             ty::SIGNAL_ALL => {
                 return Ok(Message::SignalAll(i32::from_be_bytes(fixed(
                     payload,

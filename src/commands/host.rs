@@ -67,6 +67,21 @@ pub fn kernel(explicit: Option<&Path>, fetch: bool) -> Result<()> {
     match resolve_kernel(explicit, &opts) {
         Ok(info) => {
             println!("{info}");
+            // The modules a shared root needs (virtio-fs), from the kernel's own package.
+            if let Some(release) = &info.release {
+                let data = isobox_microvm::image::data_dir();
+                let found = if fetch {
+                    Some(isobox_microvm::image::modules::ensure(
+                        &data, release, true,
+                    )?)
+                } else {
+                    isobox_microvm::image::modules::find(&data, release)
+                };
+                match found.as_ref().and_then(|m| m.first()) {
+                    Some(m) => println!("modules: {}", m.parent().unwrap_or(m).display()),
+                    None => println!("modules: none for {release} yet (`isobox kernel --fetch`)"),
+                }
+            }
             Ok(())
         }
         Err(e) if !fetch && explicit.is_none() => {

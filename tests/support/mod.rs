@@ -328,10 +328,14 @@ pub fn vm_skip_reason() -> Option<String> {
 /// Provision the guest kernel now if it is not cached, so that the first microVM test on a
 /// fresh machine does not print the download's progress (stderr the test may be checking).
 pub fn ensure_guest_kernel() -> Result<(), String> {
-    use isobox_microvm::image::{resolve_kernel, ResolveOptions};
-    resolve_kernel(None, &ResolveOptions::default())
-        .map(drop)
-        .map_err(|e| format!("no guest kernel: {e}"))
+    use isobox_microvm::image::{data_dir, modules, resolve_kernel, ResolveOptions};
+    let k = resolve_kernel(None, &ResolveOptions::default())
+        .map_err(|e| format!("no guest kernel: {e}"))?;
+    if let Some(release) = &k.release {
+        modules::ensure(&data_dir(), release, true)
+            .map_err(|e| format!("no virtio-fs modules for the guest kernel: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Run `cmd` with stdout discarded and stderr captured through a file: a container process it

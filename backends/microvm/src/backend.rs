@@ -23,7 +23,7 @@ use crate::host_process::ready::parse_report;
 use crate::hypervisor::{
     host_support, select, Accelerator, Hypervisor, HypervisorChoice, HYPERVISOR_ANNOTATION,
 };
-use crate::{image, qemu, vmspec};
+use crate::{image, qemu, virtiofs, vmspec};
 
 /// Option keys `create` accepts in `CreateOptions::options`.
 pub const OPT_HYPERVISOR: &str = "hypervisor";
@@ -154,6 +154,29 @@ fn config_err(opts: &CreateOptions, field: &str, reason: String) -> isobox_commo
     }
 }
 
+/// The agent's initramfs for a shared root: the agent and the kernel's virtio-fs modules.
+fn agent_initramfs(kernel: &image::KernelInfo, agent: &Path) -> Result<PathBuf> {
+    let data = image::data_dir();
+    let release = kernel
+        .release
+        .as_deref()
+        .ok_or_else(|| MicrovmError::Kernel {
+            path: kernel.path.clone(),
+            reason: "its release is unknown, so its virtio-fs modules cannot be found".into(),
+        })?;
+    let modules = image::modules::ensure(&data, release, true)?;
+    image::modules::agent_initramfs(&data, agent, &modules)
+}
+
+/// The index of the bundle's first bind mount.
+fn first_bind(bundle: &isobox_common::Bundle) -> Option<usize> {
+    isobox_common::mount_opts::plan(bundle)
+        .ok()?
+        .into_iter()
+        .find(|m| m.opts.is_bind())
+        .map(|m| m.index)
+}
+
 /// Remove every file the backend puts in a state directory.
 fn remove_files(state_dir: &Path) {
     for f in ALL_FILES {
@@ -189,9 +212,36 @@ impl MicrovmBackend {
             Hypervisor::Builtin => None,
         };
         let mem_mib = vmspec::mem_mib(&opts.bundle);
-        let initramfs = opts.state_dir.join(INITRAMFS);
-        let initramfs_info =
-            image::build_initramfs_for_ram(&opts.bundle.rootfs, &agent, &initramfs, mem_mib)?;
+        let (shares, mounts) =
+            virtiofs::plan(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
+        // qemu shares the rootfs and the bind mounts live (virtio-fs); the built-in VMM has
+        // no virtio devices yet, so it packs the rootfs into the initramfs and takes no binds.
+        let (initramfs, initramfs_bytes, shares, mounts, virtiofsd) = match sel.hypervisor {
+            Hypervisor::Qemu => {
+                let virtiofsd = virtiofs::find_binary()?;
+                let initramfs = agent_initramfs(&kernel, &agent)?;
+                (initramfs, 0, shares, Some(mounts), Some(virtiofsd))
+            }
+            Hypervisor::Builtin => {
+                if let Some(i) = first_bind(&opts.bundle) {
+                    return Err(config_err(
+                        opts,
+                        &format!("mounts[{i}]"),
+                        "the built-in VMM cannot share bind mounts with the guest yet (it has \
+                         no virtio-fs); use --hypervisor qemu"
+                            .into(),
+                    ));
+                }
+                let initramfs = opts.state_dir.join(INITRAMFS);
+                let info = image::build_initramfs_for_ram(
+                    &opts.bundle.rootfs,
+                    &agent,
+                    &initramfs,
+                    mem_mib,
+                )?;
+                (initramfs, info.size_bytes, Vec::new(), None, None)
+            }
+        };
         let exec = vmspec::exec_request(&opts.bundle).map(|mut e| {
             e.seccomp = seccomp;
             e
@@ -202,16 +252,19 @@ impl MicrovmBackend {
             qemu_binary,
             kernel: kernel.path.clone(),
             initramfs,
-            cmdline: kernel_cmdline(sel.hypervisor),
+            cmdline: kernel_cmdline(sel.hypervisor, !shares.is_empty()),
             vcpus: vmspec::vcpus(&opts.bundle),
             mem_mib,
             console_log: opts.state_dir.join(CONSOLE_LOG),
-            initramfs_bytes: initramfs_info.size_bytes,
+            initramfs_bytes,
             hello_timeout_secs: hello_timeout(
                 sel.accelerator,
                 std::env::var(HELLO_TIMEOUT_ENV).ok().as_deref(),
             )?,
             exec,
+            shares,
+            virtiofsd,
+            mounts,
         };
         cfg.save(&opts.state_dir)?;
         nix::unistd::mkfifo(

@@ -12,6 +12,7 @@ pub mod image;
 mod live;
 pub mod qemu;
 pub mod terminal;
+pub mod virtiofs;
 pub mod vmm;
 pub mod vmspec;
 

@@ -26,6 +26,8 @@ pub struct QemuConfig {
     pub accelerator: Accelerator,
     /// File that receives the guest console (ttyS0).
     pub console_log: PathBuf,
+    /// virtio-fs shares: each tag with the descriptor (in qemu) of its virtiofsd connection.
+    pub shares: Vec<(String, i32)>,
 }
 
 /// Find the qemu binary: `$ISOBOX_QEMU`, else `qemu-system-x86_64` on $PATH.
@@ -48,7 +50,20 @@ pub fn args(cfg: &QemuConfig, agent_fd: i32) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
     push("-M");
-    push("microvm");
+    if cfg.shares.is_empty() {
+        push("microvm");
+    } else {
+        // vhost-user daemons map guest memory: it must be a shared memfd.
+        push("microvm,memory-backend=mem");
+        push("-object");
+        push(&format!(
+            "memory-backend-memfd,id=mem,size={}M,share=on",
+            cfg.mem_mib
+        ));
+        // libvhost-user serves modern virtio only; the microvm machine defaults to legacy.
+        push("-global");
+        push("virtio-mmio.force-legacy=false");
+    }
     push("-accel");
     push(cfg.accelerator.as_str());
     push("-cpu");
@@ -72,6 +87,14 @@ pub fn args(cfg: &QemuConfig, agent_fd: i32) -> Vec<OsString> {
     push(&format!("socket,id=agent,fd={agent_fd}"));
     push("-device");
     push("isa-serial,chardev=agent,iobase=0x2f8,irq=3");
+    for (i, (tag, fd)) in cfg.shares.iter().enumerate() {
+        push("-chardev");
+        push(&format!("socket,id=fs{i},fd={fd}"));
+        push("-device");
+        push(&format!(
+            "vhost-user-fs-device,chardev=fs{i},tag={tag},queue-size=1024"
+        ));
+    }
     push("-kernel");
     a.push(cfg.kernel.clone().into());
     a.push("-initrd".into());
@@ -92,6 +115,7 @@ fn chardev_file(id: &str, path: &Path) -> OsString {
 /// outlives the host process.
 pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
     let fd = agent.as_raw_fd();
+    let shares: Vec<i32> = cfg.shares.iter().map(|(_, fd)| *fd).collect();
     let mut cmd = Command::new(&cfg.binary);
     cmd.args(args(cfg, fd))
         .stdin(Stdio::null())
@@ -106,9 +130,11 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // Keep the agent socket across exec.
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // Keep the agent socket and the virtiofsd connections across exec.
+            for fd in std::iter::once(fd).chain(shares.iter().copied()) {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -136,6 +162,7 @@ mod tests {
             mem_mib: 512,
             accelerator: Accelerator::Tcg,
             console_log: "/s,x/console.log".into(),
+            shares: vec![],
         };
         let a: Vec<String> = args(&cfg, 7)
             .into_iter()
@@ -153,5 +180,29 @@ mod tests {
         assert!(
             joined.ends_with("-kernel /k/vmlinuz -initrd /s/initramfs.cpio -append console=ttyS0")
         );
+        assert!(!joined.contains("memory-backend") && !joined.contains("vhost-user"));
+    }
+
+    #[test]
+    fn shares_get_shared_memory_modern_virtio_and_a_device_each() {
+        let cfg = QemuConfig {
+            binary: "qemu-system-x86_64".into(),
+            kernel: "/k/vmlinuz".into(),
+            initramfs: "/s/initramfs.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            vcpus: 1,
+            mem_mib: 256,
+            accelerator: Accelerator::Tcg,
+            console_log: "/s/console.log".into(),
+            shares: vec![("isobox0".into(), 9), ("isobox1".into(), 10)],
+        };
+        let joined: Vec<String> = args(&cfg, 7)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let joined = joined.join(" ");
+        assert!(joined.contains("-M microvm,memory-backend=mem -object memory-backend-memfd,id=mem,size=256M,share=on"), "{joined}");
+        assert!(joined.contains("-global virtio-mmio.force-legacy=false"));
+        assert!(joined.contains("-chardev socket,id=fs1,fd=10 -device vhost-user-fs-device,chardev=fs1,tag=isobox1,queue-size=1024"), "{joined}");
     }
 }

@@ -91,6 +91,17 @@ fn samples() -> Vec<Message> {
             session: 2,
             bytes: WINDOW as u32,
         },
+        Message::Mount(MountRequest {
+            root_tag: "isobox0".into(),
+            root_readonly: true,
+            volumes: vec![VolumeMount {
+                tag: "isobox1".into(),
+                name: "hosts".into(),
+                destination: "/etc/hosts".into(),
+                flags: 1,
+            }],
+        }),
+        Message::Mounted,
     ]
 }
 
@@ -200,7 +211,7 @@ fn hello_version_mismatch_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("version 9") && err.contains("speaks 2"),
+        err.contains("version 9") && err.contains(&format!("speaks {PROTOCOL_VERSION}")),
         "{err}"
     );
     let err = check_hello(&Message::Shutdown, "host")

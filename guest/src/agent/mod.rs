@@ -6,6 +6,7 @@
 pub mod init;
 pub mod mux;
 pub mod session;
+pub mod shared;
 pub mod workload;
 
 use init::log;
@@ -21,6 +22,12 @@ pub fn run_as_init() -> ! {
         init::log(&format!("bringing up lo: {e}"));
     }
     init::setup_console();
+    // A shared root: its modules now, so the devices are there when the host asks to mount.
+    if shared::has_modules() {
+        if let Err(e) = shared::load_modules() {
+            log(&e);
+        }
+    }
     if let Err(e) = serve() {
         log(&e);
     }

@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use super::init::log;
 use super::session::Session;
+use super::shared;
 use super::{workload, EXEC_FAILED};
 
 /// What a polled descriptor belongs to.
@@ -37,6 +38,8 @@ pub struct Mux {
     sessions: BTreeMap<SessionId, Session>,
     /// The workload's Exec came (its end, or its failure to start, ends the guest).
     workload_started: bool,
+    /// The host's Mount request was carried out (or tried).
+    mounted: bool,
     /// Every process in the guest has been sent SIGKILL.
     ending: bool,
     done: bool,
@@ -59,6 +62,7 @@ impl Mux {
             sigchld,
             sessions: BTreeMap::new(),
             workload_started: false,
+            mounted: false,
             ending: false,
             done: false,
         })
@@ -333,6 +337,17 @@ impl Mux {
                 None if !self.workload_started => self.done = true,
                 None => {}
             },
+            // Once, before any session: the root changes under the agent.
+            Message::Mount(req) if !self.mounted && self.sessions.is_empty() => {
+                self.mounted = true;
+                frames.push(match shared::mount_shared(&req) {
+                    Ok(()) => Message::Mounted,
+                    Err(text) => Message::Error {
+                        session: WORKLOAD,
+                        text,
+                    },
+                });
+            }
             other => log(&format!("ignoring unexpected {} frame", other.name())),
         }
     }

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use isobox_common::protocol::ExecRequest;
+use isobox_common::protocol::{ExecRequest, MountRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MicrovmError, Result};
 use crate::hypervisor::{Accelerator, Hypervisor};
+use crate::virtiofs::Share;
 
 /// File names inside the container's state directory.
 pub const CONFIG_FILE: &str = "vm.json";
@@ -23,6 +24,8 @@ pub const VM_HOST_PID: &str = "vm-host.pid";
 pub const WATCHDOG_LOG: &str = "watchdog.log";
 /// The socket `exec` reaches the running VM's host process on (see [`super::control`]).
 pub const EXEC_SOCKET: &str = "exec.sock";
+/// What the virtiofsd daemons print.
+pub const VIRTIOFSD_LOG: &str = "virtiofsd.log";
 
 /// Every file the backend may leave in a state directory (removed on error and on delete).
 pub const ALL_FILES: &[&str] = &[
@@ -35,6 +38,7 @@ pub const ALL_FILES: &[&str] = &[
     VM_HOST_PID,
     WATCHDOG_LOG,
     EXEC_SOCKET,
+    VIRTIOFSD_LOG,
 ];
 
 /// Environment variable carrying the descriptor the host process reports readiness on.
@@ -62,6 +66,16 @@ pub struct VmHostConfig {
     /// The workload; None when config.json has no process (`start` is refused then).
     #[serde(default)]
     pub exec: Option<ExecRequest>,
+    /// The host directories served by virtio-fs (the rootfs first); empty when the rootfs is
+    /// packed into the initramfs instead.
+    #[serde(default)]
+    pub shares: Vec<Share>,
+    /// The virtiofsd binary, with shares.
+    #[serde(default)]
+    pub virtiofsd: Option<PathBuf>,
+    /// What the agent mounts of them, sent right after Hello.
+    #[serde(default)]
+    pub mounts: Option<MountRequest>,
 }
 
 impl VmHostConfig {
@@ -130,6 +144,17 @@ mod tests {
             exec: Some(ExecRequest {
                 args: vec!["true".into()],
                 ..Default::default()
+            }),
+            shares: vec![Share {
+                tag: "isobox0".into(),
+                dir: "/b/rootfs".into(),
+                readonly: false,
+            }],
+            virtiofsd: Some("/usr/lib/qemu/virtiofsd".into()),
+            mounts: Some(MountRequest {
+                root_tag: "isobox0".into(),
+                root_readonly: true,
+                volumes: vec![],
             }),
         };
         cfg.save(dir.path()).unwrap();

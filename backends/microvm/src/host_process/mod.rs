@@ -118,8 +118,11 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     if let Some(code) = host.await_hello()? {
         return Ok(code);
     }
-    // The hypervisor has read the initramfs into guest memory: it takes no disk space now.
-    let _ = std::fs::remove_file(&host.cfg.initramfs);
+    // The hypervisor has read the initramfs into guest memory: it takes no disk space now
+    // (a shared root's initramfs is the agent's, cached for every VM, and stays).
+    if host.cfg.shares.is_empty() {
+        let _ = std::fs::remove_file(&host.cfg.initramfs);
+    }
     let fifo_path = state_dir.join(START_FIFO);
     let fifo = threads::open_start_fifo(&fifo_path)
         .map_err(|e| host.fail(&format!("opening {}: {e}", fifo_path.display())))?;
@@ -231,8 +234,39 @@ impl Host {
         }
     }
 
-    /// Wait for the agent's Hello and answer it. `Some(code)` when a signal ended the wait.
+    /// Wait for the agent's Hello and answer it; then, with shared files, have the agent
+    /// mount them. `Some(code)` when a signal ended the wait.
     fn await_hello(&self) -> Result<Option<i32>, String> {
+        let hello = self.await_agent("Hello", |msg| match msg {
+            Message::Hello { .. } => {
+                Some(protocol::check_hello(msg, "guest agent").map_err(|e| e.to_string()))
+            }
+            _ => None,
+        })?;
+        if hello.is_some() {
+            return Ok(hello);
+        }
+        self.send(&Message::hello())?;
+        let Some(mounts) = &self.cfg.mounts else {
+            return Ok(None);
+        };
+        self.send(&Message::Mount(mounts.clone()))?;
+        self.await_agent("Mounted", |msg| match msg {
+            Message::Mounted => Some(Ok(())),
+            Message::Error { session, text } if *session == WORKLOAD => {
+                Some(Err(format!("guest agent: {text}")))
+            }
+            _ => None,
+        })
+    }
+
+    /// Wait, for at most the Hello timeout, for the agent message `want` that `accept` takes
+    /// (it says whether the message is good); any other message first is an error.
+    fn await_agent(
+        &self,
+        want: &str,
+        accept: impl Fn(&Message) -> Option<Result<(), String>>,
+    ) -> Result<Option<i32>, String> {
         let limit = Duration::from_secs(self.cfg.hello_timeout_secs);
         let deadline = Instant::now() + limit;
         loop {
@@ -241,7 +275,7 @@ impl Host {
                 Ok(ev) => ev,
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(self.fail(&format!(
-                        "guest agent: no Hello within {} s of boot ({} under {})",
+                        "guest agent: no {want} within {} s of boot ({} under {})",
                         limit.as_secs(),
                         self.cfg.hypervisor.as_str(),
                         self.cfg.accelerator.as_str()
@@ -252,34 +286,33 @@ impl Host {
                 }
             };
             match ev {
-                Event::Agent(msg @ Message::Hello { .. }) => {
-                    protocol::check_hello(&msg, "guest agent")
-                        .map_err(|e| self.fail(&e.to_string()))?;
-                    self.send(&Message::hello())?;
-                    return Ok(None);
-                }
-                Event::Agent(other) => {
-                    return Err(
-                        self.fail(&format!("guest agent: sent {} before Hello", other.name()))
-                    )
+                Event::Agent(msg) => {
+                    return match accept(&msg) {
+                        Some(Ok(())) => Ok(None),
+                        Some(Err(e)) => Err(self.fail(&e)),
+                        None => {
+                            Err(self
+                                .fail(&format!("guest agent: sent {} before {want}", msg.name())))
+                        }
+                    }
                 }
                 Event::AgentError(e) => return Err(self.fail(&format!("guest agent: {e}"))),
                 Event::AgentClosed => {
                     // Usually the VM ended and took the line with it: say so when it did.
                     let what = if self.wait_vm_exit(Duration::from_secs(2)) {
                         format!(
-                            "the VM stopped before the guest agent said Hello ({})",
+                            "the VM stopped before the guest agent said {want} ({})",
                             self.vm_end()
                         )
                     } else {
-                        "guest agent: line closed before Hello".to_string()
+                        format!("guest agent: line closed before {want}")
                     };
                     return Err(self.fail(&what));
                 }
                 Event::VmExited(how) => {
                     *self.vm_end.borrow_mut() = Some(how.clone());
                     return Err(self.fail(&format!(
-                        "the VM stopped before the guest agent said Hello ({how})"
+                        "the VM stopped before the guest agent said {want} ({how})"
                     )));
                 }
                 Event::Signal(sig) | Event::SignalAll(sig) => {

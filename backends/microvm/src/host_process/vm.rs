@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::config::{VmHostConfig, HYPERVISOR_LOG, HYPERVISOR_PID, WATCHDOG_LOG};
+use super::config::{VmHostConfig, HYPERVISOR_LOG, HYPERVISOR_PID, VIRTIOFSD_LOG, WATCHDOG_LOG};
 use super::Event;
 use crate::error::{MicrovmError, Result};
 use crate::hypervisor::Hypervisor;
 use crate::qemu::{self, QemuConfig};
+use crate::virtiofs;
 use crate::vmm;
 
 /// A running VM: it can be killed, and an [`Event::VmExited`] reports its end.
@@ -172,7 +173,29 @@ fn launch_qemu(
         Some(b) => b.clone(),
         None => qemu::find_binary()?,
     };
+    // The shares' daemons first: qemu connects to them as it starts. They die with this
+    // thread, like qemu, and end when qemu hangs up.
+    let mut daemons = Vec::new();
+    let mut frontends = Vec::new();
+    if !cfg.shares.is_empty() {
+        let vfsd = match &cfg.virtiofsd {
+            Some(b) => b.clone(),
+            None => virtiofs::find_binary()?,
+        };
+        let log_path = state_dir.join(VIRTIOFSD_LOG);
+        let log = File::create(&log_path)
+            .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
+        for share in &cfg.shares {
+            let served = virtiofs::serve(&vfsd, share, state_dir, &log)?;
+            daemons.push(served.daemon);
+            frontends.push((share.tag.clone(), served.frontend));
+        }
+    }
     let qcfg = QemuConfig {
+        shares: frontends
+            .iter()
+            .map(|(t, fd)| (t.clone(), std::os::fd::AsRawFd::as_raw_fd(fd)))
+            .collect(),
         binary,
         kernel: cfg.kernel.clone(),
         initramfs: cfg.initramfs.clone(),
@@ -186,6 +209,11 @@ fn launch_qemu(
     let log = File::create(&log_path)
         .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
     let mut child = qemu::spawn(&qcfg, OwnedFd::from(guest_end), log)?;
+    drop(frontends);
+    // Reaped as they end (with the VM); killed with this process otherwise.
+    for mut d in daemons {
+        thread::spawn(move || d.wait());
+    }
     let pid = child.id() as i32;
     let pid_path = state_dir.join(HYPERVISOR_PID);
     // Our unreaped child: the start time read now is its own.

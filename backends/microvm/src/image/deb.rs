@@ -158,6 +158,39 @@ pub fn extract_first<W: Write>(
     Ok(None)
 }
 
+/// Writes every regular file of the package's data for which `dest` names a path; returns
+/// how many were written.
+pub fn extract_each(deb: &Path, dest: impl Fn(&Path) -> Option<PathBuf>) -> Result<usize> {
+    let (name, stream) = tar_stream(deb, "data.tar")?;
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, stream));
+    let entries = archive
+        .entries()
+        .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
+    let mut written = 0;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = clean(
+            &entry
+                .path()
+                .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?,
+        );
+        let Some(out) = dest(&path) else { continue };
+        std::fs::File::create(&out)
+            .and_then(|mut f| std::io::copy(&mut entry, &mut f))
+            .map_err(|e| {
+                unpack_err(
+                    deb,
+                    format!("{name}/{} to {}: {e}", path.display(), out.display()),
+                )
+            })?;
+        written += 1;
+    }
+    Ok(written)
+}
+
 /// True for a package's kernel image path: `boot/vmlinuz-<release>`.
 pub fn is_boot_vmlinuz(path: &Path) -> bool {
     path.parent() == Some(Path::new("boot"))

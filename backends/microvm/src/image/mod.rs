@@ -12,6 +12,7 @@ pub mod deb;
 pub mod decompress;
 pub mod initramfs;
 pub mod kernel;
+pub mod modules;
 pub mod provision;
 
 pub use bzimage::{extract_vmlinux, Extracted};

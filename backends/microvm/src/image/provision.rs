@@ -157,6 +157,7 @@ pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionRepo
     let extracted = bzimage::extract_vmlinux(&bz_tmp, &vmlinux)?;
     let decompress_secs = step.elapsed().as_secs_f64();
     let bzimage = dir.join(format!("vmlinuz-{release}"));
+    super::modules::extract(&pkg_deb, data_dir, &release)?;
     std::fs::set_permissions(&bz_tmp, std::fs::Permissions::from_mode(0o644))
         .and_then(|_| std::fs::rename(&bz_tmp, &bzimage))
         .map_err(|e| MicrovmError::io(format!("store {}", bzimage.display()), e))?;
@@ -179,6 +180,31 @@ pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionRepo
         report.elapsed.as_secs_f64()
     ));
     Ok(report)
+}
+
+/// Unpacks the virtio-fs modules of a kernel cached before they were kept beside it, from its
+/// package `linux-image-<release>`.
+pub fn provision_modules(data_dir: &Path, release: &str, progress: bool) -> Result<PathBuf> {
+    let say = Progress(progress);
+    let dir = kernels_dir(data_dir);
+    let _lock = lock(&dir)?;
+    if super::modules::find(data_dir, release).is_some() {
+        return Ok(super::modules::modules_dir(data_dir, release));
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".provision-")
+        .tempdir_in(&dir)
+        .map_err(|e| {
+            MicrovmError::io(format!("create a work directory in {}", dir.display()), e)
+        })?;
+    let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
+    let package = format!("linux-image-{release}");
+    say.say(format!(
+        "downloading {package} for its virtio-fs modules into {}",
+        work.path().display()
+    ));
+    let deb = apt_download(&package, work.path(), &say)?;
+    super::modules::extract(&deb, data_dir, release)
 }
 
 /// Cheap test for a package that ships a kernel itself: its name says so.

@@ -1,0 +1,167 @@
+//! A root shared from the host by virtio-fs: the agent loads the kernel's virtio-fs modules
+//! from its initramfs, then, on the host's Mount request, mounts the bundle's rootfs and its
+//! volumes by tag, moves the early file systems onto it, and makes it the root of the guest.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use isobox_common::protocol::MountRequest;
+use isobox_common::rootpath::{fd_path, Root};
+use nix::mount::{mount, MsFlags};
+
+use super::init::log;
+
+/// The modules, loaded in file-name order (the host numbers them).
+const MODULES_DIR: &str = "/isobox/modules";
+/// Where the shared root is assembled before it becomes `/`.
+const NEW_ROOT: &str = "/isobox/root";
+/// Where each volume share is mounted before its binds (outside the workload's root).
+const SHARES_DIR: &str = "/isobox/shares";
+/// The early file systems (see [`super::init::mount_early_filesystems`]) moved onto the new
+/// root (/dev with its submounts). /proc goes last: every mount target is reached through
+/// /proc/self/fd.
+const MOVED: [&str; 5] = ["/sys", "/dev", "/tmp", "/run", "/proc"];
+
+/// Whether this initramfs carries modules, i.e. the host shares the root.
+pub fn has_modules() -> bool {
+    Path::new(MODULES_DIR).is_dir()
+}
+
+/// Load every module of the initramfs, then switch module loading off for good: the workload
+/// cannot load any, whatever its capabilities.
+pub fn load_modules() -> Result<(), String> {
+    let mut names: Vec<PathBuf> = fs::read_dir(MODULES_DIR)
+        .map_err(|e| format!("listing {MODULES_DIR}: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort_by_key(|p| {
+        let n = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let (i, _) = n.split_once('-').unwrap_or(("", ""));
+        i.parse::<u32>().unwrap_or(u32::MAX)
+    });
+    for m in &names {
+        let f = fs::File::open(m).map_err(|e| format!("opening {}: {e}", m.display()))?;
+        match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(format!("loading {}: {e}", m.display())),
+        }
+    }
+    fs::write("/proc/sys/kernel/modules_disabled", "1")
+        .map_err(|e| format!("disabling module loading: {e}"))
+}
+
+fn sys_mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    what: &str,
+) -> Result<(), String> {
+    mount(source, target, fstype, flags, None::<&str>).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Move the mount at `dir` to the same place in `root`.
+fn move_onto(root: &Root, dir: &str) -> Result<(), String> {
+    let target = root
+        .mkdir_all(Path::new(dir))
+        .map_err(|e| format!("creating {dir} in the shared root: {e}"))?;
+    sys_mount(
+        Some(Path::new(dir)),
+        fd_path(&target).as_path(),
+        None,
+        MsFlags::MS_MOVE,
+        &format!("moving {dir} onto the shared root"),
+    )
+}
+
+/// Assemble the workload's root from the shares and switch to it.
+pub fn mount_shared(req: &MountRequest) -> Result<(), String> {
+    fs::create_dir_all(NEW_ROOT).map_err(|e| format!("creating {NEW_ROOT}: {e}"))?;
+    let new_root = Path::new(NEW_ROOT);
+    sys_mount(
+        Some(Path::new(&req.root_tag)),
+        new_root,
+        Some("virtiofs"),
+        MsFlags::empty(),
+        &format!("mounting the shared root (virtio-fs tag {})", req.root_tag),
+    )?;
+    let root = Root::open(new_root).map_err(|e| format!("opening the shared root: {e}"))?;
+    // The early file systems first, so that volumes under /run or /tmp land on them.
+    for dir in &MOVED[..MOVED.len() - 1] {
+        move_onto(&root, dir)?;
+    }
+    for v in &req.volumes {
+        let share = Path::new(SHARES_DIR).join(&v.tag);
+        if !share.is_dir() {
+            fs::create_dir_all(&share).map_err(|e| format!("creating {}: {e}", share.display()))?;
+            sys_mount(
+                Some(Path::new(&v.tag)),
+                &share,
+                Some("virtiofs"),
+                MsFlags::empty(),
+                &format!("mounting virtio-fs tag {}", v.tag),
+            )?;
+        }
+        let source = if v.name.is_empty() {
+            share
+        } else {
+            share.join(&v.name)
+        };
+        let dest = Path::new(&v.destination);
+        let what = format!("mount at {}", v.destination);
+        let target = if source.is_dir() {
+            root.mkdir_all(dest)
+        } else {
+            root.create_file(dest)
+        }
+        .map_err(|e| format!("{what}: {e}"))?;
+        let target = fd_path(&target);
+        sys_mount(
+            Some(&source),
+            target.as_path(),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            &what,
+        )?;
+        let flags = MsFlags::from_bits_truncate(v.flags);
+        if !flags.is_empty() {
+            // The bind now sits on the target: reach it through the root again.
+            let on_top = root.resolve(dest).map_err(|e| format!("{what}: {e}"))?;
+            sys_mount(
+                None,
+                fd_path(&on_top).as_path(),
+                None,
+                flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                &format!("{what}: applying its options"),
+            )?;
+        }
+    }
+    move_onto(&root, MOVED[MOVED.len() - 1])?;
+    if req.root_readonly {
+        sys_mount(
+            None,
+            new_root,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            "making the root read-only",
+        )?;
+    }
+    drop(root);
+    // switch_root: the shared root replaces the initramfs as `/`.
+    std::env::set_current_dir(new_root).map_err(|e| format!("entering {NEW_ROOT}: {e}"))?;
+    sys_mount(
+        Some(Path::new(".")),
+        Path::new("/"),
+        None,
+        MsFlags::MS_MOVE,
+        "moving the shared root onto /",
+    )?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot into the shared root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    log("the shared root is mounted");
+    Ok(())
+}
