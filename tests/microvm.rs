@@ -132,6 +132,61 @@ fn not_a_kernel_is_a_clear_error_and_leaves_nothing() {
     ib.assert_nothing_left("vm3", None);
 }
 
+/// Bind mounts behave alike in both backends: a volume's writes reach the host at once, a
+/// read-only one refuses them, a file can be bound alone, and a read-only root stays so.
+#[test]
+fn volumes_behave_as_in_a_container() {
+    require_vm!();
+    let ib = Isobox::new();
+    let host = tempfile::tempdir().unwrap();
+    let (data, conf) = (host.path().join("data"), host.path().join("conf"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("name"), "conf-name\n").unwrap();
+    std::fs::write(conf.join("greeting"), "hello-file\n").unwrap();
+    let script = "echo \"$0\" > /data/out; cat /data/out; cat /conf/name; \
+         (echo x > /conf/new) 2>/dev/null && echo ro-writable || echo ro-refused; \
+         cat /etc/greeting; \
+         (echo y > /rootfile) 2>/dev/null && echo root-writable || echo root-refused";
+    let mut outputs = Vec::new();
+    for backend in ["container", "microvm"] {
+        let mut b = TestBundle::sh(script);
+        b.edit(|c| {
+            c["process"]["args"] = json!(["/bin/sh", "-c", script, backend]);
+            c["root"]["readonly"] = json!(true);
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.push(json!({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]}));
+            mounts.push(json!({"destination": "/conf", "type": "bind", "source": conf, "options": ["rbind", "ro"]}));
+            mounts.push(json!({"destination": "/etc/greeting", "type": "bind", "source": conf.join("greeting"), "options": ["bind", "ro"]}));
+        });
+        let id = format!("vol-{backend}");
+        let out = ib
+            .cmd()
+            .args(["run", "--backend", backend, "--bundle"])
+            .arg(b.path())
+            .arg(&id)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(data.join("out")).unwrap(),
+            format!("{backend}\n"),
+            "{backend}'s write reached the host"
+        );
+        outputs.push(stdout(&out).replace(backend, "BACKEND"));
+        ib.assert_nothing_left(&id, None);
+    }
+    assert_eq!(
+        outputs[0],
+        "BACKEND\nconf-name\nro-refused\nhello-file\nroot-refused\n"
+    );
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the microVM differs from the container"
+    );
+    assert!(!conf.join("new").exists());
+}
+
 /// A rootfs bigger than the guest's RAM: shared with qemu's guest (virtio-fs), it boots; the
 /// built-in VMM, which still packs the rootfs into the initramfs, refuses it up front.
 #[test]

@@ -95,7 +95,8 @@ run=$(mktemp -d /tmp/isobox-l1-XXXXXX)
 # binary here, and run in L1 from the repository's target directory).
 if [ -z "${EMULATED_HOST_NO_BUILD:-}" ]; then
     (cd "$repo" && cargo build --workspace --bins -q)
-    [ -n "$command" ] || (cd "$repo" && cargo build -q -p isobox-microvm --example vm_host)
+    [ -n "$command" ] || (cd "$repo" && cargo build -q -p isobox-microvm --example vm_host &&
+        cargo build -q -p isobox-guest --examples)
 fi
 if [ -z "$command" ]; then
     (cd "$repo" && cargo test --workspace --no-run -q --message-format=json) |

@@ -204,7 +204,14 @@ impl MicrovmBackend {
                 })?,
                 (None, None) => HypervisorChoice::Auto,
             };
-        let sel = select(choice, &host_support())?;
+        let mut sel = select(choice, &host_support())?;
+        // Bind mounts need virtio-fs, which only qemu has so far: `auto` takes qemu then.
+        if choice == HypervisorChoice::Auto
+            && sel.hypervisor == Hypervisor::Builtin
+            && first_bind(&opts.bundle).is_some()
+        {
+            sel.hypervisor = Hypervisor::Qemu;
+        }
         let kernel = image::resolve_kernel(o.kernel.as_deref(), &image::ResolveOptions::default())?;
         let agent = find_agent(o.agent.as_deref())?;
         let qemu_binary = match sel.hypervisor {

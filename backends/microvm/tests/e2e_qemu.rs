@@ -59,6 +59,15 @@ fn cargo_build(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A stand-in agent of the guest crate's examples (static, like the agent: a guest whose root
+/// is shared has nothing else in its initramfs to run a script with).
+fn test_init(env: &Env, name: &str) -> PathBuf {
+    cargo_build(&["-p", "isobox-guest", "--example", name]).unwrap();
+    let p = env.vm_host.with_file_name(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
 struct Env {
     agent: PathBuf,
     vm_host: PathBuf,
@@ -391,12 +400,7 @@ fn create_errors_leave_nothing_behind() {
     assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
 
     // An /init that ends the VM without ever saying Hello.
-    let fake = vm.state_dir.with_extension("fake-agent");
-    fs::write(
-        &fake,
-        "#!/bin/sh\necho fake init here\nexec /bin/busybox reboot -f\n",
-    )
-    .unwrap();
+    let fake = test_init(&env, "silent_init");
     let mut opts = vm.opts.options.clone();
     opts.retain(|(k, _)| k != "agent");
     opts.push(("agent".into(), fake.display().to_string()));
@@ -549,12 +553,7 @@ fn sigterm_before_start_stops_the_vm() {
 fn garbage_on_the_agent_line_fails_create_cleanly() {
     let env = need_env!();
     let vm = prepare(&env, &["true"], "", vec![]);
-    let fake = vm.state_dir.with_extension("noisy-agent");
-    fs::write(
-        &fake,
-        "#!/bin/sh\n/bin/busybox mount -t devtmpfs dev /dev\necho 'not a frame' >/dev/ttyS1\n/bin/busybox sleep 1000\n",
-    )
-    .unwrap();
+    let fake = test_init(&env, "noisy_init");
     let mut opts = vm.opts.options.clone();
     opts.retain(|(k, _)| k != "agent");
     opts.push(("agent".into(), fake.display().to_string()));
