@@ -187,6 +187,62 @@ fn volumes_behave_as_in_a_container() {
     assert!(!conf.join("new").exists());
 }
 
+/// Every hook kind runs on the host in the lifecycle's order, reading the container's state.
+#[test]
+fn hooks_run_on_the_host_in_order() {
+    require_vm!();
+    let ib = Isobox::new();
+    let host = tempfile::tempdir().unwrap();
+    let log = host.path().join("hooks.log");
+    let mut b = microvm_bundle("echo workload");
+    let hook = |kind: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {kind} $(cat) >> {}", log.display())]});
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "createContainer": [hook("createContainer")],
+            "startContainer": [hook("startContainer")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+    });
+    let out = ib.run_bundle(&b, "vm-hooks");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "workload\n");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<(&str, serde_json::Value)> = text
+        .lines()
+        .map(|l| {
+            let (kind, state) = l.split_once(' ').unwrap();
+            (kind, serde_json::from_str(state).unwrap())
+        })
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
+    for (kind, state) in &lines {
+        assert_eq!(state["id"], "vm-hooks", "{kind}");
+    }
+    // The VM host process, until it is gone (a stopped container's state has pid 0).
+    let pid = lines[0].1["pid"].as_i64().unwrap();
+    assert!(pid > 0, "{text}");
+    for (kind, state) in &lines[..5] {
+        assert_eq!(state["pid"].as_i64(), Some(pid), "{kind}");
+    }
+    assert_eq!(lines[4].1["status"], "running");
+    assert_eq!(lines[5].1["status"], "stopped");
+    ib.assert_nothing_left("vm-hooks", None);
+}
+
 /// A rootfs bigger than the guest's RAM: shared with qemu's guest (virtio-fs), it boots; the
 /// built-in VMM, which still packs the rootfs into the initramfs, refuses it up front.
 #[test]

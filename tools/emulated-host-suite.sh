@@ -4,10 +4,12 @@
 # Reads the test executables from /run/isobox-l1/tests ("NAME PATH" lines, written by the
 # host from `cargo test --no-run`), runs the selected ones one after another, and prints a
 # summary; a skipped test is counted as skipped, not passed. Exits non-zero if any failed.
+# A run that finds suite.log from an earlier L1 (the host restarted a frozen one) resumes:
+# what that log reports is counted and not run again.
 set -u
 list=/run/isobox-l1/tests
 log=/run/isobox-l1/suite.log
-: >"$log"
+touch "$log"
 
 # What runs here, and why: the microVM end to end on the built-in VMM (and `auto`, which must
 # pick it), the VMM's real-kernel boot, and the container backend on this cgroup layout.
@@ -21,9 +23,17 @@ want() {
 }
 
 passed=0 failed=0 skipped=0 failed_names=
+# Counts of an earlier L1's runs: "suite: NAME HV P passed F failed S skipped T s".
+eval "$(awk '$1 == "suite:" && $5 == "passed" {p += $4; f += $6; s += $8; if ($6 > 0) n = n " " $2 "(" $3 ")"}
+    END {printf "passed=%d failed=%d skipped=%d failed_names=\"%s\"\n", p, f, s, n}' "$log")"
 run_one() {
     name=$1 exe=$2 hv=$3
     shift 3 # the rest: libtest filters
+    if awk -v n="$name" -v h="$hv" '$1 == "suite:" && $2 == n && $3 == h {found = 1} END {exit !found}' "$log"; then
+        echo "suite: $name ($hv) ran in the earlier L1; counted from its log"
+        return
+    fi
+    echo "$name $hv" >/run/isobox-l1/running
     start=$(date +%s)
     # On the run directory, so the host can follow a test while it runs.
     out=/run/isobox-l1/suite-$name-$hv.out
@@ -35,7 +45,8 @@ run_one() {
     end=$(date +%s)
     p=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' "$out" | tail -1)
     f=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
-    s=$(grep -c '^skipped: ' "$out")
+    # At a line's start, or after libtest's "test NAME ... " when the test printed it at once.
+    s=$(grep -cE '(^|\.\.\. )skipped: ' "$out")
     # The container lifecycle tests have their own harness: "N passed, M failed, K skipped".
     [ -z "$p" ] && p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed.*/\1/p' "$out" | tail -1)
     [ -z "$f" ] && f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
@@ -52,7 +63,7 @@ run_one() {
         grep -E '^(---- |thread .* panicked|test .* FAILED)' "$out" | head -20 | tee -a "$log"
         tail -40 "$out" >>"$log"
     fi
-    grep '^skipped: ' "$out" | sed 's/^/suite:   /' | tee -a "$log"
+    grep -oE '(^|\.\.\. )skipped: .*' "$out" | sed 's/^\.\.\. //; s/^/suite:   /' | tee -a "$log"
 }
 
 while read -r name exe; do

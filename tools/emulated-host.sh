@@ -125,31 +125,67 @@ printf '%s\n' "${command:-}" >"$run/command"
 dirs=(/ "$run" "${shares[@]}")
 qemu_fs=()
 for i in "${!dirs[@]}"; do
-    sock=$run/fs$i.sock
-    # The namespace sandbox pivots into its directory, which "/" cannot be.
-    sandbox=namespace
-    [ "$i" -eq 0 ] && sandbox=chroot
-    "$virtiofsd" --socket-path="$sock" -o source="${dirs[$i]}" -o cache=auto \
-        -o log_level=err -o announce_submounts -o sandbox=$sandbox >>"$run/virtiofsd.log" 2>&1 &
-    pids+=($!)
-    qemu_fs+=(-chardev "socket,id=fs$i,path=$sock"
+    qemu_fs+=(-chardev "socket,id=fs$i,path=$run/fs$i.sock"
         -device "vhost-user-fs-pci,queue-size=1024,chardev=fs$i,tag=share$i")
     [ "$i" -ge 2 ] && echo "share$i ${dirs[$i]}" >>"$run/shares"
 done
 touch "$run/shares"
-for i in "${!dirs[@]}"; do
-    for _ in $(seq 100); do [ -S "$run/fs$i.sock" ] && break; sleep 0.05; done
-done
+# One virtiofsd per share and boot: each serves one connection and ends with it.
+start_daemons() {
+    for i in "${!dirs[@]}"; do
+        rm -f "$run/fs$i.sock"
+        # The namespace sandbox pivots into its directory, which "/" cannot be.
+        local sandbox=namespace
+        [ "$i" -eq 0 ] && sandbox=chroot
+        "$virtiofsd" --socket-path="$run/fs$i.sock" -o source="${dirs[$i]}" -o cache=auto \
+            -o log_level=err -o announce_submounts -o sandbox=$sandbox >>"$run/virtiofsd.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!dirs[@]}"; do
+        for _ in $(seq 100); do [ -S "$run/fs$i.sock" ] && break; sleep 0.05; done
+    done
+}
 
 mem=${EMULATED_HOST_MEMORY:-4G}
+# L1 under TCG, nested: it has been seen to freeze outright (no console, no file written).
+# For the suite, a watchdog ends an L1 that wrote nothing under $run for this long (longer
+# than the suite's per-executable limit), and the suite resumes once in a fresh L1.
+silent_limit=${EMULATED_HOST_SILENT:-1000}
+boots=1
+[ -z "$command" ] && boots=$((1 + ${EMULATED_HOST_RESTARTS:-1}))
+boot_l1() {
+    start_daemons
+    qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
+        -M q35 -m "$mem" -object "memory-backend-memfd,id=mem,size=$mem,share=on" \
+        -numa node,memdev=mem -display none -monitor none -no-reboot \
+        -chardev "stdio,id=con,signal=off,logfile=$run/l1-console.log" -serial chardev:con \
+        -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
+        -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=1" \
+        </dev/null &
+    local qemu=$!
+    if [ -n "$command" ]; then
+        wait "$qemu"
+        return
+    fi
+    while kill -0 "$qemu" 2>/dev/null; do
+        sleep 10
+        local newest
+        newest=$(find "$run" -type f -printf '%T@\n' | sort -n | tail -1)
+        if awk -v n="$newest" -v now="$(date +%s)" -v l="$silent_limit" 'BEGIN {exit !(now - n > l)}'; then
+            echo "emulated-host: L1 wrote nothing for ${silent_limit} s (running: $(cat "$run/running" 2>/dev/null)); ending it" >&2
+            tail -5 "$run/l1-console.log" 2>/dev/null | sed 's/^/emulated-host: L1 console: /' >&2
+            kill -9 "$qemu" 2>/dev/null
+        fi
+    done
+    wait "$qemu"
+}
 set +e
-qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
-    -M q35 -m "$mem" -object "memory-backend-memfd,id=mem,size=$mem,share=on" \
-    -numa node,memdev=mem -display none -monitor none -serial stdio -no-reboot \
-    -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
-    -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=1" \
-    </dev/null
-qemu_status=$?
+for boot in $(seq "$boots"); do
+    boot_l1
+    qemu_status=$?
+    [ -f "$run/status" ] && break
+    [ "$boot" -lt "$boots" ] && echo "emulated-host: L1 ended without a status (qemu: $qemu_status); resuming the suite in a fresh L1" >&2
+done
 set -e
 step "L1 run"
 if [ ! -f "$run/status" ]; then

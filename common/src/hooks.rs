@@ -6,7 +6,21 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
 
-use crate::{Error, Result};
+use crate::{Bundle, Error, Result};
+
+/// The OCI state document handed to hooks.
+pub fn state_json(id: &str, status: &str, pid: i32, bundle: &Bundle) -> Vec<u8> {
+    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle.dir,
+        "annotations": annotations,
+    }))
+    .expect("state serializes")
+}
 
 /// Run `hooks` in order; the first that fails (non-zero, signal, timeout) stops the rest.
 /// For prestart, createRuntime, createContainer and startContainer, whose failure is an

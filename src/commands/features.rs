@@ -19,7 +19,8 @@ pub fn print(flag: Option<BackendKind>) -> Result<()> {
 }
 
 /// What `kind` does with a bundle. The microVM runs the process (user, rlimits, seccomp,
-/// terminal) in its own kernel, and sizes the VM from the resources; hooks, mounts,
+/// terminal) in its own kernel, shares the rootfs and bind mounts with it (qemu), runs the
+/// hooks on the host, and sizes the VM from the resources; the options of other mounts,
 /// namespaces, capabilities and cgroups are the container backend's alone.
 fn document(kind: BackendKind) -> Value {
     let container = kind == BackendKind::Container;
@@ -34,10 +35,10 @@ fn document(kind: BackendKind) -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": isobox_common::OCI_VERSION,
-        "hooks": when(json!([
+        "hooks": [
             "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
             "poststop"
-        ])),
+        ],
         "mountOptions": when(json!(isobox_common::mount_opts::applied())),
         "linux": {
             // A new time namespace is refused; one can be joined by path.
@@ -149,15 +150,11 @@ mod tests {
     }
 
     #[test]
-    fn the_microvm_claims_no_hooks_mounts_namespaces_or_cgroups() {
+    fn the_microvm_claims_hooks_but_no_mount_options_namespaces_or_cgroups() {
         let doc = document(BackendKind::Microvm);
         assert_eq!(doc["annotations"]["io.isobox.backend"], "microvm");
-        for field in [
-            "/hooks",
-            "/mountOptions",
-            "/linux/namespaces",
-            "/linux/capabilities",
-        ] {
+        assert_eq!(doc["hooks"].as_array().unwrap().len(), 6);
+        for field in ["/mountOptions", "/linux/namespaces", "/linux/capabilities"] {
             assert_eq!(doc.pointer(field).unwrap(), &json!([]), "{field}");
         }
         assert_eq!(doc["linux"]["cgroup"]["v1"], false);

@@ -40,20 +40,6 @@ pub struct InitPlan<'a> {
     pub console: Option<Console>,
 }
 
-/// The OCI state document handed to hooks.
-pub fn state_json(id: &str, status: &str, pid: i32, bundle: &Bundle) -> Vec<u8> {
-    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": isobox_common::OCI_VERSION,
-        "id": id,
-        "status": status,
-        "pid": pid,
-        "bundle": bundle.dir,
-        "annotations": annotations,
-    }))
-    .expect("state serializes")
-}
-
 fn hooks_of<'a>(
     bundle: &'a Bundle,
     pick: impl Fn(&'a oci_spec::runtime::Hooks) -> &'a Option<Vec<Hook>>,
@@ -265,7 +251,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<i32> {
     }
     let create_container = hooks_of(plan.bundle, |h| h.create_container());
     if !create_container.is_empty() {
-        let state = state_json(plan.id, "creating", host_pid, plan.bundle);
+        let state = hooks::state_json(plan.id, "creating", host_pid, plan.bundle);
         hooks::run("createContainer", create_container, &state)?;
     }
 
@@ -343,7 +329,7 @@ fn after_start(plan: &InitPlan, host_pid: i32) -> String {
     };
     let start_container = hooks_of(plan.bundle, |h| h.start_container());
     if !start_container.is_empty() {
-        let state = state_json(plan.id, "running", host_pid, plan.bundle);
+        let state = hooks::state_json(plan.id, "running", host_pid, plan.bundle);
         if let Err(e) = hooks::run("startContainer", start_container, &state) {
             // The runtime-spec makes this an error of `start`, which waits for our answer.
             report_to_start(plan, &e.to_string());

@@ -399,7 +399,7 @@ fn setup_init(
     loop {
         match parent.recv().map_err(|e| to_common(e, config))? {
             Some(Msg::RuntimeHooks) => {
-                let state = init::state_json(&opts.id, "creating", pid, bundle);
+                let state = isobox_common::hooks::state_json(&opts.id, "creating", pid, bundle);
                 let hooks = bundle.spec.hooks().as_ref();
                 for (kind, list) in [
                     ("prestart", hooks.and_then(|h| h.prestart().as_deref())),

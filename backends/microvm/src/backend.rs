@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use isobox_common::state::ProcessRef;
-use isobox_common::{Backend, BackendKind, CreateOptions, Created, State};
+use isobox_common::{hooks, Backend, BackendKind, CreateOptions, Created, State};
+use oci_spec::runtime::{Hook, Hooks};
 
 use crate::cmdline::kernel_cmdline;
 use crate::error::{MicrovmError, Result};
@@ -166,6 +167,46 @@ fn agent_initramfs(kernel: &image::KernelInfo, agent: &Path) -> Result<PathBuf> 
         })?;
     let modules = image::modules::ensure(&data, release, true)?;
     image::modules::agent_initramfs(&data, agent, &modules)
+}
+
+/// prestart, createRuntime and createContainer, in that order, on the host.
+fn run_create_hooks(opts: &CreateOptions, pid: i32) -> isobox_common::Result<()> {
+    let Some(h) = opts.bundle.spec.hooks() else {
+        return Ok(());
+    };
+    let state = hooks::state_json(&opts.id, "creating", pid, &opts.bundle);
+    for (kind, list) in [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+    ] {
+        hooks::run(kind, list.as_deref().unwrap_or_default(), &state)?;
+    }
+    Ok(())
+}
+
+/// End the VM host process of a create that failed after it started, and its hypervisor.
+fn end_launched(state_dir: &Path, pid: i32) {
+    let hv = ProcessRef::load(&state_dir.join(HYPERVISOR_PID));
+    // SAFETY: plain syscalls; `pid` is our unreaped child, the hypervisor its.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    if let Some(hv) = hv {
+        if isobox_common::proc::is_alive(hv.pid, hv.start_time) {
+            // SAFETY: as above, on a live recorded pid.
+            unsafe { libc::kill(hv.pid, libc::SIGKILL) };
+            wait_gone(hv.pid, hv.start_time, Duration::from_secs(5));
+        }
+    }
+}
+
+/// The bundle's hooks, recorded at create.
+fn hooks_of(state: &State) -> Option<Hooks> {
+    serde_json::from_value(state.data.get("hooks")?.clone()).ok()
+}
+
+fn state_bytes(state: &State) -> Vec<u8> {
+    serde_json::to_vec(&state.oci_json()).expect("state serializes")
 }
 
 /// The index of the bundle's first bind mount.
@@ -463,6 +504,12 @@ impl Backend for MicrovmBackend {
                 _ => None,
             };
             let pid = self.launch(opts, &cfg, slave)?;
+            // The hooks run on the host, as for a container, once the VM is up and its
+            // files are mounted; the state they read names the VM host process.
+            if let Err(e) = run_create_hooks(opts, pid) {
+                end_launched(&opts.state_dir, pid);
+                return Err(e);
+            }
             Ok((cfg, pid))
         });
         let (cfg, pid) = match result {
@@ -487,6 +534,7 @@ impl Backend for MicrovmBackend {
                 "hypervisorPid": hv_pid,
                 "hypervisorStartTime": hv_start,
                 "noProcess": cfg.exec.is_none(),
+                "hooks": opts.bundle.spec.hooks(),
             }),
         })
     }
@@ -520,8 +568,28 @@ impl Backend for MicrovmBackend {
                     MicrovmError::io(format!("opening {}", path.display()), e).into()
                 }
             })?;
+        let hooks = hooks_of(state);
+        let pick = |f: fn(&Hooks) -> &Option<Vec<Hook>>| {
+            hooks
+                .as_ref()
+                .and_then(|h| f(h).clone())
+                .unwrap_or_default()
+        };
+        // A failing startContainer hook stops the container (runtime-spec lifecycle, step 7).
+        let creating = state_bytes(state);
+        if let Err(e) = hooks::run("startContainer", &pick(Hooks::start_container), &creating) {
+            let _ = self.kill(state, libc::SIGKILL, false);
+            wait_gone(state.pid, state.pid_start_time, Duration::from_secs(5));
+            return Err(e);
+        }
         std::io::Write::write_all(&mut f, b"s")
             .map_err(|e| MicrovmError::io(format!("writing {}", path.display()), e))?;
+        let mut running = state.clone();
+        running.status = isobox_common::state::Status::Running;
+        // Warnings only, and the rest still run (runtime-spec lifecycle, step 9).
+        for e in hooks::run_all("poststart", &pick(Hooks::poststart), &state_bytes(&running)) {
+            log::warn!("container {}: {e}", state.id);
+        }
         Ok(())
     }
 
@@ -560,6 +628,15 @@ impl Backend for MicrovmBackend {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         remove_files(&state.state_dir);
+        let mut stopped = state.clone();
+        stopped.status = isobox_common::state::Status::Stopped;
+        let poststop = hooks_of(state)
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default();
+        // Warnings only, and the rest still run (runtime-spec lifecycle, step 13).
+        for e in hooks::run_all("poststop", &poststop, &state_bytes(&stopped)) {
+            log::warn!("container {}: {e}", state.id);
+        }
         Ok(())
     }
 
