@@ -164,7 +164,7 @@ boot_l1() {
         </dev/null &
     local qemu=$!
     if [ -n "$command" ]; then
-        wait "$qemu"
+        wait "$qemu" 2>/dev/null
         return
     fi
     while kill -0 "$qemu" 2>/dev/null; do
@@ -177,7 +177,7 @@ boot_l1() {
             kill -9 "$qemu" 2>/dev/null
         fi
     done
-    wait "$qemu"
+    wait "$qemu" 2>/dev/null
 }
 set +e
 for boot in $(seq "$boots"); do
