@@ -187,8 +187,10 @@ pub fn serve(binary: &Path, share: &Share, state_dir: &Path, log: &File) -> Resu
         .args([
             "-o",
             "cache=auto",
+            // Chrooted in namespaces made here: the namespace sandbox forks a child, which
+            // outlives a killed VM for a moment; so it is one process, gone with the VM.
             "-o",
-            "sandbox=namespace",
+            "sandbox=chroot",
             "-o",
             "log_level=err",
         ])
@@ -205,10 +207,7 @@ pub fn serve(binary: &Path, share: &Share, state_dir: &Path, log: &File) -> Resu
             if libc::fcntl(listen_fd, libc::F_SETFD, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if readonly {
-                read_only_view(&c_dir)?;
-            }
-            Ok(())
+            own_namespaces(&c_dir, readonly)
         });
     }
     let daemon = cmd
@@ -221,8 +220,9 @@ pub fn serve(binary: &Path, share: &Share, state_dir: &Path, log: &File) -> Resu
     })
 }
 
-/// In a child before exec: a mount namespace of its own where `dir` is a read-only bind.
-fn read_only_view(dir: &CString) -> std::io::Result<()> {
+/// In a child before exec: mount, network, IPC and UTS namespaces of its own, where `dir`
+/// is a read-only bind when `readonly`.
+fn own_namespaces(dir: &CString, readonly: bool) -> std::io::Result<()> {
     let check = |r: libc::c_int| {
         if r == 0 {
             Ok(())
@@ -233,7 +233,12 @@ fn read_only_view(dir: &CString) -> std::io::Result<()> {
     let none = std::ptr::null();
     // SAFETY: plain syscalls on NUL-terminated strings that outlive them.
     unsafe {
-        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::unshare(
+            libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+        ))?;
+        if !readonly {
+            return Ok(());
+        }
         check(libc::mount(
             none,
             c"/".as_ptr(),
