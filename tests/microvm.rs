@@ -187,6 +187,49 @@ fn volumes_behave_as_in_a_container() {
     assert!(!conf.join("new").exists());
 }
 
+/// The process's capability sets and no_new_privs are what config.json says, as in a
+/// container: as root, and as another user with an ambient capability.
+#[test]
+fn capabilities_and_no_new_privs_match_the_container() {
+    require_vm!();
+    let ib = Isobox::new();
+    let script = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; id -u";
+    let caps = ["CAP_KILL", "CAP_CHOWN", "CAP_NET_BIND_SERVICE"];
+    for (uid, nnp) in [(0, true), (1000, false)] {
+        let mut outputs = Vec::new();
+        for backend in ["container", "microvm"] {
+            let mut b = TestBundle::sh(script);
+            b.edit(|c| {
+                c["process"]["user"] = json!({"uid": uid, "gid": uid});
+                c["process"]["noNewPrivileges"] = json!(nnp);
+                c["process"]["capabilities"] = json!({
+                    "bounding": caps, "effective": caps, "permitted": caps,
+                    "inheritable": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"],
+                });
+            });
+            let id = format!("caps-{backend}-{uid}");
+            let out = ib
+                .cmd()
+                .args(["run", "--backend", backend, "--bundle"])
+                .arg(b.path())
+                .arg(&id)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{backend}: {}", stderr(&out));
+            outputs.push(stdout(&out));
+            ib.assert_nothing_left(&id, None);
+        }
+        let want_bnd = "CapBnd:\t0000000000000421";
+        assert!(outputs[0].contains(want_bnd), "{}", outputs[0]);
+        assert!(
+            outputs[0].contains(&format!("NoNewPrivs:\t{}", u8::from(nnp))),
+            "{}",
+            outputs[0]
+        );
+        assert_eq!(outputs[0], outputs[1], "uid {uid}: the microVM differs");
+    }
+}
+
 /// Every hook kind runs on the host in the lifecycle's order, reading the container's state.
 #[test]
 fn hooks_run_on_the_host_in_order() {

@@ -1,9 +1,10 @@
 //! Capabilities: OCI names to kernel numbers, and applying the five sets of
-//! `process.capabilities` (bounding, permitted, effective, inheritable, ambient).
+//! `process.capabilities` (bounding, permitted, effective, inheritable, ambient), for the
+//! container's processes and the microVM's alike.
 
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
-use crate::error::{ContainerError, Result};
+use crate::{Error, Result};
 
 /// The kernel number of a capability (include/uapi/linux/capability.h).
 pub fn number(cap: Capability) -> u32 {
@@ -53,6 +54,28 @@ pub fn number(cap: Capability) -> u32 {
     }
 }
 
+/// The highest capability number an OCI name maps to (CAP_CHECKPOINT_RESTORE).
+pub const MAX_CAP: u32 = 40;
+
+impl CapMasks {
+    /// The same sets on a kernel whose highest capability is `last_cap`.
+    pub fn for_kernel(&self, last_cap: u32) -> CapMasks {
+        let keep = if last_cap >= 63 {
+            u64::MAX
+        } else {
+            (1u64 << (last_cap + 1)) - 1
+        };
+        CapMasks {
+            bounding: self.bounding & keep,
+            permitted: self.permitted & keep,
+            effective: self.effective & keep,
+            inheritable: self.inheritable & keep,
+            ambient: self.ambient & keep,
+            last_cap,
+        }
+    }
+}
+
 /// A capability set as the 64-bit mask capset(2) takes, keeping only the capabilities the
 /// running kernel knows (runc ignores newer names the same way).
 pub fn mask(set: Option<&Capabilities>, last_cap: u32) -> u64 {
@@ -72,7 +95,7 @@ pub fn last_cap() -> u32 {
 }
 
 /// The five masks to apply, computed before any privilege is dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CapMasks {
     pub bounding: u64,
     pub permitted: u64,
@@ -158,8 +181,8 @@ pub fn index_in(text: &str, root: &str, set: &str, cap: Capability) -> Option<us
         .position(|v| serde_json::from_value::<Capability>(v.clone()).ok() == Some(cap))
 }
 
-fn os_err(step: &str) -> ContainerError {
-    ContainerError::io(step.to_string(), std::io::Error::last_os_error())
+fn os_err(step: &str) -> Error {
+    Error::io(step.to_string(), std::io::Error::last_os_error())
 }
 
 /// Drop every capability outside the bounding set. Needs CAP_SETPCAP, so it runs before the
@@ -174,7 +197,7 @@ pub fn drop_bounding(m: &CapMasks) -> Result<()> {
             let err = std::io::Error::last_os_error();
             // EINVAL: the kernel does not know this capability; nothing to drop.
             if err.raw_os_error() != Some(libc::EINVAL) {
-                return Err(ContainerError::io(
+                return Err(Error::io(
                     format!("dropping capability {n} from the bounding set (process.capabilities.bounding)"),
                     err,
                 ));
@@ -252,7 +275,7 @@ pub fn apply(m: &CapMasks) -> Result<()> {
         // skips it the same way (its default spec lists ambient capabilities without
         // inheritable ones).
         if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
-            return Err(ContainerError::io(
+            return Err(Error::io(
                 format!("raising ambient capability {n} (process.capabilities.ambient)"),
                 std::io::Error::last_os_error(),
             ));

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod bundle;
+pub mod caps;
 pub mod child;
 pub mod console;
 pub mod error;

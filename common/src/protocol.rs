@@ -111,6 +111,13 @@ pub struct ExecRequest {
     /// the process's stdio and controlling terminal, and all output comes as Stdout.
     #[serde(default)]
     pub terminal: Option<WindowSize>,
+    /// `process.capabilities`; None keeps every capability the agent holds (the process
+    /// names none).
+    #[serde(default)]
+    pub capabilities: Option<crate::caps::CapMasks>,
+    /// `process.noNewPrivileges`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 /// The workload's file systems shared from the host by virtio-fs: its root and its bind

@@ -11,13 +11,13 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
 
-use crate::caps::{self, CapMasks};
 use crate::cgroups::{self, Cgroup};
 use crate::devices::{self, Node};
 use crate::mounts::{self, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::spawn::to_common;
 use crate::{ioprio, rlimits, rootfs, seccomp, sysctl};
+use isobox_common::caps::{self, CapMasks};
 use isobox_common::mount_opts;
 
 /// config.json as the container backend reads it, parsed and checked: what `create` builds

@@ -19,7 +19,6 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::caps::CapMasks;
 use crate::error::ContainerError;
 use crate::init::fail_setup;
 use crate::namespaces::{self, Join};
@@ -27,6 +26,7 @@ use crate::spawn::{self, BackendData};
 use crate::sync::{Channel, Msg};
 use crate::terminal::Console;
 use crate::{check, fds, init, process, seccomp, terminal};
+use isobox_common::caps::CapMasks;
 
 /// The namespaces of a process, in the order they are joined: user first (it grants the
 /// rights for the rest), mount last.

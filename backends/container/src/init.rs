@@ -9,7 +9,6 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Hook;
 
-use crate::caps::CapMasks;
 use crate::cgroups::Mode as CgroupMode;
 use crate::devices::{self, Node};
 use crate::error::{ContainerError, Result};
@@ -18,6 +17,7 @@ use crate::namespaces::{self, NsPlan};
 use crate::sync::{self, Channel, Msg};
 use crate::terminal::{self, Console};
 use crate::{fds, process, rootfs, seccomp};
+use isobox_common::caps::CapMasks;
 
 /// Everything the init needs, computed and validated by the parent before clone.
 pub struct InitPlan<'a> {

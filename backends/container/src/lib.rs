@@ -23,7 +23,6 @@
 //! `create` must be called from a single-threaded process.
 
 mod backend;
-pub mod caps;
 pub mod cgroups;
 mod check;
 mod devices;

@@ -3,8 +3,8 @@
 
 use oci_spec::runtime::{Process, Spec};
 
-use crate::caps::CapMasks;
 use crate::{exec, ioprio, rlimits, seccomp, user};
+use isobox_common::caps::CapMasks;
 
 /// What the process becomes, checked and translated before it was cloned.
 pub struct Finish<'a> {

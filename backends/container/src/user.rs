@@ -2,8 +2,8 @@
 
 use oci_spec::runtime::User;
 
-use crate::caps::{self, CapMasks};
 use crate::error::{ContainerError, Result};
+use isobox_common::caps::{self, CapMasks};
 
 fn os_err(step: String) -> ContainerError {
     ContainerError::io(step, std::io::Error::last_os_error())

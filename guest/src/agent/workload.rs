@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use isobox_common::protocol::{ExecRequest, Rlimit};
-use isobox_common::seccomp;
+use isobox_common::{caps, seccomp};
 
 /// PATH when the workload's environment has none (runc's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -147,6 +147,8 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
     let (uid, gid, groups, umask) = (req.uid, req.gid, req.additional_gids.clone(), req.umask);
     let filter = req.seccomp.as_ref().map(seccomp::Program::from);
     let terminal = req.terminal.is_some();
+    let caps = req.capabilities.map(|m| m.for_kernel(caps::last_cap()));
+    let nnp = req.no_new_privileges;
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || {
@@ -183,23 +185,38 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
             if let Some(mask) = umask {
                 libc::umask(mask as libc::mode_t);
             }
+            // The order of the container's processes (runc's): without noNewPrivileges the
+            // filter goes on while the agent still holds CAP_SYS_ADMIN, and the rest of the
+            // setup runs under it; with it, last, after no_new_privs.
+            if !nnp {
+                if let Some(prog) = &filter {
+                    seccomp::load(prog).map_err(|(_, e)| e)?;
+                }
+            }
+            // The bounding set needs CAP_SETPCAP: dropped before the uid changes, which
+            // keeps the permitted set (PR_SET_KEEPCAPS) for capset to narrow after it.
+            // (The agent is single-threaded: the error paths may allocate.)
+            if let Some(m) = &caps {
+                caps::drop_bounding(m).map_err(std::io::Error::other)?;
+                if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
+                || libc::setresgid(gid, gid, gid) != 0
+                || libc::setresuid(uid, uid, uid) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
-            // The filter goes on last, so the profile constrains only the workload. As
-            // root the agent holds CAP_SYS_ADMIN and loads it without no_new_privs (as the
-            // container init does with noNewPrivileges off); a workload that changed to
-            // another uid has lost it, and the kernel then requires no_new_privs.
-            if let Some(prog) = &filter {
-                if let Err((_, e)) = seccomp::load(prog) {
-                    if e.raw_os_error() != Some(libc::EACCES)
-                        || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    {
-                        return Err(e);
-                    }
+            if let Some(m) = &caps {
+                libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+                caps::apply(m).map_err(std::io::Error::other)?;
+            }
+            if nnp {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(prog) = &filter {
                     seccomp::load(prog).map_err(|(_, e)| e)?;
                 }
             }
