@@ -106,7 +106,7 @@ pub struct ExecRequest {
     pub hostname: Option<String>,
     /// The compiled `linux.seccomp` filter, installed in the workload just before execve.
     #[serde(default)]
-    pub seccomp: Option<SeccompProgram>,
+    pub seccomp: Option<Box<SeccompProgram>>,
     /// Run on a new pseudo-terminal of this initial size (`process.terminal`): its slave is
     /// the process's stdio and controlling terminal, and all output comes as Stdout.
     #[serde(default)]
@@ -114,7 +114,7 @@ pub struct ExecRequest {
     /// `process.capabilities`; None keeps every capability the agent holds (the process
     /// names none).
     #[serde(default)]
-    pub capabilities: Option<crate::caps::CapMasks>,
+    pub capabilities: Option<Box<crate::caps::CapMasks>>,
     /// `process.noNewPrivileges`.
     #[serde(default)]
     pub no_new_privileges: bool,

@@ -291,7 +291,7 @@ impl MicrovmBackend {
             }
         };
         let exec = vmspec::exec_request(&opts.bundle).map(|mut e| {
-            e.seccomp = seccomp;
+            e.seccomp = seccomp.map(Box::new);
             e
         });
         let cfg = VmHostConfig {

@@ -55,10 +55,12 @@ pub fn process_request(p: &Process) -> ExecRequest {
                 .unwrap_or_default()
         }),
         // Every number the OCI names reach; the agent keeps those its kernel knows.
-        capabilities: p
-            .capabilities()
-            .as_ref()
-            .map(|c| isobox_common::caps::CapMasks::from_spec(c, isobox_common::caps::MAX_CAP)),
+        capabilities: p.capabilities().as_ref().map(|c| {
+            Box::new(isobox_common::caps::CapMasks::from_spec(
+                c,
+                isobox_common::caps::MAX_CAP,
+            ))
+        }),
         no_new_privileges: p.no_new_privileges() == Some(true),
     }
 }

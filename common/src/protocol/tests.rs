@@ -20,11 +20,20 @@ fn samples() -> Vec<Message> {
                     hard: u64::MAX,
                 }],
                 hostname: Some("box".into()),
-                seccomp: Some(SeccompProgram {
+                seccomp: Some(Box::new(SeccompProgram {
                     filter: vec![0x0000_0004_0000_0020, 0x7fff_0000_0000_0006, u64::MAX],
                     flags: 2 | 4,
-                }),
+                })),
                 terminal: Some(WindowSize { rows: 24, cols: 80 }),
+                capabilities: Some(Box::new(crate::caps::CapMasks {
+                    bounding: 0x421,
+                    permitted: 0x421,
+                    effective: 0x421,
+                    inheritable: 0x400,
+                    ambient: 0x400,
+                    last_cap: 40,
+                })),
+                no_new_privileges: true,
             },
         },
         Message::Exec {

@@ -145,9 +145,12 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let (uid, gid, groups, umask) = (req.uid, req.gid, req.additional_gids.clone(), req.umask);
-    let filter = req.seccomp.as_ref().map(seccomp::Program::from);
+    let filter = req.seccomp.as_deref().map(seccomp::Program::from);
     let terminal = req.terminal.is_some();
-    let caps = req.capabilities.map(|m| m.for_kernel(caps::last_cap()));
+    let caps = req
+        .capabilities
+        .as_deref()
+        .map(|m| m.for_kernel(caps::last_cap()));
     let nnp = req.no_new_privileges;
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
     unsafe {
@@ -294,6 +297,8 @@ mod tests {
             hostname: None,
             seccomp: None,
             terminal: None,
+            capabilities: None,
+            no_new_privileges: false,
         }
     }
 
@@ -368,7 +373,7 @@ mod tests {
             target.display()
         );
         let mut r = req(&["sh", "-c", &script]);
-        r.seccomp = Some((&prog).into());
+        r.seccomp = Some(Box::new((&prog).into()));
         let mut child = spawn(&r).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
