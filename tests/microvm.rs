@@ -230,6 +230,42 @@ fn capabilities_and_no_new_privs_match_the_container() {
     }
 }
 
+/// linux.resources limits hold in the guest as in a container: a pids limit refuses the
+/// eleventh process, a memory limit has the OOM killer end the workload.
+#[test]
+fn pids_and_memory_limits_hold_as_in_a_container() {
+    require_vm!();
+    let ib = Isobox::new();
+    for backend in ["container", "microvm"] {
+        let mut b = TestBundle::sh("for i in $(seq 20); do sleep 2 & done 2>&1; wait");
+        b.edit(|c| c["linux"]["resources"] = json!({"pids": {"limit": 10}}));
+        let out = ib
+            .cmd()
+            .args(["run", "--backend", backend, "--bundle"])
+            .arg(b.path())
+            .arg(format!("pids-{backend}"))
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&out).contains("can't fork"),
+            "{backend}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let mut b = TestBundle::sh("tail /dev/zero");
+        b.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}}));
+        let out = ib
+            .cmd()
+            .args(["run", "--backend", backend, "--bundle"])
+            .arg(b.path())
+            .arg(format!("oom-{backend}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(137), "{backend}: {}", stderr(&out));
+        ib.assert_nothing_left(&format!("oom-{backend}"), None);
+    }
+}
+
 /// Every hook kind runs on the host in the lifecycle's order, reading the container's state.
 #[test]
 fn hooks_run_on_the_host_in_order() {

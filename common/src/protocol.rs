@@ -118,6 +118,19 @@ pub struct ExecRequest {
     /// `process.noNewPrivileges`.
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// The workload's `linux.resources`, applied by a cgroup in the guest that every
+    /// session's process joins (the workload's request only).
+    #[serde(default)]
+    pub limits: Option<Box<GuestLimits>>,
+}
+
+/// What of `linux.resources` a guest cgroup applies; None leaves a limit off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GuestLimits {
+    pub pids_max: Option<i64>,
+    pub memory_max: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
 }
 
 /// The workload's file systems shared from the host by virtio-fs: its root and its bind

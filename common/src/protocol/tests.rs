@@ -34,6 +34,12 @@ fn samples() -> Vec<Message> {
                     last_cap: 40,
                 })),
                 no_new_privileges: true,
+                limits: Some(Box::new(GuestLimits {
+                    pids_max: Some(10),
+                    memory_max: Some(32 << 20),
+                    cpu_quota: Some(50_000),
+                    cpu_period: None,
+                })),
             },
         },
         Message::Exec {

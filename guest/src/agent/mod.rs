@@ -3,6 +3,7 @@
 //! terminals and signals, reports their exits, and powers the VM off once the workload has
 //! ended. It never panics on bad input: as PID 1 a panic would be a kernel panic.
 
+pub mod cgroup;
 pub mod init;
 pub mod mux;
 pub mod session;

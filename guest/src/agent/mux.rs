@@ -16,6 +16,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::cgroup::Cgroup;
 use super::init::log;
 use super::session::Session;
 use super::shared;
@@ -40,6 +41,8 @@ pub struct Mux {
     workload_started: bool,
     /// The host's Mount request was carried out (or tried).
     mounted: bool,
+    /// The workload's limits, which every session's process joins.
+    cgroup: Option<Cgroup>,
     /// Every process in the guest has been sent SIGKILL.
     ending: bool,
     done: bool,
@@ -63,6 +66,7 @@ impl Mux {
             sessions: BTreeMap::new(),
             workload_started: false,
             mounted: false,
+            cgroup: None,
             ending: false,
             done: false,
         })
@@ -373,8 +377,17 @@ impl Mux {
         }
         if id == WORKLOAD {
             self.workload_started = true;
+            if let Some(limits) = &req.limits {
+                match Cgroup::create(limits) {
+                    Ok(cg) => self.cgroup = Some(cg),
+                    Err(e) => {
+                        self.done = true;
+                        return failed(frames, format!("linux.resources: {e}"));
+                    }
+                }
+            }
         }
-        match workload::spawn(&req) {
+        match workload::spawn(&req, self.cgroup.as_ref().map(Cgroup::procs_fd)) {
             Ok(spawned) => {
                 frames.push(Message::Started {
                     session: id,

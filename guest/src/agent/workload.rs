@@ -2,7 +2,7 @@
 //! limits, and its stdio (pipes, or a new pseudo-terminal).
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ fn cstring(s: &str, what: &str) -> Result<CString, String> {
 /// Build the process's command: stdio piped (the caller replaces it for a terminal),
 /// credentials and limits applied in the child, which then calls execve itself (no shell
 /// fallback on ENOEXEC, unlike execvp).
-pub fn command(req: &ExecRequest) -> Result<Command, String> {
+pub fn command(req: &ExecRequest, cgroup: Option<RawFd>) -> Result<Command, String> {
     let program = req
         .args
         .first()
@@ -157,6 +157,12 @@ pub fn command(req: &ExecRequest) -> Result<Command, String> {
         cmd.pre_exec(move || {
             // A new session so a Signal to the process group reaches what the workload forks.
             libc::setsid();
+            // Into the workload's cgroup, before anything it runs can fork.
+            if let Some(fd) = cgroup {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             // Its terminal (already its stdin) becomes the new session's controlling one.
             if terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -241,11 +247,11 @@ pub struct Spawned {
 }
 
 /// Set the hostname (if any) and spawn the process.
-pub fn spawn(req: &ExecRequest) -> Result<Spawned, String> {
+pub fn spawn(req: &ExecRequest, cgroup: Option<RawFd>) -> Result<Spawned, String> {
     if let Some(name) = req.hostname.as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(name).map_err(|e| format!("sethostname {name:?}: {e}"))?;
     }
-    let mut cmd = command(req)?;
+    let mut cmd = command(req, cgroup)?;
     let master = match req.terminal {
         None => None,
         Some(size) => {
@@ -299,6 +305,7 @@ mod tests {
             terminal: None,
             capabilities: None,
             no_new_privileges: false,
+            limits: None,
         }
     }
 
@@ -310,7 +317,7 @@ mod tests {
         }
         let mut r = req(&["sh", "-c", "echo $GREETING; pwd; umask; ulimit -n"]);
         r.cwd = "/tmp".into();
-        let mut child = spawn(&r).unwrap().child;
+        let mut child = spawn(&r, None).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
         child
@@ -330,7 +337,7 @@ mod tests {
             return;
         }
         let r = req(&["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
-        let mut child = spawn(&r).unwrap().child;
+        let mut child = spawn(&r, None).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
         child
@@ -374,7 +381,7 @@ mod tests {
         );
         let mut r = req(&["sh", "-c", &script]);
         r.seccomp = Some(Box::new((&prog).into()));
-        let mut child = spawn(&r).unwrap().child;
+        let mut child = spawn(&r, None).unwrap().child;
         drop(child.stdin.take());
         let mut out = String::new();
         child
@@ -394,25 +401,27 @@ mod tests {
 
     #[test]
     fn bad_requests_are_errors() {
-        assert!(command(&req(&[])).unwrap_err().contains("args is empty"));
+        assert!(command(&req(&[]), None)
+            .unwrap_err()
+            .contains("args is empty"));
         let mut r = req(&["true"]);
         r.env.push("NOEQUALS".into());
-        assert!(command(&r).unwrap_err().contains("NOEQUALS"));
+        assert!(command(&r, None).unwrap_err().contains("NOEQUALS"));
         let mut r = req(&["true"]);
         r.rlimits[0].kind = "RLIMIT_BOGUS".into();
-        assert!(command(&r).unwrap_err().contains("RLIMIT_BOGUS"));
-        assert!(command(&req(&["no-such-program-here"]))
+        assert!(command(&r, None).unwrap_err().contains("RLIMIT_BOGUS"));
+        assert!(command(&req(&["no-such-program-here"]), None)
             .unwrap_err()
             .contains("not found in $PATH"));
         if nix::unistd::getuid().is_root() {
-            let err = spawn(&req(&["/no/such/binary"])).unwrap_err();
+            let err = spawn(&req(&["/no/such/binary"]), None).unwrap_err();
             assert!(err.contains("/no/such/binary"), "{err}");
             // A file of NULs is not run through a shell (execvp would do that).
             let dir = tempfile::tempdir().unwrap();
             let f = dir.path().join("zeros");
             std::fs::write(&f, [0u8; 32]).unwrap();
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let err = spawn(&req(&[f.to_str().unwrap()])).unwrap_err();
+            let err = spawn(&req(&[f.to_str().unwrap()]), None).unwrap_err();
             assert!(err.contains("Exec format error"), "{err}");
         }
     }
