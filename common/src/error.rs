@@ -55,6 +55,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A mount in the final root failed (readonly or masked paths).
+    #[error("mount {destination}: {reason}")]
+    Mount {
+        destination: PathBuf,
+        reason: String,
+    },
+    /// Setting up the root failed before any mount (a path that cannot be resolved).
+    #[error("{0}")]
+    Setup(String),
     /// The host-guest agent protocol saw something it does not accept.
     #[error("agent protocol: {0}")]
     Protocol(String),

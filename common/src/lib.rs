@@ -13,6 +13,7 @@ pub mod id;
 pub mod mount_opts;
 pub mod net;
 pub mod proc;
+pub mod protect;
 pub mod protocol;
 pub mod pty;
 pub mod rootpath;

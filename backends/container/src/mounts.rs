@@ -5,13 +5,13 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::cgroups::Mode as CgroupMode;
 use crate::error::{ContainerError, Result};
 use crate::mountinfo;
 use crate::paths::{self, fd_path, Root, RootError};
 pub use isobox_common::mount_opts::{plan, PlannedMount};
+pub use isobox_common::protect::remount_bind;
 
 /// Whether the bundle mounts its own /dev (then isobox fills it with the default devices).
 pub fn mounts_dev(mounts: &[PlannedMount]) -> bool {
@@ -42,50 +42,6 @@ fn sys_mount(
     data: Option<&str>,
 ) -> nix::Result<()> {
     nix::mount::mount(source, target, fstype, flags, data)
-}
-
-/// Flags of the mount at `path` that an unprivileged remount must keep (the kernel locks them
-/// in a user namespace), as mount(2) flags.
-pub fn locked_flags(path: &Path, keep_atime: bool) -> MsFlags {
-    let Ok(st) = statvfs(path) else {
-        return MsFlags::empty();
-    };
-    let f = st.flags();
-    let mut out = MsFlags::empty();
-    for (s, m) in [
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-    ] {
-        if f.contains(s) {
-            out |= m;
-        }
-    }
-    if keep_atime {
-        for (s, m) in [
-            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-        ] {
-            if f.contains(s) {
-                out |= m;
-            }
-        }
-    }
-    out
-}
-
-const ATIME: MsFlags = MsFlags::MS_NOATIME
-    .union(MsFlags::MS_RELATIME)
-    .union(MsFlags::MS_STRICTATIME)
-    .union(MsFlags::MS_NODIRATIME);
-
-/// Remount a bind mount with `flags`, keeping what the kernel locked.
-pub fn remount_bind(target: &Path, flags: MsFlags) -> nix::Result<()> {
-    let keep_atime = !flags.intersects(ATIME);
-    let all = flags | locked_flags(target, keep_atime) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-    sys_mount(None, target, None, all, None)
 }
 
 /// The mount point of `m` inside the rootfs, created if missing (a file when a non-directory

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -12,7 +11,7 @@ use nix::mount::{MntFlags, MsFlags};
 use crate::error::{ContainerError, Result};
 use crate::mountinfo;
 use crate::mounts::remount_bind;
-use crate::paths::{self, fd_path, Root};
+use isobox_common::protect;
 
 fn mnt(dest: &Path, reason: String) -> ContainerError {
     ContainerError::Mount {
@@ -173,101 +172,29 @@ pub fn sysctl(values: &HashMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// Resolve the `i`th entry of the list `field` (readonlyPaths or maskedPaths) inside the new
-/// root: None when it does not exist. A /proc magic link on the way (which could lead to
-/// another root, the host's) or a symlink loop is an error.
-fn resolve_listed(
-    root: &Root,
-    field: &str,
-    i: usize,
-    path: &Path,
-    proc_checked: &mut bool,
-) -> Result<Option<OwnedFd>> {
-    let field = format!("{field}[{i}]");
-    let fd = match root.resolve(path) {
-        Ok(fd) => fd,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(ContainerError::Init(format!("{field}: {e}"))),
-    };
-    if !*proc_checked {
-        paths::check_proc(root, &field)?;
-        *proc_checked = true;
-    }
-    Ok(Some(fd))
-}
-
-/// linux.readonlyPaths: bind each existing path onto itself and remount it read-only. Run
-/// after pivot_root; each path is resolved with openat2 and mounted on through its fd.
+/// linux.readonlyPaths, after pivot_root (see [`protect::readonly_paths`]).
 pub fn readonly_paths(paths: &[String]) -> Result<()> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let root = paths::open_root(Path::new("/"))?;
-    let mut proc_checked = false;
-    for (i, p) in paths.iter().enumerate() {
-        let path = Path::new(p);
-        let Some(fd) = resolve_listed(&root, "linux.readonlyPaths", i, path, &mut proc_checked)?
-        else {
-            continue;
-        };
-        let err =
-            |what: &str, e: Errno| mnt(path, format!("linux.readonlyPaths[{i}]: {what}: {e}"));
-        let fd_target = fd_path(&fd);
-        let target = fd_target.as_path();
-        nix::mount::mount(
-            Some(target),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| err("bind", e))?;
-        // The fd names what is under the new bind: resolve again to reach the bind itself.
-        let bound = root
-            .resolve(path)
-            .map_err(|e| ContainerError::Init(format!("linux.readonlyPaths[{i}]: {e}")))?;
-        remount_bind(&fd_path(&bound), MsFlags::MS_RDONLY | MsFlags::MS_REC)
-            .map_err(|e| err("remount read-only", e))?;
-    }
-    Ok(())
+    protect::readonly_paths(paths).map_err(from_protect)
 }
 
-/// linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over directories. Run
-/// after pivot_root; each path is resolved with openat2 and mounted on through its fd.
+/// linux.maskedPaths, after pivot_root (see [`protect::masked_paths`]).
 pub fn masked_paths(paths: &[String]) -> Result<()> {
-    if paths.is_empty() {
-        return Ok(());
+    protect::masked_paths(paths).map_err(from_protect)
+}
+
+/// The container's own words for the shared code's errors.
+fn from_protect(e: isobox_common::Error) -> ContainerError {
+    match e {
+        isobox_common::Error::Setup(text) => ContainerError::Init(text),
+        isobox_common::Error::Mount {
+            destination,
+            reason,
+        } => ContainerError::Mount {
+            destination,
+            reason,
+        },
+        other => other.into(),
     }
-    let root = paths::open_root(Path::new("/"))?;
-    let mut proc_checked = false;
-    for (i, p) in paths.iter().enumerate() {
-        let path = Path::new(p);
-        let Some(fd) = resolve_listed(&root, "linux.maskedPaths", i, path, &mut proc_checked)?
-        else {
-            continue;
-        };
-        let fd_target = fd_path(&fd);
-        let target = fd_target.as_path();
-        let res = if paths::is_dir(&fd) {
-            nix::mount::mount(
-                Some("tmpfs"),
-                target,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-        } else {
-            nix::mount::mount(
-                Some("/dev/null"),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-        };
-        res.map_err(|e| mnt(path, format!("linux.maskedPaths[{i}]: {e}")))?;
-    }
-    Ok(())
 }
 
 /// root.readonly: remount / read-only.
