@@ -266,6 +266,35 @@ fn pids_and_memory_limits_hold_as_in_a_container() {
     }
 }
 
+/// Masked and read-only paths hide and protect the same files in both backends.
+#[test]
+fn masked_and_readonly_paths_match_the_container() {
+    require_vm!();
+    let ib = Isobox::new();
+    let script = "echo kcore $(cat /proc/kcore 2>/dev/null | wc -c); echo sys-kernel $(ls /sys/kernel | wc -l); \
+         (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo sys-writable || echo sys-readonly";
+    let mut outputs = Vec::new();
+    for backend in ["container", "microvm"] {
+        let b = TestBundle::sh(script);
+        let id = format!("mask-{backend}");
+        let out = ib
+            .cmd()
+            .args(["run", "--backend", backend, "--bundle"])
+            .arg(b.path())
+            .arg(&id)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        outputs.push(stdout(&out));
+        ib.assert_nothing_left(&id, None);
+    }
+    assert_eq!(outputs[0], "kcore 0\nsys-kernel 0\nsys-readonly\n");
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the microVM differs from the container"
+    );
+}
+
 /// Every hook kind runs on the host in the lifecycle's order, reading the container's state.
 #[test]
 fn hooks_run_on_the_host_in_order() {

@@ -133,16 +133,22 @@ pub struct GuestLimits {
     pub cpu_period: Option<u64>,
 }
 
-/// The workload's file systems shared from the host by virtio-fs: its root and its bind
-/// mounts, each a share the guest mounts by tag.
+/// The workload's file systems: its root and its bind mounts shared from the host by
+/// virtio-fs, each a share the guest mounts by tag (no root tag: the root is the
+/// initramfs), and the paths to mask or make read-only in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct MountRequest {
-    /// The share holding the bundle's rootfs.
+    /// The share holding the bundle's rootfs; empty when the rootfs is in the initramfs.
     pub root_tag: String,
     /// `root.readonly`: the root is remounted read-only once everything is mounted on it.
     pub root_readonly: bool,
     /// In `mounts` order.
     pub volumes: Vec<VolumeMount>,
+    /// `linux.maskedPaths` and `linux.readonlyPaths`, applied once the root is in place.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
 }
 
 /// One bind mount of the bundle, from a share.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use isobox_common::protocol::MountRequest;
 use isobox_common::state::ProcessRef;
 use isobox_common::{hooks, Backend, BackendKind, CreateOptions, Created, State};
 use oci_spec::runtime::{Hook, Hooks};
@@ -287,7 +288,13 @@ impl MicrovmBackend {
                     &initramfs,
                     mem_mib,
                 )?;
-                (initramfs, info.size_bytes, Vec::new(), None, None)
+                // The root is the initramfs: no shares, but the rest of the request holds.
+                let mounts = MountRequest {
+                    root_tag: String::new(),
+                    volumes: Vec::new(),
+                    ..mounts
+                };
+                (initramfs, info.size_bytes, Vec::new(), Some(mounts), None)
             }
         };
         let exec = vmspec::exec_request(&opts.bundle).map(|mut e| {

@@ -119,10 +119,17 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
         .as_ref()
         .and_then(|r| r.readonly())
         .unwrap_or(false);
+    let linux = bundle.spec.linux().as_ref();
     let request = MountRequest {
         root_tag: ROOT_TAG.into(),
         root_readonly,
         volumes,
+        masked_paths: linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default(),
+        readonly_paths: linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default(),
     };
     Ok((shares, request))
 }

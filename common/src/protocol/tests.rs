@@ -115,6 +115,8 @@ fn samples() -> Vec<Message> {
                 destination: "/etc/hosts".into(),
                 flags: 1,
             }],
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
         }),
         Message::Mounted,
     ]

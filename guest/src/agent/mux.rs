@@ -344,7 +344,7 @@ impl Mux {
             // Once, before any session: the root changes under the agent.
             Message::Mount(req) if !self.mounted && self.sessions.is_empty() => {
                 self.mounted = true;
-                frames.push(match shared::mount_shared(&req) {
+                frames.push(match shared::mount_root(&req) {
                     Ok(()) => Message::Mounted,
                     Err(text) => Message::Error {
                         session: WORKLOAD,

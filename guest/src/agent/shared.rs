@@ -1,6 +1,7 @@
-//! A root shared from the host by virtio-fs: the agent loads the kernel's virtio-fs modules
-//! from its initramfs, then, on the host's Mount request, mounts the bundle's rootfs and its
-//! volumes by tag, moves the early file systems onto it, and makes it the root of the guest.
+//! The workload's root. Shared from the host by virtio-fs, the agent loads the kernel's
+//! virtio-fs modules from its initramfs, then, on the host's Mount request, mounts the
+//! bundle's rootfs and its volumes by tag, moves the early file systems onto it, and makes it
+//! the root of the guest; in both cases it masks paths and makes paths read-only there.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -78,8 +79,28 @@ fn move_onto(root: &Root, dir: &str) -> Result<(), String> {
     )
 }
 
+/// Put the workload's root in place: the shared one when there is a root tag, else the
+/// initramfs; then its masked and read-only paths.
+pub fn mount_root(req: &MountRequest) -> Result<(), String> {
+    if req.root_tag.is_empty() {
+        if req.root_readonly {
+            sys_mount(
+                None,
+                Path::new("/"),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                "making the root read-only",
+            )?;
+        }
+    } else {
+        mount_shared(req)?;
+    }
+    isobox_common::protect::masked_paths(&req.masked_paths).map_err(|e| e.to_string())?;
+    isobox_common::protect::readonly_paths(&req.readonly_paths).map_err(|e| e.to_string())
+}
+
 /// Assemble the workload's root from the shares and switch to it.
-pub fn mount_shared(req: &MountRequest) -> Result<(), String> {
+fn mount_shared(req: &MountRequest) -> Result<(), String> {
     fs::create_dir_all(NEW_ROOT).map_err(|e| format!("creating {NEW_ROOT}: {e}"))?;
     let new_root = Path::new(NEW_ROOT);
     sys_mount(

@@ -155,6 +155,8 @@ mod tests {
                 root_tag: "isobox0".into(),
                 root_readonly: true,
                 volumes: vec![],
+                masked_paths: vec!["/proc/kcore".into()],
+                readonly_paths: vec![],
             }),
         };
         cfg.save(dir.path()).unwrap();
