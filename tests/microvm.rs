@@ -17,6 +17,16 @@ macro_rules! require_vm {
     };
 }
 
+/// `isobox run` of `b` as `id` with `--backend backend`.
+fn run_in(ib: &Isobox, backend: &str, b: &TestBundle, id: &str) -> std::process::Output {
+    ib.cmd()
+        .args(["run", "--backend", backend, "--bundle"])
+        .arg(b.path())
+        .arg(id)
+        .output()
+        .unwrap()
+}
+
 fn microvm_bundle(script: &str) -> TestBundle {
     let mut b = TestBundle::sh(script);
     b.edit(|c| {
@@ -160,13 +170,7 @@ fn volumes_behave_as_in_a_container() {
             mounts.push(json!({"destination": "/etc/greeting", "type": "bind", "source": conf.join("greeting"), "options": ["bind", "ro"]}));
         });
         let id = format!("vol-{backend}");
-        let out = ib
-            .cmd()
-            .args(["run", "--backend", backend, "--bundle"])
-            .arg(b.path())
-            .arg(&id)
-            .output()
-            .unwrap();
+        let out = run_in(&ib, backend, &b, &id);
         assert!(out.status.success(), "{backend}: {}", stderr(&out));
         assert_eq!(
             std::fs::read_to_string(data.join("out")).unwrap(),
@@ -208,13 +212,7 @@ fn capabilities_and_no_new_privs_match_the_container() {
                 });
             });
             let id = format!("caps-{backend}-{uid}");
-            let out = ib
-                .cmd()
-                .args(["run", "--backend", backend, "--bundle"])
-                .arg(b.path())
-                .arg(&id)
-                .output()
-                .unwrap();
+            let out = run_in(&ib, backend, &b, &id);
             assert!(out.status.success(), "{backend}: {}", stderr(&out));
             outputs.push(stdout(&out));
             ib.assert_nothing_left(&id, None);
@@ -239,13 +237,7 @@ fn pids_and_memory_limits_hold_as_in_a_container() {
     for backend in ["container", "microvm"] {
         let mut b = TestBundle::sh("for i in $(seq 20); do sleep 2 & done 2>&1; wait");
         b.edit(|c| c["linux"]["resources"] = json!({"pids": {"limit": 10}}));
-        let out = ib
-            .cmd()
-            .args(["run", "--backend", backend, "--bundle"])
-            .arg(b.path())
-            .arg(format!("pids-{backend}"))
-            .output()
-            .unwrap();
+        let out = run_in(&ib, backend, &b, &format!("pids-{backend}"));
         assert!(
             stdout(&out).contains("can't fork"),
             "{backend}: {}{}",
@@ -254,13 +246,7 @@ fn pids_and_memory_limits_hold_as_in_a_container() {
         );
         let mut b = TestBundle::sh("tail /dev/zero");
         b.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 32 << 20}}));
-        let out = ib
-            .cmd()
-            .args(["run", "--backend", backend, "--bundle"])
-            .arg(b.path())
-            .arg(format!("oom-{backend}"))
-            .output()
-            .unwrap();
+        let out = run_in(&ib, backend, &b, &format!("oom-{backend}"));
         assert_eq!(out.status.code(), Some(137), "{backend}: {}", stderr(&out));
         ib.assert_nothing_left(&format!("oom-{backend}"), None);
     }
@@ -277,13 +263,7 @@ fn masked_and_readonly_paths_match_the_container() {
     for backend in ["container", "microvm"] {
         let b = TestBundle::sh(script);
         let id = format!("mask-{backend}");
-        let out = ib
-            .cmd()
-            .args(["run", "--backend", backend, "--bundle"])
-            .arg(b.path())
-            .arg(&id)
-            .output()
-            .unwrap();
+        let out = run_in(&ib, backend, &b, &id);
         assert!(out.status.success(), "{backend}: {}", stderr(&out));
         outputs.push(stdout(&out));
         ib.assert_nothing_left(&id, None);

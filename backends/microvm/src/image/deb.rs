@@ -127,6 +127,34 @@ pub fn parse_depends(value: &str) -> Vec<Dependency> {
         .collect()
 }
 
+/// Calls `each` with every regular file of the package's data (its cleaned path and its
+/// reader) until it returns true.
+fn walk_files(
+    deb: &Path,
+    mut each: impl FnMut(&Path, &mut dyn Read) -> Result<bool>,
+) -> Result<()> {
+    let (name, stream) = tar_stream(deb, "data.tar")?;
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, stream));
+    let entries = archive
+        .entries()
+        .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = clean(
+            &entry
+                .path()
+                .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?,
+        );
+        if each(&path, &mut entry)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Streams the first regular file of `data.tar.*` whose path (without "./") satisfies `want`
 /// into `out`. Returns that path and its size, or None when no entry matches.
 pub fn extract_first<W: Write>(
@@ -134,60 +162,35 @@ pub fn extract_first<W: Write>(
     want: impl Fn(&Path) -> bool,
     out: &mut W,
 ) -> Result<Option<(PathBuf, u64)>> {
-    let (name, stream) = tar_stream(deb, "data.tar")?;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, stream));
-    let entries = archive
-        .entries()
-        .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
+    let mut found = None;
+    walk_files(deb, |path, data| {
+        if !want(path) {
+            return Ok(false);
         }
-        let path = clean(
-            &entry
-                .path()
-                .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?,
-        );
-        if want(&path) {
-            let n = std::io::copy(&mut entry, out)
-                .map_err(|e| unpack_err(deb, format!("{name}/{}: {e}", path.display())))?;
-            return Ok(Some((path, n)));
-        }
-    }
-    Ok(None)
+        let n = std::io::copy(data, out)
+            .map_err(|e| unpack_err(deb, format!("{}: {e}", path.display())))?;
+        found = Some((path.to_path_buf(), n));
+        Ok(true)
+    })?;
+    Ok(found)
 }
 
 /// Writes every regular file of the package's data for which `dest` names a path; returns
 /// how many were written.
 pub fn extract_each(deb: &Path, dest: impl Fn(&Path) -> Option<PathBuf>) -> Result<usize> {
-    let (name, stream) = tar_stream(deb, "data.tar")?;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, stream));
-    let entries = archive
-        .entries()
-        .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
     let mut written = 0;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| unpack_err(deb, format!("{name}: {e}")))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let path = clean(
-            &entry
-                .path()
-                .map_err(|e| unpack_err(deb, format!("{name}: {e}")))?,
-        );
-        let Some(out) = dest(&path) else { continue };
+    walk_files(deb, |path, data| {
+        let Some(out) = dest(path) else {
+            return Ok(false);
+        };
         std::fs::File::create(&out)
-            .and_then(|mut f| std::io::copy(&mut entry, &mut f))
+            .and_then(|mut f| std::io::copy(data, &mut f))
             .map_err(|e| {
-                unpack_err(
-                    deb,
-                    format!("{name}/{} to {}: {e}", path.display(), out.display()),
-                )
+                unpack_err(deb, format!("{} to {}: {e}", path.display(), out.display()))
             })?;
         written += 1;
-    }
+        Ok(false)
+    })?;
     Ok(written)
 }
 

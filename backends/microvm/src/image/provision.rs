@@ -66,14 +66,7 @@ pub fn provision_kernel(data_dir: &Path, progress: bool) -> Result<ProvisionRepo
         .map_err(|e| MicrovmError::io(format!("create {}", dir.display()), e))?;
     let _lock = lock(&dir)?;
 
-    let work = tempfile::Builder::new()
-        .prefix(".provision-")
-        .tempdir_in(&dir)
-        .map_err(|e| {
-            MicrovmError::io(format!("create a work directory in {}", dir.display()), e)
-        })?;
-    // apt's download sandbox user must be able to enter the directory.
-    let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
+    let work = work_dir(&dir)?;
 
     say.say(format!(
         "downloading {KERNEL_PACKAGE} with apt-get into {}",
@@ -191,13 +184,7 @@ pub fn provision_modules(data_dir: &Path, release: &str, progress: bool) -> Resu
     if super::modules::find(data_dir, release).is_some() {
         return Ok(super::modules::modules_dir(data_dir, release));
     }
-    let work = tempfile::Builder::new()
-        .prefix(".provision-")
-        .tempdir_in(&dir)
-        .map_err(|e| {
-            MicrovmError::io(format!("create a work directory in {}", dir.display()), e)
-        })?;
-    let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
+    let work = work_dir(&dir)?;
     let package = format!("linux-image-{release}");
     say.say(format!(
         "downloading {package} for its virtio-fs modules into {}",
@@ -296,6 +283,19 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// A download directory in `dir`, removed when dropped.
+fn work_dir(dir: &Path) -> Result<tempfile::TempDir> {
+    let work = tempfile::Builder::new()
+        .prefix(".provision-")
+        .tempdir_in(dir)
+        .map_err(|e| {
+            MicrovmError::io(format!("create a work directory in {}", dir.display()), e)
+        })?;
+    // apt's download sandbox user must be able to enter the directory.
+    let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
+    Ok(work)
 }
 
 /// Holds `<kernels>/.lock` exclusively for the life of the returned value.
