@@ -252,23 +252,29 @@ fn pids_and_memory_limits_hold_as_in_a_container() {
     }
 }
 
-/// Masked and read-only paths hide and protect the same files in both backends.
+/// sysctl values are set, and masked and read-only paths hide and protect the same files, in
+/// both backends.
 #[test]
 fn masked_and_readonly_paths_match_the_container() {
     require_vm!();
     let ib = Isobox::new();
     let script = "echo kcore $(cat /proc/kcore 2>/dev/null | wc -c); echo sys-kernel $(ls /sys/kernel | wc -l); \
+         echo port-start $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); \
          (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo sys-writable || echo sys-readonly";
     let mut outputs = Vec::new();
     for backend in ["container", "microvm"] {
-        let b = TestBundle::sh(script);
+        let mut b = TestBundle::sh(script);
+        b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "99"}));
         let id = format!("mask-{backend}");
         let out = run_in(&ib, backend, &b, &id);
         assert!(out.status.success(), "{backend}: {}", stderr(&out));
         outputs.push(stdout(&out));
         ib.assert_nothing_left(&id, None);
     }
-    assert_eq!(outputs[0], "kcore 0\nsys-kernel 0\nsys-readonly\n");
+    assert_eq!(
+        outputs[0],
+        "kcore 0\nsys-kernel 0\nport-start 99\nsys-readonly\n"
+    );
     assert_eq!(
         outputs[0], outputs[1],
         "the microVM differs from the container"

@@ -1,8 +1,10 @@
-//! linux.readonlyPaths and linux.maskedPaths, in the final root of a container (after
+//! linux.sysctl, linux.readonlyPaths and linux.maskedPaths, in the final root of a container (after
 //! pivot_root) or of a microVM's guest (after it switched to the shared root): each path is
 //! resolved with openat2 from `/` and mounted on through its fd; and remounting a bind with
 //! the flags the kernel locked kept.
 
+use std::collections::HashMap;
+use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -181,6 +183,22 @@ pub fn masked_paths(paths: &[String]) -> Result<()> {
             )
         };
         res.map_err(|e| mnt(path, format!("linux.maskedPaths[{i}]: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Write linux.sysctl under /proc/sys.
+pub fn sysctl(values: &HashMap<String, String>) -> Result<()> {
+    let mut keys: Vec<_> = values.keys().collect();
+    keys.sort();
+    for key in keys {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        fs::write(&path, values[key].as_bytes()).map_err(|e| {
+            Error::Setup(format!(
+                "linux.sysctl.{key}: writing {}: {e}",
+                path.display()
+            ))
+        })?;
     }
     Ok(())
 }

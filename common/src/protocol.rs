@@ -149,6 +149,9 @@ pub struct MountRequest {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// `linux.sysctl`, written under the guest's /proc/sys before the paths are protected.
+    #[serde(default)]
+    pub sysctl: std::collections::HashMap<String, String>,
 }
 
 /// One bind mount of the bundle, from a share.

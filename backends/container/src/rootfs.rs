@@ -156,20 +156,9 @@ pub fn check_without_mount_ns(
     Ok(())
 }
 
-/// Write linux.sysctl under /proc/sys.
+/// Write linux.sysctl under /proc/sys (see [`protect::sysctl`]).
 pub fn sysctl(values: &HashMap<String, String>) -> Result<()> {
-    let mut keys: Vec<_> = values.keys().collect();
-    keys.sort();
-    for key in keys {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        fs::write(&path, values[key].as_bytes()).map_err(|e| {
-            ContainerError::Init(format!(
-                "linux.sysctl.{key}: writing {}: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    Ok(())
+    protect::sysctl(values).map_err(from_protect)
 }
 
 /// linux.readonlyPaths, after pivot_root (see [`protect::readonly_paths`]).

@@ -130,6 +130,7 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
         readonly_paths: linux
             .and_then(|l| l.readonly_paths().clone())
             .unwrap_or_default(),
+        sysctl: linux.and_then(|l| l.sysctl().clone()).unwrap_or_default(),
     };
     Ok((shares, request))
 }

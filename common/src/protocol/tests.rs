@@ -117,6 +117,11 @@ fn samples() -> Vec<Message> {
             }],
             masked_paths: vec!["/proc/kcore".into()],
             readonly_paths: vec!["/proc/sys".into()],
+            sysctl: [(
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            )]
+            .into(),
         }),
         Message::Mounted,
     ]

@@ -80,7 +80,7 @@ fn move_onto(root: &Root, dir: &str) -> Result<(), String> {
 }
 
 /// Put the workload's root in place: the shared one when there is a root tag, else the
-/// initramfs; then its masked and read-only paths.
+/// initramfs; then the sysctl values, and its masked and read-only paths.
 pub fn mount_root(req: &MountRequest) -> Result<(), String> {
     if req.root_tag.is_empty() {
         if req.root_readonly {
@@ -95,6 +95,7 @@ pub fn mount_root(req: &MountRequest) -> Result<(), String> {
     } else {
         mount_shared(req)?;
     }
+    isobox_common::protect::sysctl(&req.sysctl).map_err(|e| e.to_string())?;
     isobox_common::protect::masked_paths(&req.masked_paths).map_err(|e| e.to_string())?;
     isobox_common::protect::readonly_paths(&req.readonly_paths).map_err(|e| e.to_string())
 }

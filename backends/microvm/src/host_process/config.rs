@@ -157,6 +157,7 @@ mod tests {
                 volumes: vec![],
                 masked_paths: vec!["/proc/kcore".into()],
                 readonly_paths: vec![],
+                sysctl: Default::default(),
             }),
         };
         cfg.save(dir.path()).unwrap();
