@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod caps;
 pub mod child;
 pub mod console;
+pub mod devnodes;
 pub mod error;
 pub mod hooks;
 pub mod id;

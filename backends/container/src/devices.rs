@@ -1,33 +1,17 @@
-//! Device nodes in the container's /dev: the default set, `linux.devices`, and the usual links.
+//! The container's device cgroup rules, and its /dev's nodes and links (made by
+//! [`devnodes`], which the microVM's guest shares).
 
-use std::path::{Path, PathBuf};
-
-use nix::mount::MsFlags;
-use nix::sys::stat::{makedev, SFlag};
 use std::borrow::Cow;
+use std::path::Path;
 
 use oci_spec::runtime::{
-    Linux, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxResources,
+    Linux, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources,
 };
 
 use crate::cgroups;
 use crate::error::{ContainerError, Result};
-use crate::paths::{self, fd_path, Root, RootError};
-
-/// A device node to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub path: PathBuf,
-    pub kind: SFlag,
-    pub major: u64,
-    pub minor: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Field to name in errors.
-    pub field: String,
-}
+use crate::paths;
+use isobox_common::devnodes;
 
 /// The rules of the container's device cgroup, in the order runc builds them: the bundle's
 /// linux.resources.devices, then runc's default allowlist (which the bundle cannot deny),
@@ -99,171 +83,32 @@ pub fn check_cgroup_rules(linux: Option<&Linux>) -> std::result::Result<(), (Str
         })
 }
 
-/// The devices every container gets when it mounts its own /dev (runc's list).
-pub fn defaults() -> Vec<Node> {
-    [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ]
-    .into_iter()
-    .map(|(p, major, minor)| Node {
-        path: PathBuf::from(p),
-        kind: SFlag::S_IFCHR,
-        major,
-        minor,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-        field: format!("default device {p}"),
-    })
-    .collect()
-}
-
-/// Convert `linux.devices` entries; errors are `(field, reason)`.
-pub fn from_spec(devices: &[LinuxDevice]) -> std::result::Result<Vec<Node>, (String, String)> {
-    let mut out = Vec::new();
-    for (i, d) in devices.iter().enumerate() {
-        let field = format!("linux.devices[{i}]");
-        let kind = match d.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
-            LinuxDeviceType::B => SFlag::S_IFBLK,
-            LinuxDeviceType::P => SFlag::S_IFIFO,
-            LinuxDeviceType::A => {
-                return Err((
-                    format!("{field}.type"),
-                    "\"a\" is only valid in cgroup device rules".into(),
-                ))
-            }
-        };
-        let dotdot = d
-            .path()
-            .components()
-            .any(|c| c == std::path::Component::ParentDir);
-        if dotdot {
-            // In a user namespace the path is also the host node bound in: /dev/../etc/x
-            // would be a host file.
-            return Err((
-                format!("{field}.path"),
-                format!("{} must not contain \"..\"", d.path().display()),
-            ));
-        }
-        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
-            return Err((
-                format!("{field}.path"),
-                format!("{} must be an absolute path under /dev", d.path().display()),
-            ));
-        }
-        if d.major() < 0 || d.minor() < 0 {
-            return Err((field, "major and minor must not be negative".into()));
-        }
-        out.push(Node {
-            path: d.path().clone(),
-            kind,
-            major: d.major() as u64,
-            minor: d.minor() as u64,
-            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
-            uid: d.uid().unwrap_or(0),
-            gid: d.gid().unwrap_or(0),
-            field,
-        });
-    }
-    Ok(out)
-}
-
-fn dev_err(node: &Node, step: &str, e: impl std::fmt::Display) -> ContainerError {
-    ContainerError::Init(format!(
-        "{} ({}): {step}: {e}",
-        node.field,
-        node.path.display()
-    ))
-}
-
-/// A failure to resolve or change `node.path` inside the rootfs, naming the path field.
-fn path_err(node: &Node, e: RootError) -> ContainerError {
-    if node.field.starts_with("linux.devices[") {
-        ContainerError::Init(format!("{}.path: {e}", node.field))
-    } else {
-        ContainerError::Init(format!("{}: {e}", node.field))
-    }
-}
-
-/// Create `nodes` under `rootfs`, resolved inside it: whatever the rootfs ships at a node's
-/// path (a symlink too) is replaced, not followed, and links on the way never lead out. In a
-/// user namespace mknod is not allowed, so the host's node of the same path is bound instead
-/// (as runc does).
+/// Create `nodes` under `rootfs` (see [`devnodes::create`]).
 pub fn create(rootfs: &Path, nodes: &[Node], in_user_ns: bool) -> Result<()> {
     let root = paths::open_root(rootfs)?;
-    for node in nodes {
-        if in_user_ns {
-            bind_host(&root, node)?;
-            continue;
-        }
-        let dev = makedev(node.major, node.minor);
-        root.mknod(&node.path, node.kind, node.mode, dev, node.uid, node.gid)
-            .map_err(|e| path_err(node, e))?;
-    }
-    Ok(())
+    devnodes::create(&root, nodes, in_user_ns).map_err(init_err)
 }
 
-fn bind_host(root: &Root, node: &Node) -> Result<()> {
-    let dest = root
-        .replace_with_file(&node.path)
-        .map_err(|e| path_err(node, e))?;
-    nix::mount::mount(
-        Some(&node.path),
-        fd_path(&dest).as_path(),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| dev_err(node, &format!("binding host {}", node.path.display()), e))
-}
-
-/// The standard links of /dev: fd, stdin, stdout, stderr, ptmx (to the container's devpts
-/// instance) and core when the host has /proc/kcore.
+/// The standard links of the container's /dev (see [`devnodes::links`]).
 pub fn links(rootfs: &Path) -> Result<()> {
     let root = paths::open_root(rootfs)?;
-    let link_err = |name: &str, target: &str, e: RootError| {
-        ContainerError::Init(format!("linking /dev/{name} to {target}: {e}"))
-    };
-    let mut list = vec![
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ];
-    if Path::new("/proc/kcore").exists() {
-        list.push(("/proc/kcore", "core"));
-    }
-    let dev = Path::new("/dev");
-    for (target, name) in list {
-        let link = dev.join(name);
-        if root.exists(&link) {
-            continue;
-        }
-        root.symlink(Path::new(target), &link)
-            .map_err(|e| link_err(name, target, e))?;
-    }
-    let pts = root.open_path(
-        Path::new("/dev/pts"),
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
-    );
-    if pts.is_ok() {
-        let ptmx = dev.join("ptmx");
-        root.unlink(&ptmx)
-            .and_then(|()| root.symlink(Path::new("pts/ptmx"), &ptmx))
-            .map_err(|e| link_err("ptmx", "pts/ptmx", e))?;
-    }
-    Ok(())
+    devnodes::links(&root).map_err(init_err)
 }
+
+fn init_err(e: isobox_common::Error) -> ContainerError {
+    match e {
+        isobox_common::Error::Setup(text) => ContainerError::Init(text),
+        other => other.into(),
+    }
+}
+
+pub use devnodes::{defaults, from_spec, Node};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::stat::SFlag;
+    use oci_spec::runtime::LinuxDevice;
 
     #[test]
     fn default_set_is_runcs() {
