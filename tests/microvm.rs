@@ -281,6 +281,37 @@ fn masked_and_readonly_paths_match_the_container() {
     );
 }
 
+/// The workload's /dev is a container's in both backends: the default nodes, linux.devices
+/// and the usual links; in the guest, none of the VM's own devices (the agent's line).
+#[test]
+fn dev_holds_the_same_nodes_as_in_a_container() {
+    require_vm!();
+    let ib = Isobox::new();
+    // `core` links to /proc/kcore, which only some kernels have.
+    let script = "ls /dev | grep -vx core | tr '\\n' ' '; echo; ls -ln /dev/fuse | cut -c1-10";
+    let mut outputs = Vec::new();
+    for backend in ["container", "microvm"] {
+        let mut b = TestBundle::sh(script);
+        b.edit(|c| {
+            c["linux"]["devices"] =
+                json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432}])
+        });
+        let id = format!("dev-{backend}");
+        let out = run_in(&ib, backend, &b, &id);
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        outputs.push(stdout(&out));
+        ib.assert_nothing_left(&id, None);
+    }
+    assert_eq!(
+        outputs[0],
+        "fd full fuse null ptmx pts random stderr stdin stdout tty urandom zero \ncrw-rw----\n"
+    );
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the microVM differs from the container"
+    );
+}
+
 /// Every hook kind runs on the host in the lifecycle's order, reading the container's state.
 #[test]
 fn hooks_run_on_the_host_in_order() {

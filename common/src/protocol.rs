@@ -149,6 +149,13 @@ pub struct MountRequest {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// The `tmpfs` mounts of `mounts` (/dev's own excepted), in order, once /dev is made.
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// The workload's /dev: a fresh tmpfs with the default nodes and these (`linux.devices`),
+    /// devpts and the usual links, over the guest kernel's devtmpfs.
+    #[serde(default)]
+    pub devices: Vec<crate::devnodes::Node>,
     /// `linux.sysctl`, written under the guest's /proc/sys before the paths are protected.
     #[serde(default)]
     pub sysctl: std::collections::HashMap<String, String>,
@@ -167,6 +174,17 @@ pub struct VolumeMount {
     /// mount(2) flags of the bind's remount: `MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, ….
     #[serde(default)]
     pub flags: u64,
+}
+
+/// One tmpfs of the bundle's `mounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TmpfsMount {
+    pub destination: String,
+    /// mount(2) flags.
+    pub flags: u64,
+    /// Filesystem options (`mode=1777,size=65536k`).
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 /// A terminal's size in character cells.

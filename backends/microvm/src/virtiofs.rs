@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use isobox_common::mount_opts;
-use isobox_common::protocol::{MountRequest, VolumeMount};
+use isobox_common::protocol::{MountRequest, TmpfsMount, VolumeMount};
 use isobox_common::Bundle;
 use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
@@ -51,8 +51,17 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
         readonly: false,
     }];
     let mut volumes = Vec::new();
+    let mut tmpfs = Vec::new();
     for m in mount_opts::plan(bundle)? {
         if !m.opts.is_bind() {
+            // The guest makes its own /proc, /sys, /dev and devpts; other tmpfs it mounts.
+            if m.typ == "tmpfs" && m.destination != Path::new("/dev") {
+                tmpfs.push(TmpfsMount {
+                    destination: m.destination.to_string_lossy().into_owned(),
+                    flags: m.opts.flags.bits(),
+                    data: m.opts.data_string(),
+                });
+            }
             continue;
         }
         let field = format!("mounts[{}].source", m.index);
@@ -131,6 +140,12 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
             .and_then(|l| l.readonly_paths().clone())
             .unwrap_or_default(),
         sysctl: linux.and_then(|l| l.sysctl().clone()).unwrap_or_default(),
+        tmpfs,
+        devices: isobox_common::devnodes::from_spec(
+            linux
+                .and_then(|l| l.devices().as_deref())
+                .unwrap_or_default(),
+        )?,
     };
     Ok((shares, request))
 }

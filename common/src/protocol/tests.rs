@@ -122,6 +122,12 @@ fn samples() -> Vec<Message> {
                 "0".to_string(),
             )]
             .into(),
+            devices: crate::devnodes::defaults(),
+            tmpfs: vec![TmpfsMount {
+                destination: "/dev/shm".into(),
+                flags: 2,
+                data: Some("mode=1777".into()),
+            }],
         }),
         Message::Mounted,
     ]

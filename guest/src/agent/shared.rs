@@ -65,6 +65,54 @@ fn sys_mount(
     mount(source, target, fstype, flags, None::<&str>).map_err(|e| format!("{what}: {e}"))
 }
 
+/// The workload's /dev, as a container's: a tmpfs over the kernel's devtmpfs (which holds the
+/// agent's line and every device of the VM) with only the default nodes and linux.devices,
+/// a devpts instance of its own and the usual links; then the bundle's tmpfs mounts.
+fn workload_dev(req: &MountRequest) -> Result<(), String> {
+    use isobox_common::devnodes;
+    let open = || Root::open(Path::new("/")).map_err(|e| format!("opening /: {e}"));
+    let mkdir = |root: &Root, p: &str| {
+        root.mkdir_all(Path::new(p))
+            .map_err(|e| format!("creating {p}: {e}"))
+    };
+    let root = open()?;
+    let dev = mkdir(&root, "/dev")?;
+    mount(
+        Some("tmpfs"),
+        fd_path(&dev).as_path(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| format!("mounting a tmpfs on /dev: {e}"))?;
+    // Reopened: the old fd names the devtmpfs underneath.
+    let root = open()?;
+    devnodes::create(&root, &devnodes::defaults(), false).map_err(|e| e.to_string())?;
+    devnodes::create(&root, &req.devices, false).map_err(|e| e.to_string())?;
+    let pts = mkdir(&root, "/dev/pts")?;
+    mount(
+        Some("devpts"),
+        fd_path(&pts).as_path(),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| format!("mounting devpts on /dev/pts: {e}"))?;
+    devnodes::links(&open()?).map_err(|e| e.to_string())?;
+    for t in &req.tmpfs {
+        let at = mkdir(&open()?, &t.destination)?;
+        mount(
+            Some("tmpfs"),
+            fd_path(&at).as_path(),
+            Some("tmpfs"),
+            MsFlags::from_bits_truncate(t.flags),
+            t.data.as_deref(),
+        )
+        .map_err(|e| format!("mounting a tmpfs on {}: {e}", t.destination))?;
+    }
+    Ok(())
+}
+
 /// Move the mount at `dir` to the same place in `root`.
 fn move_onto(root: &Root, dir: &str) -> Result<(), String> {
     let target = root
@@ -95,6 +143,7 @@ pub fn mount_root(req: &MountRequest) -> Result<(), String> {
     } else {
         mount_shared(req)?;
     }
+    workload_dev(req)?;
     isobox_common::protect::sysctl(&req.sysctl).map_err(|e| e.to_string())?;
     isobox_common::protect::masked_paths(&req.masked_paths).map_err(|e| e.to_string())?;
     isobox_common::protect::readonly_paths(&req.readonly_paths).map_err(|e| e.to_string())

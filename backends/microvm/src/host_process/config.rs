@@ -158,6 +158,8 @@ mod tests {
                 masked_paths: vec!["/proc/kcore".into()],
                 readonly_paths: vec![],
                 sysctl: Default::default(),
+                devices: vec![],
+                tmpfs: vec![],
             }),
         };
         cfg.save(dir.path()).unwrap();
