@@ -312,6 +312,72 @@ fn dev_holds_the_same_nodes_as_in_a_container() {
     );
 }
 
+/// One bundle with a volume, a read-only root, a capability set, masked paths and a pids
+/// limit runs alike in both backends; with a failing prestart hook added, both refuse it alike
+/// and leave nothing.
+#[test]
+fn the_whole_bundle_behaves_alike_in_both_backends() {
+    require_vm!();
+    let ib = Isobox::new();
+    let host = tempfile::tempdir().unwrap();
+    let script = "echo data > /vol/f; cat /vol/f; \
+         (echo x > /rootfile) 2>/dev/null || echo root-ro; \
+         grep -E '^Cap(Eff|Bnd)' /proc/self/status; \
+         ls /sys/kernel | wc -l; \
+         for i in $(seq 12); do sleep 30 >/dev/null 2>&1 & done 2>&1 | grep -c \"can't fork\"; wait";
+    let bundle = |hook: bool| {
+        let mut b = TestBundle::sh(script);
+        b.edit(|c| {
+            c["root"]["readonly"] = json!(true);
+            c["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/vol", "type": "bind", "source": host.path(), "options": ["rbind"]}),
+            );
+            c["linux"]["resources"] = json!({"pids": {"limit": 8}});
+            if hook {
+                c["hooks"] = json!({"prestart": [{"path": "/bin/false"}]});
+            }
+        });
+        b
+    };
+    let mut outputs = Vec::new();
+    let mut errors = Vec::new();
+    for backend in ["container", "microvm"] {
+        let b = bundle(false);
+        let out = run_in(&ib, backend, &b, &format!("whole-{backend}"));
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        outputs.push(stdout(&out));
+        let b = bundle(true);
+        let id = format!("whole-hook-{backend}");
+        let out = run_in(&ib, backend, &b, &id);
+        assert!(
+            !out.status.success(),
+            "{backend}: the failing hook was ignored"
+        );
+        let err = stderr(&out);
+        let line = err
+            .lines()
+            .find(|l| l.contains("prestart hook"))
+            .unwrap_or_default()
+            .to_string();
+        errors.push(line);
+        ib.assert_nothing_left(&id, None);
+    }
+    assert!(
+        outputs[0].starts_with("data\nroot-ro\nCapEff:"),
+        "{}",
+        outputs[0]
+    );
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the microVM differs from the container"
+    );
+    assert_eq!(
+        errors[0],
+        "isobox: prestart hook /bin/false: failed: exit status: 1"
+    );
+    assert_eq!(errors[0], errors[1]);
+}
+
 /// Every hook kind runs on the host in the lifecycle's order, reading the container's state.
 #[test]
 fn hooks_run_on_the_host_in_order() {
