@@ -15,8 +15,10 @@ use super::runtimes::{which, Kind, Runtime};
 /// (`isobox kernel` names them), the guest agent, and the hypervisor binary when it is not the
 /// built-in VMM.
 ///
-/// The initramfs is built per run in the container's state dir from the rootfs and the agent;
-/// one is built from `rootfs` in `scratch` to learn its size.
+/// With qemu the rootfs is shared (virtio-fs): the initramfs is the agent's with the kernel's
+/// modules, cached for every VM, and virtiofsd is needed. The built-in VMM's initramfs is
+/// built per run in the container's state dir from the rootfs and the agent; one is built
+/// from `rootfs` in `scratch` to learn its size.
 pub fn parts(
     rt: &Runtime,
     exe: &Path,
@@ -40,15 +42,24 @@ pub fn parts(
                 for (what, path) in kernel_files(exe) {
                     add(&what, &path);
                 }
+                let on_qemu = hypervisor.is_some_and(|h| h.to_ascii_lowercase().contains("qemu"));
                 if let Ok(agent) = isobox_microvm::backend::find_agent(None) {
                     add("agent", &agent);
-                    let out = scratch.join("initramfs-for-size.cpio");
-                    initramfs = build_initramfs(rootfs, &agent, &out).ok();
-                    let _ = fs::remove_file(&out);
+                    if on_qemu {
+                        if let Some(cached) = shared_root_initramfs(&agent) {
+                            add("initramfs (agent and virtio-fs modules, cached)", &cached);
+                        }
+                    } else {
+                        let out = scratch.join("initramfs-for-size.cpio");
+                        initramfs = build_initramfs(rootfs, &agent, &out).ok();
+                        let _ = fs::remove_file(&out);
+                    }
                 }
-                let on_qemu = hypervisor.is_some_and(|h| h.to_ascii_lowercase().contains("qemu"));
                 if let Some(q) = which("qemu-system-x86_64").filter(|_| on_qemu) {
                     add("qemu", &q);
+                    if let Ok(v) = isobox_microvm::virtiofs::find_binary() {
+                        add("virtiofsd", &v);
+                    }
                 }
             }
         }
@@ -61,6 +72,15 @@ pub fn parts(
         });
     }
     parts
+}
+
+/// The cached initramfs a qemu guest with a shared root boots (built if it is not there yet).
+fn shared_root_initramfs(agent: &Path) -> Option<PathBuf> {
+    use isobox_microvm::image::{self, ResolveOptions};
+    let kernel = image::resolve_kernel(None, &ResolveOptions::no_provision()).ok()?;
+    let data = image::data_dir();
+    let modules = image::modules::find(&data, kernel.release.as_deref()?)?;
+    image::modules::agent_initramfs(&data, agent, &modules).ok()
 }
 
 /// Add `path` as a part unless it is missing, not a file, or already listed.
