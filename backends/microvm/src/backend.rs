@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use isobox_common::protocol::MountRequest;
 use isobox_common::state::ProcessRef;
-use isobox_common::{hooks, Backend, BackendKind, CreateOptions, Created, State};
-use oci_spec::runtime::{Hook, Hooks};
+use isobox_common::{Backend, BackendKind, CreateOptions, Created, State};
 
 use crate::cmdline::kernel_cmdline;
 use crate::error::{MicrovmError, Result};
@@ -25,7 +24,7 @@ use crate::host_process::ready::parse_report;
 use crate::hypervisor::{
     host_support, select, Accelerator, Hypervisor, HypervisorChoice, HYPERVISOR_ANNOTATION,
 };
-use crate::{image, qemu, virtiofs, vmspec};
+use crate::{host_hooks, image, qemu, virtiofs, vmspec};
 
 /// Option keys `create` accepts in `CreateOptions::options`.
 pub const OPT_HYPERVISOR: &str = "hypervisor";
@@ -156,36 +155,6 @@ fn config_err(opts: &CreateOptions, field: &str, reason: String) -> isobox_commo
     }
 }
 
-/// The agent's initramfs for a shared root: the agent and the kernel's virtio-fs modules.
-fn agent_initramfs(kernel: &image::KernelInfo, agent: &Path) -> Result<PathBuf> {
-    let data = image::data_dir();
-    let release = kernel
-        .release
-        .as_deref()
-        .ok_or_else(|| MicrovmError::Kernel {
-            path: kernel.path.clone(),
-            reason: "its release is unknown, so its virtio-fs modules cannot be found".into(),
-        })?;
-    let modules = image::modules::ensure(&data, release, true)?;
-    image::modules::agent_initramfs(&data, agent, &modules)
-}
-
-/// prestart, createRuntime and createContainer, in that order, on the host.
-fn run_create_hooks(opts: &CreateOptions, pid: i32) -> isobox_common::Result<()> {
-    let Some(h) = opts.bundle.spec.hooks() else {
-        return Ok(());
-    };
-    let state = hooks::state_json(&opts.id, "creating", pid, &opts.bundle);
-    for (kind, list) in [
-        ("prestart", h.prestart()),
-        ("createRuntime", h.create_runtime()),
-        ("createContainer", h.create_container()),
-    ] {
-        hooks::run(kind, list.as_deref().unwrap_or_default(), &state)?;
-    }
-    Ok(())
-}
-
 /// End the VM host process of a create that failed after it started, and its hypervisor.
 fn end_launched(state_dir: &Path, pid: i32) {
     let hv = ProcessRef::load(&state_dir.join(HYPERVISOR_PID));
@@ -199,24 +168,6 @@ fn end_launched(state_dir: &Path, pid: i32) {
             wait_gone(hv.pid, hv.start_time, Duration::from_secs(5));
         }
     }
-}
-
-/// The bundle's hooks, recorded at create.
-fn hooks_of(state: &State) -> Option<Hooks> {
-    serde_json::from_value(state.data.get("hooks")?.clone()).ok()
-}
-
-fn state_bytes(state: &State) -> Vec<u8> {
-    serde_json::to_vec(&state.oci_json()).expect("state serializes")
-}
-
-/// The index of the bundle's first bind mount.
-fn first_bind(bundle: &isobox_common::Bundle) -> Option<usize> {
-    isobox_common::mount_opts::plan(bundle)
-        .ok()?
-        .into_iter()
-        .find(|m| m.opts.is_bind())
-        .map(|m| m.index)
 }
 
 /// Remove every file the backend puts in a state directory.
@@ -250,7 +201,7 @@ impl MicrovmBackend {
         // Bind mounts need virtio-fs, which only qemu has so far: `auto` takes qemu then.
         if choice == HypervisorChoice::Auto
             && sel.hypervisor == Hypervisor::Builtin
-            && first_bind(&opts.bundle).is_some()
+            && virtiofs::first_bind(&opts.bundle).is_some()
         {
             sel.hypervisor = Hypervisor::Qemu;
         }
@@ -268,11 +219,11 @@ impl MicrovmBackend {
         let (initramfs, initramfs_bytes, shares, mounts, virtiofsd) = match sel.hypervisor {
             Hypervisor::Qemu => {
                 let virtiofsd = virtiofs::find_binary()?;
-                let initramfs = agent_initramfs(&kernel, &agent)?;
+                let initramfs = virtiofs::agent_initramfs(&kernel, &agent)?;
                 (initramfs, 0, shares, Some(mounts), Some(virtiofsd))
             }
             Hypervisor::Builtin => {
-                if let Some(i) = first_bind(&opts.bundle) {
+                if let Some(i) = virtiofs::first_bind(&opts.bundle) {
                     return Err(config_err(
                         opts,
                         &format!("mounts[{i}]"),
@@ -513,7 +464,7 @@ impl Backend for MicrovmBackend {
             let pid = self.launch(opts, &cfg, slave)?;
             // The hooks run on the host, as for a container, once the VM is up and its
             // files are mounted; the state they read names the VM host process.
-            if let Err(e) = run_create_hooks(opts, pid) {
+            if let Err(e) = host_hooks::on_create(opts, pid) {
                 end_launched(&opts.state_dir, pid);
                 return Err(e);
             }
@@ -541,7 +492,7 @@ impl Backend for MicrovmBackend {
                 "hypervisorPid": hv_pid,
                 "hypervisorStartTime": hv_start,
                 "noProcess": cfg.exec.is_none(),
-                "hooks": opts.bundle.spec.hooks(),
+                host_hooks::STATE_KEY: opts.bundle.spec.hooks(),
             }),
         })
     }
@@ -575,28 +526,15 @@ impl Backend for MicrovmBackend {
                     MicrovmError::io(format!("opening {}", path.display()), e).into()
                 }
             })?;
-        let hooks = hooks_of(state);
-        let pick = |f: fn(&Hooks) -> &Option<Vec<Hook>>| {
-            hooks
-                .as_ref()
-                .and_then(|h| f(h).clone())
-                .unwrap_or_default()
-        };
         // A failing startContainer hook stops the container (runtime-spec lifecycle, step 7).
-        let creating = state_bytes(state);
-        if let Err(e) = hooks::run("startContainer", &pick(Hooks::start_container), &creating) {
+        if let Err(e) = host_hooks::start_container(state) {
             let _ = self.kill(state, libc::SIGKILL, false);
             wait_gone(state.pid, state.pid_start_time, Duration::from_secs(5));
             return Err(e);
         }
         std::io::Write::write_all(&mut f, b"s")
             .map_err(|e| MicrovmError::io(format!("writing {}", path.display()), e))?;
-        let mut running = state.clone();
-        running.status = isobox_common::state::Status::Running;
-        // Warnings only, and the rest still run (runtime-spec lifecycle, step 9).
-        for e in hooks::run_all("poststart", &pick(Hooks::poststart), &state_bytes(&running)) {
-            log::warn!("container {}: {e}", state.id);
-        }
+        host_hooks::poststart(state);
         Ok(())
     }
 
@@ -635,15 +573,7 @@ impl Backend for MicrovmBackend {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         remove_files(&state.state_dir);
-        let mut stopped = state.clone();
-        stopped.status = isobox_common::state::Status::Stopped;
-        let poststop = hooks_of(state)
-            .and_then(|h| h.poststop().clone())
-            .unwrap_or_default();
-        // Warnings only, and the rest still run (runtime-spec lifecycle, step 13).
-        for e in hooks::run_all("poststop", &poststop, &state_bytes(&stopped)) {
-            log::warn!("container {}: {e}", state.id);
-        }
+        host_hooks::poststop(state);
         Ok(())
     }
 
@@ -708,87 +638,4 @@ impl Backend for MicrovmBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_hello_timeout_follows_the_accelerator_unless_the_environment_says() {
-        assert_eq!(super::hello_timeout(Accelerator::Kvm, None).unwrap(), 20);
-        assert_eq!(
-            super::hello_timeout(Accelerator::Tcg, Some("")).unwrap(),
-            60
-        );
-        assert_eq!(
-            super::hello_timeout(Accelerator::Kvm, Some("120")).unwrap(),
-            120
-        );
-        for bad in ["0", "x", "-1", "99999"] {
-            let e = super::hello_timeout(Accelerator::Kvm, Some(bad)).unwrap_err();
-            assert!(e.to_string().contains("$ISOBOX_HELLO_TIMEOUT"), "{e}");
-        }
-    }
-
-    #[test]
-    fn options_are_parsed_and_unknown_keys_rejected() {
-        let o = parse_options(&[
-            ("hypervisor".into(), "qemu".into()),
-            ("kernel".into(), "/k".into()),
-        ])
-        .unwrap();
-        assert_eq!(o.hypervisor.as_deref(), Some("qemu"));
-        assert_eq!(o.kernel, Some(PathBuf::from("/k")));
-        let err = parse_options(&[("bogus".into(), "1".into())]).unwrap_err();
-        assert!(err.to_string().contains("bogus"));
-    }
-
-    #[test]
-    fn delete_partial_ends_the_recorded_processes_and_removes_the_files() {
-        let dir = tempfile::tempdir().unwrap();
-        // Stand-ins for a VM host and a hypervisor that outlived their `create`.
-        let (mut procs, mut children) = (Vec::new(), Vec::new());
-        for file in [VM_HOST_PID, HYPERVISOR_PID] {
-            let child = Command::new("sleep").arg("30").spawn().unwrap();
-            let p = ProcessRef::of(child.id() as i32).unwrap();
-            p.save(&dir.path().join(file)).unwrap();
-            procs.push(p);
-            children.push(child);
-        }
-        std::fs::write(dir.path().join(CONSOLE_LOG), "boot").unwrap();
-        let state = State {
-            oci_version: isobox_common::OCI_VERSION.into(),
-            id: "half".into(),
-
-            status: isobox_common::Status::Stopped,
-            pid: 0,
-            bundle: "/b".into(),
-            annotations: Default::default(),
-            backend: BackendKind::Microvm,
-            pid_start_time: 0,
-            created: String::new(),
-            started: false,
-            state_dir: dir.path().to_path_buf(),
-            data: serde_json::Value::Null,
-            creator: Some(ProcessRef {
-                pid: 0,
-                start_time: 0,
-            }),
-        };
-        let backend = MicrovmBackend::with_host_command("/nonexistent", ["vm-host"]);
-        backend.delete_partial(&state).unwrap();
-        for p in &procs {
-            assert!(!p.is_alive(), "recorded process {} still runs", p.pid);
-        }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        // Idempotent.
-        backend.delete_partial(&state).unwrap();
-        for mut c in children {
-            let _ = c.wait(); // already reaped: ECHILD
-        }
-    }
-
-    #[test]
-    fn explicit_agent_must_exist() {
-        let err = find_agent(Some(Path::new("/no/such/agent"))).unwrap_err();
-        assert!(err.to_string().contains("/no/such/agent"));
-    }
-}
+mod tests;

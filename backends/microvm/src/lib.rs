@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod error;
 pub mod exec;
 pub mod host;
+pub mod host_hooks;
 pub mod host_process;
 pub mod hypervisor;
 pub mod image;

@@ -19,6 +19,7 @@ use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MicrovmError, Result};
+use crate::image;
 
 /// Environment variable naming the virtiofsd binary.
 pub const VIRTIOFSD_ENV: &str = "ISOBOX_VIRTIOFSD";
@@ -284,6 +285,29 @@ fn own_namespaces(dir: &CString, readonly: bool) -> std::io::Result<()> {
             std::ptr::null(),
         ))
     }
+}
+
+/// The agent's initramfs for a shared root: the agent and the kernel's virtio-fs modules.
+pub fn agent_initramfs(kernel: &image::KernelInfo, agent: &Path) -> Result<PathBuf> {
+    let data = image::data_dir();
+    let release = kernel
+        .release
+        .as_deref()
+        .ok_or_else(|| MicrovmError::Kernel {
+            path: kernel.path.clone(),
+            reason: "its release is unknown, so its virtio-fs modules cannot be found".into(),
+        })?;
+    let modules = image::modules::ensure(&data, release, true)?;
+    image::modules::agent_initramfs(&data, agent, &modules)
+}
+
+/// The index of the bundle's first bind mount.
+pub fn first_bind(bundle: &isobox_common::Bundle) -> Option<usize> {
+    isobox_common::mount_opts::plan(bundle)
+        .ok()?
+        .into_iter()
+        .find(|m| m.opts.is_bind())
+        .map(|m| m.index)
 }
 
 #[cfg(test)]
