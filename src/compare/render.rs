@@ -7,7 +7,7 @@ use super::row::{Measured, Row};
 pub const NOTES: &[&str] = &[
     "startup: wall time of `run` of /bin/true, from spawn to exit; first output: to the first byte of `echo ready`; median (min-max) over the runs, interleaved round-robin.",
     "peak RSS: wait4 ru_maxrss of the runtime's host process tree - the largest single process (for a microVM the VMM, holding the guest memory it touched), not a sum; the host row is the floor (the forked copy of isobox before exec counts too).",
-    "disk: bytes needed beyond the bundle - the runtime binary (not its shared libraries); for the microVM also kernel, agent, hypervisor and the initramfs built per run.",
+    "disk: bytes needed beyond the bundle - the runtime binary (not its shared libraries); for the microVM also kernel, agent, hypervisor and initramfs (with qemu the agent's, cached, and virtiofsd; with the built-in VMM one built per run from the rootfs).",
     "host syscalls: distinct syscalls the runtime and workload made on the host kernel in one run (strace -f -c); a guest's own syscalls stay in its kernel.",
 ];
 
