@@ -27,6 +27,28 @@ fn run_in(ib: &Isobox, backend: &str, b: &TestBundle, id: &str) -> std::process:
         .unwrap()
 }
 
+/// The stdout of `sh -c script` run to success in the container and then the microVM, the
+/// bundle changed by `edit`, each run as `<id>-<backend>` and leaving nothing behind.
+fn outputs_in_both(
+    ib: &Isobox,
+    id: &str,
+    script: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> Vec<String> {
+    ["container", "microvm"]
+        .into_iter()
+        .map(|backend| {
+            let mut b = TestBundle::sh(script);
+            b.edit(&edit);
+            let id = format!("{id}-{backend}");
+            let out = run_in(ib, backend, &b, &id);
+            assert!(out.status.success(), "{backend}: {}", stderr(&out));
+            ib.assert_nothing_left(&id, None);
+            stdout(&out)
+        })
+        .collect()
+}
+
 fn microvm_bundle(script: &str) -> TestBundle {
     let mut b = TestBundle::sh(script);
     b.edit(|c| {
@@ -200,23 +222,14 @@ fn capabilities_and_no_new_privs_match_the_container() {
     let script = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; id -u";
     let caps = ["CAP_KILL", "CAP_CHOWN", "CAP_NET_BIND_SERVICE"];
     for (uid, nnp) in [(0, true), (1000, false)] {
-        let mut outputs = Vec::new();
-        for backend in ["container", "microvm"] {
-            let mut b = TestBundle::sh(script);
-            b.edit(|c| {
-                c["process"]["user"] = json!({"uid": uid, "gid": uid});
-                c["process"]["noNewPrivileges"] = json!(nnp);
-                c["process"]["capabilities"] = json!({
-                    "bounding": caps, "effective": caps, "permitted": caps,
-                    "inheritable": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"],
-                });
+        let outputs = outputs_in_both(&ib, &format!("caps-{uid}"), script, |c| {
+            c["process"]["user"] = json!({"uid": uid, "gid": uid});
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["process"]["capabilities"] = json!({
+                "bounding": caps, "effective": caps, "permitted": caps,
+                "inheritable": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"],
             });
-            let id = format!("caps-{backend}-{uid}");
-            let out = run_in(&ib, backend, &b, &id);
-            assert!(out.status.success(), "{backend}: {}", stderr(&out));
-            outputs.push(stdout(&out));
-            ib.assert_nothing_left(&id, None);
-        }
+        });
         let want_bnd = "CapBnd:\t0000000000000421";
         assert!(outputs[0].contains(want_bnd), "{}", outputs[0]);
         assert!(
@@ -261,16 +274,9 @@ fn masked_and_readonly_paths_match_the_container() {
     let script = "echo kcore $(cat /proc/kcore 2>/dev/null | wc -c); echo sys-kernel $(ls /sys/kernel | wc -l); \
          echo port-start $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); \
          (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo sys-writable || echo sys-readonly";
-    let mut outputs = Vec::new();
-    for backend in ["container", "microvm"] {
-        let mut b = TestBundle::sh(script);
-        b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "99"}));
-        let id = format!("mask-{backend}");
-        let out = run_in(&ib, backend, &b, &id);
-        assert!(out.status.success(), "{backend}: {}", stderr(&out));
-        outputs.push(stdout(&out));
-        ib.assert_nothing_left(&id, None);
-    }
+    let outputs = outputs_in_both(&ib, "mask", script, |c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "99"})
+    });
     assert_eq!(
         outputs[0],
         "kcore 0\nsys-kernel 0\nport-start 99\nsys-readonly\n"
@@ -289,19 +295,14 @@ fn dev_holds_the_same_nodes_as_in_a_container() {
     let ib = Isobox::new();
     // `core` links to /proc/kcore, which only some kernels have.
     let script = "ls /dev | grep -vx core | tr '\\n' ' '; echo; ls -ln /dev/fuse | cut -c1-10";
-    let mut outputs = Vec::new();
-    for backend in ["container", "microvm"] {
-        let mut b = TestBundle::sh(script);
-        b.edit(|c| {
-            c["linux"]["devices"] =
-                json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432}])
-        });
-        let id = format!("dev-{backend}");
-        let out = run_in(&ib, backend, &b, &id);
-        assert!(out.status.success(), "{backend}: {}", stderr(&out));
-        outputs.push(stdout(&out));
-        ib.assert_nothing_left(&id, None);
-    }
+    let outputs = outputs_in_both(
+        &ib,
+        "dev",
+        script,
+        |c| {
+            c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432}])
+        },
+    );
     assert_eq!(
         outputs[0],
         "fd full fuse null ptmx pts random stderr stdin stdout tty urandom zero \ncrw-rw----\n"
