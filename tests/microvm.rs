@@ -165,7 +165,8 @@ fn not_a_kernel_is_a_clear_error_and_leaves_nothing() {
 }
 
 /// Bind mounts behave alike in both backends: a volume's writes reach the host at once, a
-/// read-only one refuses them, a file can be bound alone, and a read-only root stays so.
+/// read-only one refuses them, a file can be bound alone, and a read-only root stays so
+/// (with a tmpfs mounted where it had no mount point).
 #[test]
 fn volumes_behave_as_in_a_container() {
     require_vm!();
@@ -179,7 +180,8 @@ fn volumes_behave_as_in_a_container() {
     let script = "echo \"$0\" > /data/out; cat /data/out; cat /conf/name; \
          (echo x > /conf/new) 2>/dev/null && echo ro-writable || echo ro-refused; \
          cat /etc/greeting; \
-         (echo y > /rootfile) 2>/dev/null && echo root-writable || echo root-refused";
+         (echo y > /rootfile) 2>/dev/null && echo root-writable || echo root-refused; \
+         echo scratch > /scratch/f; cat /scratch/f";
     let mut outputs = Vec::new();
     for backend in ["container", "microvm"] {
         let mut b = TestBundle::sh(script);
@@ -190,6 +192,8 @@ fn volumes_behave_as_in_a_container() {
             mounts.push(json!({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]}));
             mounts.push(json!({"destination": "/conf", "type": "bind", "source": conf, "options": ["rbind", "ro"]}));
             mounts.push(json!({"destination": "/etc/greeting", "type": "bind", "source": conf.join("greeting"), "options": ["bind", "ro"]}));
+            // A tmpfs whose mount point the read-only root lacks: made before the remount.
+            mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs"}));
         });
         let id = format!("vol-{backend}");
         let out = run_in(&ib, backend, &b, &id);
@@ -204,7 +208,7 @@ fn volumes_behave_as_in_a_container() {
     }
     assert_eq!(
         outputs[0],
-        "BACKEND\nconf-name\nro-refused\nhello-file\nroot-refused\n"
+        "BACKEND\nconf-name\nro-refused\nhello-file\nroot-refused\nscratch\n"
     );
     assert_eq!(
         outputs[0], outputs[1],

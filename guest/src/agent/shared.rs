@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use isobox_common::protect::remount_bind;
 use isobox_common::protocol::MountRequest;
 use isobox_common::rootpath::{fd_path, Root};
 use nix::mount::{mount, MsFlags};
@@ -130,23 +131,19 @@ fn move_onto(root: &Root, dir: &str) -> Result<(), String> {
 /// Put the workload's root in place: the shared one when there is a root tag, else the
 /// initramfs; then the sysctl values, and its masked and read-only paths.
 pub fn mount_root(req: &MountRequest) -> Result<(), String> {
-    if req.root_tag.is_empty() {
-        if req.root_readonly {
-            sys_mount(
-                None,
-                Path::new("/"),
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                "making the root read-only",
-            )?;
-        }
-    } else {
+    if !req.root_tag.is_empty() {
         mount_shared(req)?;
     }
     workload_dev(req)?;
     isobox_common::protect::sysctl(&req.sysctl).map_err(|e| e.to_string())?;
     isobox_common::protect::masked_paths(&req.masked_paths).map_err(|e| e.to_string())?;
-    isobox_common::protect::readonly_paths(&req.readonly_paths).map_err(|e| e.to_string())
+    isobox_common::protect::readonly_paths(&req.readonly_paths).map_err(|e| e.to_string())?;
+    // Last, as in a container: the mount points above may have been made in the root.
+    if req.root_readonly {
+        remount_bind(Path::new("/"), MsFlags::MS_RDONLY)
+            .map_err(|e| format!("making the root read-only: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Assemble the workload's root from the shares and switch to it.
@@ -202,25 +199,11 @@ fn mount_shared(req: &MountRequest) -> Result<(), String> {
         if !flags.is_empty() {
             // The bind now sits on the target: reach it through the root again.
             let on_top = root.resolve(dest).map_err(|e| format!("{what}: {e}"))?;
-            sys_mount(
-                None,
-                fd_path(&on_top).as_path(),
-                None,
-                flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
-                &format!("{what}: applying its options"),
-            )?;
+            remount_bind(fd_path(&on_top).as_path(), flags)
+                .map_err(|e| format!("{what}: applying its options: {e}"))?;
         }
     }
     move_onto(&root, MOVED[MOVED.len() - 1])?;
-    if req.root_readonly {
-        sys_mount(
-            None,
-            new_root,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            "making the root read-only",
-        )?;
-    }
     drop(root);
     // switch_root: the shared root replaces the initramfs as `/`.
     std::env::set_current_dir(new_root).map_err(|e| format!("entering {NEW_ROOT}: {e}"))?;
