@@ -64,6 +64,23 @@ cgroups() {
     esac
 }
 
+# A soft lockup (a CPU stuck in the kernel) has been seen in L1 under TCG, once for over an
+# hour: the stuck CPU never recovers. While the other CPU still runs, this saves the kernel's
+# log (with every CPU's backtrace) to the run directory, where the host prints it, and ends L1
+# so that the host can resume the suite in a fresh one.
+lockup_watch() {
+    while sleep 15; do
+        dmesg | grep -q 'soft lockup' || continue
+        echo l >/proc/sysrq-trigger
+        sleep 5
+        {
+            echo "running: $(cat /run/isobox-l1/running 2>/dev/null)"
+            dmesg
+        } >/run/isobox-l1/lockup.log 2>&1
+        power_off
+    done
+}
+
 stage2() {
     export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     mount -t proc proc /proc
@@ -93,6 +110,7 @@ stage2() {
     mkdir -p "$HOME"
     export PATH="$repo/target/x86_64-unknown-linux-gnu/debug:$PATH"
     ip link set lo up 2>/dev/null
+    lockup_watch &
     cd "$workdir" || fail "cd $workdir"
     if [ -s /run/isobox-l1/command ] && [ -n "$(cat /run/isobox-l1/command)" ]; then
         sh -c "$(cat /run/isobox-l1/command)" </dev/null

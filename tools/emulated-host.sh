@@ -167,24 +167,43 @@ boot_l1() {
         wait "$qemu" 2>/dev/null
         return
     fi
+    local lockup_seen=
     while kill -0 "$qemu" 2>/dev/null; do
         sleep 10
-        local newest
-        newest=$(find "$run" -type f -printf '%T@\n' | sort -n | tail -1)
-        if awk -v n="$newest" -v now="$(date +%s)" -v l="$silent_limit" 'BEGIN {exit !(now - n > l)}'; then
+        # What the suite writes, not the console or virtiofsd's log: a stuck kernel keeps
+        # printing to its console.
+        local newest now
+        newest=$(find "$run" -type f ! -name l1-console.log ! -name virtiofsd.log -printf '%T@\n' | sort -n | tail -1)
+        now=$(date +%s)
+        if awk -v n="$newest" -v now="$now" -v l="$silent_limit" 'BEGIN {exit !(now - n > l)}'; then
             echo "emulated-host: L1 wrote nothing for ${silent_limit} s (running: $(cat "$run/running" 2>/dev/null)); ending it" >&2
             tail -5 "$run/l1-console.log" 2>/dev/null | sed 's/^/emulated-host: L1 console: /' >&2
             kill -9 "$qemu" 2>/dev/null
         fi
+        # L1's own watch (emulated-host-init.sh) ends it on a soft lockup; if both its CPUs
+        # are stuck, nothing in L1 can, so the host does after two minutes.
+        if [ -z "$lockup_seen" ] && grep -q 'soft lockup' "$run/l1-console.log" 2>/dev/null; then
+            lockup_seen=$now
+        fi
+        if [ -n "$lockup_seen" ] && [ $((now - lockup_seen)) -gt 120 ]; then
+            echo "emulated-host: L1 has a soft lockup and did not end itself (running: $(cat "$run/running" 2>/dev/null)); ending it" >&2
+            kill -9 "$qemu" 2>/dev/null
+        fi
     done
     wait "$qemu" 2>/dev/null
+    if [ -f "$run/lockup.log" ]; then
+        echo "emulated-host: L1 ended itself on a soft lockup; its kernel log:" >&2
+        # The lockup report and the CPUs' backtraces, not the whole boot log.
+        awk 'NR == 1 {print; next} /soft lockup/ {p = 1} p' "$run/lockup.log" | head -150 | sed 's/^/emulated-host: L1 dmesg: /' >&2
+        mv "$run/lockup.log" "$run/lockup-$(date +%s).log"
+    fi
 }
 set +e
 for boot in $(seq "$boots"); do
     boot_l1
     qemu_status=$?
     [ -f "$run/status" ] && break
-    [ "$boot" -lt "$boots" ] && echo "emulated-host: L1 ended without a status (qemu: $qemu_status); resuming the suite in a fresh L1" >&2
+    [ "$boot" -lt "$boots" ] && echo "emulated-host: L1 ended without a status (qemu: $qemu_status; running: $(cat "$run/running" 2>/dev/null)); resuming the suite in a fresh L1" >&2
 done
 set -e
 step "L1 run"
