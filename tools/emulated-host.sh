@@ -147,12 +147,13 @@ start_daemons() {
 }
 
 mem=${EMULATED_HOST_MEMORY:-4G}
-# L1 under TCG, nested: it has been seen to freeze outright (no console, no file written).
-# For the suite, a watchdog ends an L1 that wrote nothing under $run for this long (longer
-# than the suite's per-executable limit), and the suite resumes once in a fresh L1.
+# L1 under TCG, nested: it has been seen to freeze outright (no console, no file written)
+# and to lock up a CPU in its kernel. For the suite, a watchdog ends an L1 that wrote
+# nothing under $run for this long (longer than the suite's per-executable limit), L1 ends
+# itself on a soft lockup, and the suite resumes in a fresh L1, up to twice.
 silent_limit=${EMULATED_HOST_SILENT:-1000}
 boots=1
-[ -z "$command" ] && boots=$((1 + ${EMULATED_HOST_RESTARTS:-1}))
+[ -z "$command" ] && boots=$((1 + ${EMULATED_HOST_RESTARTS:-2}))
 boot_l1() {
     start_daemons
     qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
