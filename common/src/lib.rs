@@ -11,7 +11,6 @@ pub mod devnodes;
 pub mod error;
 pub mod hooks;
 pub mod id;
-pub mod ioprio;
 pub mod mount_opts;
 pub mod net;
 pub mod proc;

@@ -31,6 +31,7 @@ pub mod error;
 mod exec;
 mod fds;
 mod init;
+mod ioprio;
 mod mountinfo;
 mod mounts;
 mod namespaces;

@@ -159,7 +159,7 @@ mod tests {
                 readonly_paths: vec![],
                 sysctl: Default::default(),
                 devices: vec![],
-                filesystems: vec![],
+                tmpfs: vec![],
             }),
         };
         cfg.save(dir.path()).unwrap();
