@@ -154,6 +154,8 @@ mem=${EMULATED_HOST_MEMORY:-4G}
 silent_limit=${EMULATED_HOST_SILENT:-1000}
 boots=1
 [ -z "$command" ] && boots=$((1 + ${EMULATED_HOST_RESTARTS:-2}))
+# The suite's test executable in progress, as L1 last wrote it.
+running() { cat "$run/running" 2>/dev/null; }
 boot_l1() {
     start_daemons
     qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
@@ -163,13 +165,9 @@ boot_l1() {
         -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
         -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=1" \
         </dev/null &
-    local qemu=$!
-    if [ -n "$command" ]; then
-        wait "$qemu" 2>/dev/null
-        return
-    fi
-    local lockup_seen=
-    while kill -0 "$qemu" 2>/dev/null; do
+    local qemu=$! lockup_seen= status
+    # A command has no watchdog: its time is its caller's to bound.
+    while [ -z "$command" ] && kill -0 "$qemu" 2>/dev/null; do
         sleep 10
         # What the suite writes, not the console or virtiofsd's log: a stuck kernel keeps
         # printing to its console.
@@ -177,7 +175,7 @@ boot_l1() {
         newest=$(find "$run" -type f ! -name l1-console.log ! -name virtiofsd.log -printf '%T@\n' | sort -n | tail -1)
         now=$(date +%s)
         if awk -v n="$newest" -v now="$now" -v l="$silent_limit" 'BEGIN {exit !(now - n > l)}'; then
-            echo "emulated-host: L1 wrote nothing for ${silent_limit} s (running: $(cat "$run/running" 2>/dev/null)); ending it" >&2
+            echo "emulated-host: L1 wrote nothing for ${silent_limit} s (running: $(running)); ending it" >&2
             tail -5 "$run/l1-console.log" 2>/dev/null | sed 's/^/emulated-host: L1 console: /' >&2
             kill -9 "$qemu" 2>/dev/null
         fi
@@ -187,24 +185,26 @@ boot_l1() {
             lockup_seen=$now
         fi
         if [ -n "$lockup_seen" ] && [ $((now - lockup_seen)) -gt 120 ]; then
-            echo "emulated-host: L1 has a soft lockup and did not end itself (running: $(cat "$run/running" 2>/dev/null)); ending it" >&2
+            echo "emulated-host: L1 has a soft lockup and did not end itself (running: $(running)); ending it" >&2
             kill -9 "$qemu" 2>/dev/null
         fi
     done
     wait "$qemu" 2>/dev/null
+    status=$?
     if [ -f "$run/lockup.log" ]; then
         echo "emulated-host: L1 ended itself on a soft lockup; its kernel log:" >&2
         # The lockup report and the CPUs' backtraces, not the whole boot log.
         awk 'NR == 1 {print; next} /soft lockup/ {p = 1} p' "$run/lockup.log" | head -150 | sed 's/^/emulated-host: L1 dmesg: /' >&2
         mv "$run/lockup.log" "$run/lockup-$(date +%s).log"
     fi
+    return "$status"
 }
 set +e
 for boot in $(seq "$boots"); do
     boot_l1
     qemu_status=$?
     [ -f "$run/status" ] && break
-    [ "$boot" -lt "$boots" ] && echo "emulated-host: L1 ended without a status (qemu: $qemu_status; running: $(cat "$run/running" 2>/dev/null)); resuming the suite in a fresh L1" >&2
+    [ "$boot" -lt "$boots" ] && echo "emulated-host: L1 ended without a status (qemu: $qemu_status; running: $(running)); resuming the suite in a fresh L1" >&2
 done
 set -e
 step "L1 run"
