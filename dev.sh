@@ -3,7 +3,7 @@
 #   ./dev.sh compare [ARGS]   build, then `isobox compare` on the built-in default bundle
 #   ./dev.sh test             build, then every unit and integration test
 #   ./dev.sh fuzz [SECONDS]   run each fuzz target (fuzz/) for SECONDS, default 60
-#   ./dev.sh emulated-host [--cgroup v2|hybrid|v1] [--share DIR]... [-- COMMAND]
+#   ./dev.sh emulated-host [--cgroup v2|hybrid|v1] [--share DIR]... [--only EXE]... [-- COMMAND]
 #                             an ordinary host (hardware KVM, cgroup v2) under qemu TCG: runs
 #                             COMMAND there, or the suite that needs one (tools/emulated-host.sh)
 # Needs root: containers, cgroups and KVM do.

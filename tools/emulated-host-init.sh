@@ -65,12 +65,16 @@ cgroups() {
 }
 
 # A soft lockup (a CPU stuck in the kernel) has been seen in L1 under TCG, once for over an
-# hour: the stuck CPU never recovers. While the other CPU still runs, this saves the kernel's
+# hour: the stuck CPU never recovers. While another CPU still runs, this saves the kernel's
 # log (with every CPU's backtrace) to the run directory, where the host prints it, and ends L1
 # so that the host can resume the suite in a fresh one.
 lockup_watch() {
     while sleep 15; do
-        dmesg | grep -q 'soft lockup' || continue
+        # The host's watchdog ends an L1 whose heartbeat stops (emulated-host.sh).
+        date +%s >/run/isobox-l1/heartbeat
+        # Stuck for 100 s or more: under this emulation a CPU can stall for a few seconds and
+        # go on.
+        dmesg | grep -qE 'soft lockup - CPU#[0-9]+ stuck for ([0-9]{4,}|[1-9][0-9]{2})s' || continue
         echo l >/proc/sysrq-trigger
         sleep 5
         {

@@ -5,7 +5,8 @@
 # host from `cargo test --no-run`), runs the selected ones one after another, and prints a
 # summary; a skipped test is counted as skipped, not passed. Exits non-zero if any failed.
 # A run that finds suite.log from an earlier L1 (the host restarted a frozen one) resumes:
-# what that log reports is counted and not run again.
+# what that log reports is counted and not run again, nor are the tests of the executable that
+# was running which passed before the freeze.
 set -u
 list=/run/isobox-l1/tests
 log=/run/isobox-l1/suite.log
@@ -26,6 +27,27 @@ passed=0 failed=0 skipped=0 failed_names=
 # Counts of an earlier L1's runs: "suite: NAME HV P passed F failed S skipped T s".
 eval "$(awk '$1 == "suite:" && $5 == "passed" {p += $4; f += $6; s += $8; if ($6 > 0) n = n " " $2 "(" $3 ")"}
     END {printf "passed=%d failed=%d skipped=%d failed_names=\"%s\"\n", p, f, s, n}' "$log")"
+# A test that was running when an earlier L1 froze is run once more; a test that froze L1
+# twice is counted failed and not run again. Each line: "NAME HV TEST".
+froze=/run/isobox-l1/froze
+touch "$froze"
+# "pass|fail|open TEST" for each test in libtest's output FILE: open is the one that was
+# running when the output ended. A test that printed a skip at once has its "ok" on a line
+# of its own.
+outcomes() {
+    awk '{sub(/\r$/, "")}
+        /^test [^ ]* \.\.\. / {
+            if (t != "") print "open", t
+            t = $2; r = substr($0, length("test " t " ... ") + 1)
+            if (r ~ /(^| )ok$/) {print "pass", t; t = ""}
+            else if (r ~ /FAILED$/) {print "fail", t; t = ""}
+            else if (r ~ /^ignored/) t = ""
+            next
+        }
+        t != "" && /^ok$/ {print "pass", t; t = ""}
+        t != "" && /^FAILED$/ {print "fail", t; t = ""}
+        END {if (t != "") print "open", t}' "$1"
+}
 run_one() {
     name=$1 exe=$2 hv=$3
     shift 3 # the rest: libtest filters
@@ -33,25 +55,50 @@ run_one() {
         echo "suite: $name ($hv) ran in the earlier L1; counted from its log"
         return
     fi
-    echo "$name $hv" >/run/isobox-l1/running
-    start=$(date +%s)
     # On the run directory, so the host can follow a test while it runs.
     out=/run/isobox-l1/suite-$name-$hv.out
+    # What an earlier L1 got through before it froze: its tests are not run again.
+    part=/run/isobox-l1/suite-$name-$hv.part
+    skips= lost=0
+    if [ -f "$out" ]; then
+        cat "$out" >>"$part"
+        last=$(outcomes "$out" | awk '$1 == "open" {print $2}')
+        if [ -n "$last" ]; then
+            echo "$name $hv $last" >>"$froze"
+            echo "suite: $name ($hv): L1 froze during $last; the rest runs in this L1" | tee -a "$log"
+        fi
+    fi
+    if [ -f "$part" ]; then
+        # Passed or failed before the freeze: counted from there, not run again.
+        for t in $(outcomes "$part" | awk '$1 != "open" {print $2}'); do skips="$skips --skip $t"; done
+        lost=$(outcomes "$part" | grep -c '^fail ')
+        for t in $(awk -v n="$name" -v h="$hv" '$1 == n && $2 == h {c[$3]++} END {for (t in c) if (c[t] > 1) print t}' "$froze"); do
+            echo "suite: $name ($hv): $t froze L1 twice; counted failed" | tee -a "$log"
+            skips="$skips --skip $t" lost=$((lost + 1))
+        done
+    fi
+    echo "$name $hv" >/run/isobox-l1/running
+    start=$(date +%s)
     # One test at a time: L1 has two vCPUs and every microVM boot is emulated twice over.
     # The host built everything; a test executable that hangs is ended and counted failed.
+    # --exact: a --skip names one test, not every test whose name contains it.
+    # shellcheck disable=SC2086
     ISOBOX_TEST_HYPERVISOR=$hv ISOBOX_TEST_PREBUILT=1 CI=true \
-        timeout -k 10 "${SUITE_TIMEOUT:-900}" "$exe" --test-threads=1 "$@" >"$out" 2>&1
+        timeout -k 10 "${SUITE_TIMEOUT:-900}" "$exe" --test-threads=1 ${skips:+--exact $skips} "$@" >"$out" 2>&1
     status=$?
     end=$(date +%s)
     p=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' "$out" | tail -1)
     f=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
     # At a line's start, or after libtest's "test NAME ... " when the test printed it at once.
-    s=$(grep -cE '(^|\.\.\. )skipped: ' "$out")
+    s=$(cat "$part" "$out" 2>/dev/null | grep -cE '(^|\.\.\. )skipped: ')
     # The container lifecycle tests have their own harness: "N passed, M failed, K skipped".
     [ -z "$p" ] && p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed.*/\1/p' "$out" | tail -1)
     [ -z "$f" ] && f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
     p=${p:-0} f=${f:-0}
     if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    # The tests an earlier L1 passed, and those that froze L1 twice.
+    [ -f "$part" ] && p=$((p + $(outcomes "$part" | grep -c '^pass ')))
+    f=$((f + lost))
     # A skip prints "skipped: ..." and returns early, so libtest counted it as passed.
     p=$((p - s))
     [ "$p" -lt 0 ] && p=0
@@ -63,11 +110,14 @@ run_one() {
         grep -E '^(---- |thread .* panicked|test .* FAILED)' "$out" | head -20 | tee -a "$log"
         tail -40 "$out" >>"$log"
     fi
-    grep -oE '(^|\.\.\. )skipped: .*' "$out" | sed 's/^\.\.\. //; s/^/suite:   /' | tee -a "$log"
+    cat "$part" "$out" 2>/dev/null | grep -oE '(^|\.\.\. )skipped: .*' | sed 's/^\.\.\. //; s/^/suite:   /' | tee -a "$log"
 }
 
+# `emulated-host.sh --only NAME`: those executables alone.
+only=$(sed -n 's/^only=//p' /run/isobox-l1/config)
 while read -r name exe; do
     want "$name" || continue
+    [ -z "$only" ] || case " $only " in *" $name "*) ;; *) continue ;; esac
     case "$name" in
     e2e_qemu)
         # Every test on the built-in VMM; on `auto` the one that checks it picks the built-in

@@ -3,15 +3,17 @@
 # (which emulates AMD SVM with nested paging), so the "L1" guest has a real /dev/kvm
 # (kvm-amd) and a pure cgroup-v2 hierarchy: the two things these build machines lack.
 #
-#   tools/emulated-host.sh [--cgroup v2|hybrid|v1] [--share DIR]... [-- COMMAND]
+#   tools/emulated-host.sh [--cgroup v2|hybrid|v1] [--share DIR]... [--only EXE]... [-- COMMAND]
 #
 # L1's root is this host's own root, shared read-only over virtio-fs, with fresh /tmp, /run,
 # /var/tmp and the state isobox keeps; every `--share DIR` is mounted read-write at the same
 # path. COMMAND runs under `sh -c` in the first shared directory (else in the repository),
 # with the workspace's debug binaries first on PATH; its output is printed and its status is
-# this script's. Only the L1 initramfs (busybox, the kernel's kvm, virtio and virtio-fs
-# modules, the init script) is built, once per kernel version and input hash, in
-# $ISOBOX_DATA_DIR/emulated-host (default /var/lib/isobox/emulated-host).
+# this script's. Without COMMAND it runs the suite (tools/emulated-host-suite.sh), or only
+# the test executables named by --only (e.g. `--only microvm`). Only the L1 initramfs
+# (busybox, the kernel's kvm, virtio and virtio-fs modules, the init script) is built, once
+# per kernel version and input hash, in $ISOBOX_DATA_DIR/emulated-host (default
+# /var/lib/isobox/emulated-host).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,14 +21,17 @@ data=${ISOBOX_DATA_DIR:-/var/lib/isobox}
 cache=$data/emulated-host
 cgroup=v2
 shares=()
+only=
 while [ $# -gt 0 ]; do
     case "$1" in
     --cgroup) cgroup=$2; shift 2 ;;
     --cgroup=*) cgroup=${1#*=}; shift ;;
     --share) shares+=("$(cd "$2" && pwd)"); shift 2 ;;
     --share=*) shares+=("$(cd "${1#*=}" && pwd)"); shift ;;
+    --only) only="$only $2"; shift 2 ;;
+    --only=*) only="$only ${1#*=}"; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n 2,14p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n 2,16p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "emulated-host: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -119,6 +124,7 @@ workdir=${shares[0]:-$repo}
     echo "cgroup=$cgroup"
     echo "repo=$repo"
     echo "workdir=$workdir"
+    echo "only=${only# }"
 } >"$run/config"
 printf '%s\n' "${command:-}" >"$run/command"
 # Tag 0 is the host's root (read-only in L1), tag 1 this run's directory, then the shares.
@@ -148,45 +154,66 @@ start_daemons() {
 
 mem=${EMULATED_HOST_MEMORY:-4G}
 # L1 under TCG, nested: it has been seen to freeze outright (no console, no file written)
-# and to lock up a CPU in its kernel. For the suite, a watchdog ends an L1 that wrote
-# nothing under $run for this long (longer than the suite's per-executable limit), L1 ends
-# itself on a soft lockup, and the suite resumes in a fresh L1, up to twice.
+# and to lock up a CPU in its kernel. For the suite, a watchdog ends an L1 whose heartbeat
+# (a file L1 rewrites every 15 s) is older than heartbeat_limit, or that wrote nothing else
+# under $run for silent_limit (longer than the suite's per-executable limit); L1 ends itself
+# on a soft lockup; and the suite resumes in a fresh L1 after the test that was running
+# (tools/emulated-host-suite.sh), up to four times.
 silent_limit=${EMULATED_HOST_SILENT:-1000}
+heartbeat_limit=${EMULATED_HOST_HEARTBEAT:-180}
 boots=1
-[ -z "$command" ] && boots=$((1 + ${EMULATED_HOST_RESTARTS:-2}))
-# The suite's test executable in progress, as L1 last wrote it.
-running() { cat "$run/running" 2>/dev/null; }
+[ -z "$command" ] && boots=$((1 + ${EMULATED_HOST_RESTARTS:-4}))
+# The suite's test executable in progress and its last test, as L1 last wrote them.
+running() {
+    local r out
+    r=$(cat "$run/running" 2>/dev/null) || return 0
+    out=$run/suite-${r% *}-${r#* }.out
+    printf '%s' "$r"
+    [ -f "$out" ] && grep '^test ' "$out" | tail -1 | sed 's/^/, last: /'
+}
+# What the host runs on, for reading a log from another machine.
+echo "emulated-host: host $(uname -r), $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, qemu $(qemu-system-x86_64 --version | awk 'NR == 1 {print $4}')" >&2
 boot_l1() {
     start_daemons
+    # loglevel 4: the kernel's errors (a stuck CPU, an RCU stall, a task blocked for minutes,
+    # an OOM kill) reach the console, where the watchdog below and a reader of the log see them.
     qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
         -M q35 -m "$mem" -object "memory-backend-memfd,id=mem,size=$mem,share=on" \
         -numa node,memdev=mem -display none -monitor none -no-reboot \
         -chardev "stdio,id=con,signal=off,logfile=$run/l1-console.log" -serial chardev:con \
         -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
-        -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=1" \
+        -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=${EMULATED_HOST_LOGLEVEL:-4} ${EMULATED_HOST_APPEND:-}" \
         </dev/null &
-    local qemu=$! lockup_seen= status
+    local qemu=$! lockup_seen= status started
+    started=$(date +%s)
+    rm -f "$run/heartbeat"
     # A command has no watchdog: its time is its caller's to bound.
     while [ -z "$command" ] && kill -0 "$qemu" 2>/dev/null; do
         sleep 10
         # What the suite writes, not the console or virtiofsd's log: a stuck kernel keeps
         # printing to its console.
-        local newest now
-        newest=$(find "$run" -type f ! -name l1-console.log ! -name virtiofsd.log -printf '%T@\n' | sort -n | tail -1)
+        local newest now beat why=
+        newest=$(find "$run" -type f ! -name l1-console.log ! -name virtiofsd.log ! -name heartbeat -printf '%T@\n' | sort -n | tail -1)
+        beat=$(stat -c %Y "$run/heartbeat" 2>/dev/null || echo "$started")
         now=$(date +%s)
         if awk -v n="$newest" -v now="$now" -v l="$silent_limit" 'BEGIN {exit !(now - n > l)}'; then
-            echo "emulated-host: L1 wrote nothing for ${silent_limit} s (running: $(running)); ending it" >&2
-            tail -5 "$run/l1-console.log" 2>/dev/null | sed 's/^/emulated-host: L1 console: /' >&2
-            kill -9 "$qemu" 2>/dev/null
+            why="wrote nothing for ${silent_limit} s"
+        elif [ $((now - beat)) -gt "$heartbeat_limit" ]; then
+            why="has had no heartbeat for $((now - beat)) s"
         fi
         # L1's own watch (emulated-host-init.sh) ends it on a soft lockup; if both its CPUs
         # are stuck, nothing in L1 can, so the host does after two minutes.
-        if [ -z "$lockup_seen" ] && grep -q 'soft lockup' "$run/l1-console.log" 2>/dev/null; then
+        if [ -z "$lockup_seen" ] && grep -qE 'soft lockup - CPU#[0-9]+ stuck for ([0-9]{4,}|[1-9][0-9]{2})s' "$run/l1-console.log" 2>/dev/null; then
             lockup_seen=$now
         fi
         if [ -n "$lockup_seen" ] && [ $((now - lockup_seen)) -gt 120 ]; then
-            echo "emulated-host: L1 has a soft lockup and did not end itself (running: $(running)); ending it" >&2
+            why="has a stuck CPU and did not end itself"
+        fi
+        if [ -n "$why" ]; then
+            echo "emulated-host: L1 $why (running: $(running)); ending it" >&2
+            tail -30 "$run/l1-console.log" 2>/dev/null | sed 's/^/emulated-host: L1 console: /' >&2
             kill -9 "$qemu" 2>/dev/null
+            break
         fi
     done
     wait "$qemu" 2>/dev/null
@@ -200,11 +227,20 @@ boot_l1() {
     return "$status"
 }
 set +e
+# A fresh L1 resumes the suite only within this budget, so that a run of freezes ends the
+# suite with its reason, not the caller's time limit.
+budget=${EMULATED_HOST_BUDGET:-3600}
+suite_start=$(date +%s)
 for boot in $(seq "$boots"); do
     boot_l1
     qemu_status=$?
     [ -f "$run/status" ] && break
-    [ "$boot" -lt "$boots" ] && echo "emulated-host: L1 ended without a status (qemu: $qemu_status; running: $(running)); resuming the suite in a fresh L1" >&2
+    [ "$boot" -lt "$boots" ] || break
+    if [ $(($(date +%s) - suite_start)) -gt "$budget" ]; then
+        echo "emulated-host: L1 ended without a status (qemu: $qemu_status; running: $(running)); the suite has run for over ${budget} s, so no fresh L1" >&2
+        break
+    fi
+    echo "emulated-host: L1 ended without a status (qemu: $qemu_status; running: $(running)); resuming the suite in a fresh L1" >&2
 done
 set -e
 step "L1 run"
