@@ -90,6 +90,8 @@ stage2() {
     mount -t proc proc /proc
     mount -t sysfs sysfs /sys
     echo "emulated-host (L1): up after $(cut -d' ' -f1 /proc/uptime) s"
+    # L1's kernel symbols, for the host's reading of a frozen L1's vCPUs.
+    cat /proc/kallsyms >/run/isobox-l1/l1-kallsyms &
     mkdir -p /dev/pts /dev/shm
     mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
     mount -t tmpfs -o mode=1777 tmpfs /dev/shm

@@ -179,7 +179,7 @@ boot_l1() {
     # an OOM kill) reach the console, where the watchdog below and a reader of the log see them.
     qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${EMULATED_HOST_CPUS:-2}" \
         -M q35 -m "$mem" -object "memory-backend-memfd,id=mem,size=$mem,share=on" \
-        -numa node,memdev=mem -display none -monitor none -no-reboot \
+        -numa node,memdev=mem -display none -monitor "unix:$run/monitor.sock,server=on,wait=off" -no-reboot \
         -chardev "stdio,id=con,signal=off,logfile=$run/l1-console.log" -serial chardev:con \
         -kernel "$vmlinuz" -initrd "$initrd" "${qemu_fs[@]}" \
         -append "console=ttyS0 rdinit=/init panic=-1 mitigations=off tsc=reliable tsc_early_khz=2600000 quiet loglevel=${EMULATED_HOST_LOGLEVEL:-4} ${EMULATED_HOST_APPEND:-}" \
@@ -212,6 +212,9 @@ boot_l1() {
         if [ -n "$why" ]; then
             echo "emulated-host: L1 $why (running: $(running)); ending it" >&2
             tail -30 "$run/l1-console.log" 2>/dev/null | sed 's/^/emulated-host: L1 console: /' >&2
+            command -v python3 >/dev/null &&
+                python3 "$repo/tools/emulated-host-cpus.py" "$run/monitor.sock" "$run/l1-kallsyms" |
+                sed 's/^/emulated-host: L1 vCPUs: /' >&2
             kill -9 "$qemu" 2>/dev/null
             break
         fi
