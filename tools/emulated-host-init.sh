@@ -24,7 +24,10 @@ stage1() {
     mount -t sysfs sysfs /sys
     mount -t devtmpfs devtmpfs /dev
     while read -r m; do
-        insmod "/modules/$m" || fail "insmod $m failed"
+        # Module parameters from L1's command line, `l1.kvm-amd=a=1,b=0` for kvm-amd.ko.
+        # shellcheck disable=SC2046
+        insmod "/modules/$m" $(tr ' ' '\n' </proc/cmdline | sed -n "s/^l1\.${m%.ko}=//p" | tr , ' ') ||
+            fail "insmod $m failed"
     done </modules/order
     mount -t virtiofs -o ro share0 /newroot || fail "mounting the host root failed"
     for d in tmp run var/tmp; do
@@ -85,6 +88,26 @@ lockup_watch() {
     done
 }
 
+# L1's kernel patches its own code (a static key) when the first vCPU with an in-kernel LAPIC
+# appears, and again after the last one's guest enables it; each patch waits for every other
+# CPU to answer an IPI. Under TCG's nested SVM that IPI has been lost while the other CPU ran
+# a guest: the CPU that patches (in a VMM's KVM_CREATE_VCPU) spins for good, and L1 freezes.
+# One idle vCPU, made before any test and never run, holds the key on, so a VM's start and
+# end patch nothing.
+kvm_keeper() {
+    python3 -c '
+import fcntl, os, time
+kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+vm = fcntl.ioctl(kvm, 0xAE01, 0)  # KVM_CREATE_VM
+fcntl.ioctl(vm, 0xAE60, 0)  # KVM_CREATE_IRQCHIP: the vCPU gets an in-kernel LAPIC
+fcntl.ioctl(vm, 0xAE41, 0)  # KVM_CREATE_VCPU
+os.close(kvm)
+print("emulated-host (L1): an idle vCPU holds the LAPIC static keys", flush=True)
+while True:
+    time.sleep(3600)
+' </dev/null &
+}
+
 stage2() {
     export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     mount -t proc proc /proc
@@ -116,6 +139,7 @@ stage2() {
     mkdir -p "$HOME"
     export PATH="$repo/target/x86_64-unknown-linux-gnu/debug:$PATH"
     ip link set lo up 2>/dev/null
+    kvm_keeper
     lockup_watch &
     cd "$workdir" || fail "cd $workdir"
     if [ -s /run/isobox-l1/command ] && [ -n "$(cat /run/isobox-l1/command)" ]; then
