@@ -339,12 +339,29 @@ pub fn ensure_guest_kernel() -> Result<(), String> {
 }
 
 /// Run `cmd` with stdout discarded and stderr captured through a file: a container process it
-/// leaves behind inherits stdio, and would hold a pipe's end open.
+/// leaves behind inherits stdio, and would hold a pipe's end open. A command still running after
+/// `COMMAND_LIMIT` is killed and fails the test, so a hung verb costs minutes, not the suite.
 pub fn status_with_stderr(mut cmd: Command) -> Output {
     use std::io::{Read, Seek};
+    const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
     let mut err = tempfile::tempfile().unwrap();
     cmd.stdout(Stdio::null()).stderr(err.try_clone().unwrap());
-    let status = cmd.status().unwrap();
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + COMMAND_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stderr = String::new();
+            err.rewind().unwrap();
+            let _ = err.read_to_string(&mut stderr);
+            panic!("{cmd:?} still running after {COMMAND_LIMIT:?}; its stderr: {stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     err.rewind().unwrap();
     let mut stderr = Vec::new();
     err.read_to_end(&mut stderr).unwrap();

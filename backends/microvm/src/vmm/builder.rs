@@ -200,10 +200,13 @@ pub fn start(cfg: VmConfig) -> Result<RunningVm> {
         ResetTrigger(control.clone()),
         irqfd(&vm, devices::I8042_IRQ)?,
     );
+    let com2_ier = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+        .map_err(io_err("creating an eventfd"))?;
     let bus = Arc::new(PioBus {
         com1: Arc::new(Mutex::new(com1)),
         com2: com2.clone(),
         i8042: Arc::new(Mutex::new(i8042)),
+        com2_ier: Some(clone_evt(&com2_ier)?),
     });
 
     // vCPUs.
@@ -255,6 +258,7 @@ pub fn start(cfg: VmConfig) -> Result<RunningVm> {
             uart: com2,
             socket,
             room: room2,
+            ier: com2_ier,
             stop: clone_evt(&stop)?,
         };
         let h = std::thread::Builder::new()

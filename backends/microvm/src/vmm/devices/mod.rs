@@ -5,6 +5,7 @@ pub mod i8042;
 pub mod serial;
 
 use std::sync::{Arc, Mutex};
+use vmm_sys_util::eventfd::EventFd;
 
 pub use serial::Uart;
 
@@ -18,6 +19,7 @@ pub const COM2_IRQ: u32 = 3;
 pub const I8042_BASE: u16 = 0x60;
 pub const I8042_IRQ: u32 = 1;
 const UART_PORTS: u16 = 8;
+const IER_OFFSET: u8 = 1;
 const I8042_PORTS: u16 = 5;
 
 /// The devices reachable by `in`/`out`.
@@ -25,6 +27,9 @@ pub struct PioBus {
     pub com1: Arc<Mutex<Uart>>,
     pub com2: Arc<Mutex<Uart>>,
     pub i8042: Arc<Mutex<I8042>>,
+    /// Written when the guest sets COM2's interrupt enables, so that the input thread watches
+    /// the line of a guest that starts to send.
+    pub com2_ier: Option<EventFd>,
 }
 
 enum Target<'a> {
@@ -68,6 +73,11 @@ impl PioBus {
         match self.target(port) {
             Target::Uart(u, off) => {
                 let _ = lock(u).write(off, data[0]);
+                if off == IER_OFFSET && port == COM2_BASE + u16::from(IER_OFFSET) {
+                    if let Some(kick) = &self.com2_ier {
+                        let _ = kick.write(1);
+                    }
+                }
             }
             Target::I8042(off) => lock(&self.i8042).write(off, data[0]),
             Target::None => {}
