@@ -43,6 +43,8 @@ const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
 /// How often a terminal's window size on the host is checked for changes: nothing signals a
 /// change to the holder of a slave that is not its controlling terminal.
 const RESIZE_POLL: Duration = Duration::from_millis(200);
+/// How long after the VM's end the agent's last frames may still be on their way.
+const LAST_FRAMES: Duration = Duration::from_secs(2);
 
 /// What the host process reacts to.
 #[derive(Debug)]
@@ -567,6 +569,12 @@ impl Host {
                 }
                 Event::VmExited(how) => {
                     *self.vm_end.borrow_mut() = Some(how.clone());
+                    if exit.is_none() {
+                        if let Some((st, w)) = self.last_frames()? {
+                            exit = Some(st);
+                            output = Some(w);
+                        }
+                    }
                     if exit.is_some() {
                         break;
                     }
@@ -583,6 +591,25 @@ impl Host {
             let _ = w.join();
         }
         Ok(exit.map(|s| s.shell_code()).unwrap_or(VM_FAILED))
+    }
+
+    /// After the VM's end: the frames the agent sent before it, which the reader thread may
+    /// not have passed on yet (the agent resets the VM right after its Exit frame). The line's
+    /// end comes after the last of them. `Some` with the workload's exit if one was among them.
+    fn last_frames(&self) -> Result<Option<(ExitStatus, JoinHandle<()>)>, String> {
+        let deadline = Instant::now() + LAST_FRAMES;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Agent(msg)) => {
+                    if let Some(exit) = self.agent_frame(msg)? {
+                        return Ok(Some(exit));
+                    }
+                }
+                Ok(Event::AgentClosed) | Ok(Event::AgentError(_)) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
     }
 }
 
