@@ -23,7 +23,7 @@ want() {
     esac
 }
 
-passed=0 failed=0 skipped=0 failed_names=
+passed=0 failed=0 skipped=0 failed_names= flaky=0 flaky_names=
 # Counts of an earlier L1's runs: "suite: NAME HV P passed F failed S skipped T s".
 eval "$(awk '$1 == "suite:" && $5 == "passed" {p += $4; f += $6; s += $8; if ($6 > 0) n = n " " $2 "(" $3 ")"}
     END {printf "passed=%d failed=%d skipped=%d failed_names=\"%s\"\n", p, f, s, n}' "$log")"
@@ -96,6 +96,22 @@ run_one() {
     [ -z "$f" ] && f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
     p=${p:-0} f=${f:-0}
     if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    # A test that failed runs once more, alone. One that then passes is counted passed and
+    # reported as flaky with its first failure: in L1 an interrupt or IPI is sometimes lost
+    # (see README), and the summary must still show it. Failing twice is failing.
+    for t in $(outcomes "$out" | awk '$1 == "fail" {print $2}'); do
+        again=/run/isobox-l1/suite-$name-$hv.again
+        ISOBOX_TEST_HYPERVISOR=$hv ISOBOX_TEST_PREBUILT=1 CI=true \
+            timeout -k 10 "${SUITE_TIMEOUT:-900}" "$exe" --test-threads=1 --exact "$t" >"$again" 2>&1
+        if [ $? -eq 0 ] && outcomes "$again" | grep -qx "pass $t"; then
+            f=$((f - 1)) p=$((p + 1)) flaky=$((flaky + 1)) flaky_names="$flaky_names $name($hv):$t"
+            echo "suite: $name ($hv): $t failed, then passed alone: flaky here; its first failure:" | tee -a "$log"
+            awk -v t="$t" '$0 == "---- " t " stdout ----" {on = 1; next} on && /^(---- |failures:$)/ {exit} on && NF' "$out" |
+                head -12 | sed 's/^/suite:     /' | tee -a "$log"
+        else
+            echo "suite: $name ($hv): $t failed again alone" | tee -a "$log"
+        fi
+    done
     # The tests an earlier L1 passed, and those that froze L1 twice.
     [ -f "$part" ] && p=$((p + $(outcomes "$part" | grep -c '^pass ')))
     f=$((f + lost))
@@ -132,6 +148,7 @@ while read -r name exe; do
     esac
 done <"$list"
 
-echo "suite: total $passed passed, $failed failed, $skipped skipped" | tee -a "$log"
+echo "suite: total $passed passed, $failed failed, $skipped skipped, $flaky flaky" | tee -a "$log"
+[ -n "$flaky_names" ] && echo "suite: flaky (failed once, passed alone):$flaky_names" | tee -a "$log"
 [ -n "$failed_names" ] && echo "suite: failed:$failed_names" | tee -a "$log"
 [ "$failed" -eq 0 ]
