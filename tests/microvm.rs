@@ -291,6 +291,40 @@ fn masked_and_readonly_paths_match_the_container() {
     );
 }
 
+/// The kernel file systems of `mounts` (mqueue, cgroup, a read-only sysfs) are mounted with
+/// the bundle's options, the guest's cgroups cannot be written through them, and the OOM
+/// score is set, in both backends alike.
+#[test]
+fn kernel_filesystems_and_oom_score_match_the_container() {
+    require_vm!();
+    let ib = Isobox::new();
+    let script = "awk '$2 == \"/dev/mqueue\" || $2 == \"/sys\" || $2 == \"/sys/fs/cgroup\" \
+         {split($4, o, \",\"); print $2, o[1]}' /proc/self/mounts; \
+         (mkdir /sys/fs/cgroup/x) 2>/dev/null && echo cgroup-writable || echo cgroup-readonly; \
+         cat /proc/self/oom_score_adj";
+    let outputs = outputs_in_both(&ib, "kernfs", script, |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"]}),
+        );
+        mounts.push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        );
+        c["process"]["oomScoreAdj"] = json!(123);
+        c["linux"]["resources"] = json!({"pids": {"limit": 64}});
+    });
+    assert_eq!(
+        outputs[0],
+        "/sys ro\n/dev/mqueue rw\n/sys/fs/cgroup ro\ncgroup-readonly\n123\n"
+    );
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the microVM differs from the container"
+    );
+}
+
 /// The workload's /dev is a container's in both backends: the default nodes, linux.devices
 /// and the usual links; in the guest, none of the VM's own devices (the agent's line).
 #[test]

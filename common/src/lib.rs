@@ -11,6 +11,7 @@ pub mod devnodes;
 pub mod error;
 pub mod hooks;
 pub mod id;
+pub mod ioprio;
 pub mod mount_opts;
 pub mod net;
 pub mod proc;

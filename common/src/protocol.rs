@@ -122,6 +122,12 @@ pub struct ExecRequest {
     /// session's process joins (the workload's request only).
     #[serde(default)]
     pub limits: Option<Box<GuestLimits>>,
+    /// `process.ioPriority` as an ioprio value (see `crate::ioprio`).
+    #[serde(default)]
+    pub ioprio: Option<u32>,
+    /// `process.oomScoreAdj`.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// What of `linux.resources` a guest cgroup applies; None leaves a limit off.
@@ -131,6 +137,12 @@ pub struct GuestLimits {
     pub memory_max: Option<i64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
+    /// `memory.reservation` as cgroup2's `memory.low`.
+    #[serde(default)]
+    pub memory_low: Option<i64>,
+    /// `cpu.shares` as cgroup2's `cpu.weight` (runc's conversion).
+    #[serde(default)]
+    pub cpu_weight: Option<u64>,
 }
 
 /// The workload's file systems: its root and its bind mounts shared from the host by
@@ -149,9 +161,11 @@ pub struct MountRequest {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
-    /// The `tmpfs` mounts of `mounts` (/dev's own excepted), in order, once /dev is made.
+    /// The kernel file systems of `mounts` (tmpfs, mqueue, proc, sysfs, devpts, cgroup), in
+    /// order, once /dev is made; those at /dev, /dev/pts, /proc and /sys replace the
+    /// agent's own.
     #[serde(default)]
-    pub tmpfs: Vec<TmpfsMount>,
+    pub filesystems: Vec<FsMount>,
     /// The workload's /dev: a fresh tmpfs with the default nodes and these (`linux.devices`),
     /// devpts and the usual links, over the guest kernel's devtmpfs.
     #[serde(default)]
@@ -176,9 +190,11 @@ pub struct VolumeMount {
     pub flags: u64,
 }
 
-/// One tmpfs of the bundle's `mounts`.
+/// One kernel file system of the bundle's `mounts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct TmpfsMount {
+pub struct FsMount {
+    /// The file system type as the guest mounts it (`cgroup` is mounted as `cgroup2`).
+    pub fstype: String,
     pub destination: String,
     /// mount(2) flags.
     pub flags: u64,

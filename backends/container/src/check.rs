@@ -16,8 +16,9 @@ use crate::devices::{self, Node};
 use crate::mounts::{self, PlannedMount};
 use crate::namespaces::{self, NsPlan};
 use crate::spawn::to_common;
-use crate::{ioprio, rlimits, rootfs, seccomp, sysctl};
+use crate::{rlimits, rootfs, seccomp, sysctl};
 use isobox_common::caps::{self, CapMasks};
+use isobox_common::ioprio;
 use isobox_common::mount_opts;
 
 /// config.json as the container backend reads it, parsed and checked: what `create` builds

@@ -31,7 +31,6 @@ pub mod error;
 mod exec;
 mod fds;
 mod init;
-mod ioprio;
 mod mountinfo;
 mod mounts;
 mod namespaces;

@@ -3,8 +3,9 @@
 
 use oci_spec::runtime::{Process, Spec};
 
-use crate::{exec, ioprio, rlimits, seccomp, user};
+use crate::{exec, rlimits, seccomp, user};
 use isobox_common::caps::CapMasks;
+use isobox_common::ioprio;
 
 /// What the process becomes, checked and translated before it was cloned.
 pub struct Finish<'a> {
@@ -41,7 +42,7 @@ pub fn become_workload(f: &Finish) -> String {
     // Before the uid changes: the real-time class needs CAP_SYS_ADMIN.
     if let Some(v) = f.ioprio {
         if let Err(e) = ioprio::apply(v) {
-            return e.to_string();
+            return format!("process.ioPriority: ioprio_set: {e}");
         }
     }
     let umask = process.user().umask().unwrap_or(0o022);

@@ -46,6 +46,11 @@ pub fn exec(state: &State, opts: &ExecOptions) -> isobox_common::Result<Execed> 
             ),
         ));
     }
+    vmspec::validate_process(&opts.process, "").map_err(|(field, reason)| Error::Config {
+        file: opts.process_file.clone(),
+        field,
+        reason,
+    })?;
     let request = vmspec::process_request(&opts.process);
     // The host side of the process's stdio, and (with a terminal) the master kept to resize.
     let (stdio, master): ([OwnedFd; 3], Option<OwnedFd>) = match request.terminal {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use isobox_common::mount_opts;
-use isobox_common::protocol::{MountRequest, TmpfsMount, VolumeMount};
+use isobox_common::protocol::{FsMount, MountRequest, VolumeMount};
 use isobox_common::Bundle;
 use nix::mount::MsFlags;
 use serde::{Deserialize, Serialize};
@@ -52,17 +52,10 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
         readonly: false,
     }];
     let mut volumes = Vec::new();
-    let mut tmpfs = Vec::new();
+    let mut filesystems = Vec::new();
     for m in mount_opts::plan(bundle)? {
         if !m.opts.is_bind() {
-            // The guest makes its own /proc, /sys, /dev and devpts; other tmpfs it mounts.
-            if m.typ == "tmpfs" && m.destination != Path::new("/dev") {
-                tmpfs.push(TmpfsMount {
-                    destination: m.destination.to_string_lossy().into_owned(),
-                    flags: m.opts.flags.bits(),
-                    data: m.opts.data_string(),
-                });
-            }
+            filesystems.push(kernel_mount(&m)?);
             continue;
         }
         let field = format!("mounts[{}].source", m.index);
@@ -141,7 +134,7 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
             .and_then(|l| l.readonly_paths().clone())
             .unwrap_or_default(),
         sysctl: linux.and_then(|l| l.sysctl().clone()).unwrap_or_default(),
-        tmpfs,
+        filesystems,
         devices: isobox_common::devnodes::from_spec(
             linux
                 .and_then(|l| l.devices().as_deref())
@@ -149,6 +142,44 @@ pub fn plan(bundle: &Bundle) -> std::result::Result<(Vec<Share>, MountRequest), 
         )?,
     };
     Ok((shares, request))
+}
+
+/// File systems the guest kernel mounts for a bundle (`cgroup` as `cgroup2`: the guest's
+/// hierarchy is unified, as runc mounts it on a cgroup-v2 host).
+const GUEST_FILESYSTEMS: [&str; 7] = [
+    "tmpfs", "mqueue", "proc", "sysfs", "devpts", "cgroup", "cgroup2",
+];
+
+/// A non-bind entry of `mounts` as the guest mounts it; other types are refused by field
+/// (their source is a host device or a network path, which a VM does not reach).
+fn kernel_mount(m: &mount_opts::PlannedMount) -> std::result::Result<FsMount, (String, String)> {
+    if !GUEST_FILESYSTEMS.contains(&m.typ.as_str()) {
+        return Err((
+            format!("mounts[{}].type", m.index),
+            format!(
+                "{:?}: a microVM mounts binds (shared from the host) and the guest kernel's {}",
+                m.typ,
+                GUEST_FILESYSTEMS.join(", ")
+            ),
+        ));
+    }
+    let fstype = if m.typ == "cgroup" {
+        "cgroup2"
+    } else {
+        m.typ.as_str()
+    };
+    // cgroup v1 controller names mean nothing to cgroup2.
+    let data = if fstype == "cgroup2" {
+        None
+    } else {
+        m.opts.data_string()
+    };
+    Ok(FsMount {
+        fstype: fstype.into(),
+        destination: m.destination.to_string_lossy().into_owned(),
+        flags: m.opts.flags.bits(),
+        data,
+    })
 }
 
 /// The virtiofsd binary: `$ISOBOX_VIRTIOFSD`, else a distribution's, else `virtiofsd` on
@@ -382,5 +413,41 @@ mod tests {
         let (field, reason) = plan(&b).unwrap_err();
         assert_eq!(field, "mounts[0].source");
         assert!(reason.contains("/dev/null is neither"), "{reason}");
+    }
+
+    #[test]
+    fn kernel_file_systems_go_to_the_guest_and_others_are_refused_by_field() {
+        let (_dir, b) = bundle(
+            serde_json::json!([
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "cpu"]},
+            ]),
+            false,
+        );
+        let (_, req) = plan(&b).unwrap();
+        let fs: Vec<_> = req
+            .filesystems
+            .iter()
+            .map(|m| (m.fstype.as_str(), m.destination.as_str(), m.data.as_deref()))
+            .collect();
+        // cgroup is the guest's unified hierarchy: v1 controller options do not apply.
+        assert_eq!(
+            fs,
+            [
+                ("mqueue", "/dev/mqueue", None),
+                ("cgroup2", "/sys/fs/cgroup", None)
+            ]
+        );
+        assert!(MsFlags::from_bits_truncate(req.filesystems[1].flags).contains(MsFlags::MS_RDONLY));
+        let (_dir, b) = bundle(
+            serde_json::json!([
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/mnt", "type": "ext4", "source": "/dev/sda1"},
+            ]),
+            false,
+        );
+        let (field, reason) = plan(&b).unwrap_err();
+        assert_eq!(field, "mounts[1].type");
+        assert!(reason.contains("\"ext4\""), "{reason}");
     }
 }

@@ -30,8 +30,19 @@ pub fn guest_limits(bundle: &Bundle) -> Option<GuestLimits> {
         memory_max: positive(res.memory().as_ref().and_then(|m| m.limit())),
         cpu_quota: positive(cpu.and_then(|c| c.quota())),
         cpu_period: cpu.and_then(|c| c.period()).filter(|p| *p > 0),
+        memory_low: positive(res.memory().as_ref().and_then(|m| m.reservation())),
+        cpu_weight: cpu
+            .and_then(|c| c.shares())
+            .filter(|s| *s > 0)
+            .map(shares_to_weight),
     };
     (l != GuestLimits::default()).then_some(l)
+}
+
+/// cgroup v1 `cpu.shares` (2..262144) as cgroup2 `cpu.weight` (1..10000), as runc converts.
+fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// The agent's request for one OCI process, the workload's or an exec's (the same fields
@@ -81,6 +92,12 @@ pub fn process_request(p: &Process) -> ExecRequest {
         }),
         no_new_privileges: p.no_new_privileges() == Some(true),
         limits: None,
+        // Checked by `validate_process` before any request is made.
+        ioprio: p
+            .io_priority()
+            .as_ref()
+            .and_then(|io| isobox_common::ioprio::value(io).ok()),
+        oom_score_adj: p.oom_score_adj(),
     }
 }
 
@@ -161,11 +178,51 @@ pub fn validate(bundle: &Bundle) -> Result<(), (String, String)> {
             format!("asks for {n} vCPUs, a microVM has at most {MAX_VCPUS}"),
         ));
     }
-    let rlimits = bundle.process().and_then(|p| p.rlimits().as_ref());
-    for (i, r) in rlimits.into_iter().flatten().enumerate() {
+    if let Some(p) = bundle.process() {
+        validate_process(p, "process.")?;
+    }
+    if let Some(linux) = bundle.spec.linux() {
+        validate_linux(linux)?;
+    }
+    Ok(())
+}
+
+fn refuse(field: &str, reason: &str) -> Result<(), (String, String)> {
+    Err((field.into(), reason.into()))
+}
+
+/// What of a process spec the agent cannot apply (`prefix` is "process." in config.json and
+/// empty in an exec's process file); errors are (field, reason).
+pub fn validate_process(p: &Process, prefix: &str) -> Result<(), (String, String)> {
+    let field = |f: &str| format!("{prefix}{f}");
+    for (value, name) in [
+        (p.apparmor_profile(), "apparmorProfile"),
+        (p.selinux_label(), "selinuxLabel"),
+    ] {
+        if value.as_deref().is_some_and(|v| !v.is_empty()) {
+            return refuse(
+                &field(name),
+                "a microVM's guest kernel has no host security module profiles",
+            );
+        }
+    }
+    if p.scheduler().is_some() {
+        return refuse(&field("scheduler"), "not supported by the microVM backend");
+    }
+    if p.exec_cpu_affinity().is_some() {
+        return refuse(
+            &field("execCPUAffinity"),
+            "not supported by the microVM backend (the guest's CPUs are its vCPUs)",
+        );
+    }
+    if let Some(io) = p.io_priority() {
+        isobox_common::ioprio::value(io)
+            .map_err(|(f, r)| (field(f.trim_start_matches("process.")), r))?;
+    }
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if r.soft() > r.hard() {
             return Err((
-                format!("process.rlimits[{i}]"),
+                field(&format!("rlimits[{i}]")),
                 format!(
                     "{}: soft limit {} is above hard limit {}",
                     r.typ(),
@@ -176,6 +233,134 @@ pub fn validate(bundle: &Bundle) -> Result<(), (String, String)> {
         }
     }
     Ok(())
+}
+
+/// What of `linux` a VM cannot honour. Zero values mean unset, as in runc (engines write
+/// `blockIO.weight: 0` and `cpu.shares: 0`). `memory.swap` and `swappiness` hold as they
+/// are: the guest has no swap. `resources.devices` is not here: the workload's /dev holds only the nodes
+/// the bundle lists.
+fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), (String, String)> {
+    let unsupported = "not supported by the microVM backend";
+    if linux.intel_rdt().is_some() {
+        return refuse("linux.intelRdt", unsupported);
+    }
+    if linux.memory_policy().is_some() {
+        return refuse("linux.memoryPolicy", unsupported);
+    }
+    if linux.personality().is_some() {
+        return refuse("linux.personality", unsupported);
+    }
+    if linux
+        .mount_label()
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        return refuse(
+            "linux.mountLabel",
+            "a microVM's guest kernel has no SELinux",
+        );
+    }
+    for (maps, name) in [
+        (
+            linux.uid_mappings().as_ref().map(Vec::len),
+            "linux.uidMappings",
+        ),
+        (
+            linux.gid_mappings().as_ref().map(Vec::len),
+            "linux.gidMappings",
+        ),
+    ] {
+        if maps.unwrap_or(0) > 0 {
+            return refuse(
+                name,
+                "a microVM does not map ids: what the guest's root writes to a share is \
+                 owned by the host's root",
+            );
+        }
+    }
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if ns.path().is_some() {
+            return refuse(
+                &format!("linux.namespaces[{i}].path"),
+                "a microVM's workload runs on the guest's kernel: it cannot join a host \
+                 namespace",
+            );
+        }
+    }
+    let Some(res) = linux.resources() else {
+        return Ok(());
+    };
+    let set = |v: Option<i64>| v.is_some_and(|n| n != 0);
+    let nonempty = |n: Option<usize>| n.unwrap_or(0) > 0;
+    let mut fields: Vec<(bool, &str)> = vec![
+        (
+            nonempty(res.hugepage_limits().as_ref().map(Vec::len)),
+            "linux.resources.hugepageLimits",
+        ),
+        (
+            nonempty(res.rdma().as_ref().map(|m| m.len())),
+            "linux.resources.rdma",
+        ),
+        (
+            nonempty(res.unified().as_ref().map(|m| m.len())),
+            "linux.resources.unified",
+        ),
+        (
+            res.network().as_ref().is_some_and(|n| {
+                n.class_id().is_some() || nonempty(n.priorities().as_ref().map(Vec::len))
+            }),
+            "linux.resources.network",
+        ),
+    ];
+    if let Some(b) = res.block_io() {
+        fields.push((
+            b.weight().is_some_and(|w| w != 0)
+                || b.leaf_weight().is_some_and(|w| w != 0)
+                || nonempty(b.weight_device().as_ref().map(Vec::len))
+                || nonempty(b.throttle_read_bps_device().as_ref().map(Vec::len))
+                || nonempty(b.throttle_write_bps_device().as_ref().map(Vec::len))
+                || nonempty(b.throttle_read_iops_device().as_ref().map(Vec::len))
+                || nonempty(b.throttle_write_iops_device().as_ref().map(Vec::len)),
+            "linux.resources.blockIO",
+        ));
+    }
+    if let Some(m) = res.memory() {
+        fields.extend([
+            (set(m.kernel()), "linux.resources.memory.kernel"),
+            (set(m.kernel_tcp()), "linux.resources.memory.kernelTCP"),
+            (
+                m.disable_oom_killer() == Some(true),
+                "linux.resources.memory.disableOOMKiller",
+            ),
+        ]);
+    }
+    if let Some(c) = res.cpu() {
+        fields.extend([
+            (
+                set(c.realtime_runtime()),
+                "linux.resources.cpu.realtimeRuntime",
+            ),
+            (
+                c.realtime_period().is_some_and(|p| p != 0),
+                "linux.resources.cpu.realtimePeriod",
+            ),
+            (
+                c.mems()
+                    .as_deref()
+                    .is_some_and(|m| !m.is_empty() && m != "0"),
+                "linux.resources.cpu.mems",
+            ),
+            (c.idle().is_some_and(|i| i != 0), "linux.resources.cpu.idle"),
+            (
+                c.burst().is_some_and(|b| b != 0),
+                "linux.resources.cpu.burst",
+            ),
+        ]);
+    }
+    match fields.into_iter().find(|(present, _)| *present) {
+        Some((_, field)) => refuse(field, "not applied by the microVM's guest cgroup"),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +466,86 @@ mod tests {
             seccomp(&b).unwrap_err().0,
             "linux.seccomp.syscalls[0].action"
         );
+    }
+
+    #[test]
+    fn what_the_guest_cannot_apply_is_refused_by_field() {
+        for (linux, field) in [
+            (
+                serde_json::json!({"personality": {"domain": "LINUX32"}}),
+                "linux.personality",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/self/ns/net"}]}),
+                "linux.namespaces[1].path",
+            ),
+            (
+                serde_json::json!({
+                    "namespaces": [{"type": "user"}],
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+                }),
+                "linux.uidMappings",
+            ),
+            (
+                serde_json::json!({"resources": {"blockIO": {"weight": 300}}}),
+                "linux.resources.blockIO",
+            ),
+            (
+                serde_json::json!({"resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}}),
+                "linux.resources.hugepageLimits",
+            ),
+            (
+                serde_json::json!({"resources": {"cpu": {"mems": "0-1"}}}),
+                "linux.resources.cpu.mems",
+            ),
+            (
+                serde_json::json!({"resources": {"memory": {"disableOOMKiller": true}}}),
+                "linux.resources.memory.disableOOMKiller",
+            ),
+        ] {
+            let (_d, b) = bundle(linux.clone());
+            assert_eq!(validate(&b).unwrap_err().0, field, "{linux}");
+        }
+        // Zeros are unset (engines write them), and so is a single-node cpuset.mems.
+        let (_d, b) = bundle(serde_json::json!({"resources": {
+            "blockIO": {"weight": 0}, "cpu": {"shares": 0, "mems": "0"}, "memory": {"swap": 1 << 30}
+        }}));
+        validate(&b).unwrap();
+        let mut p = b.process().unwrap().clone();
+        p.set_scheduler(Some(
+            serde_json::from_value(serde_json::json!({"policy": "SCHED_FIFO"})).unwrap(),
+        ));
+        assert_eq!(validate_process(&p, "").unwrap_err().0, "scheduler");
+    }
+
+    #[test]
+    fn reservation_shares_oom_score_and_io_priority_reach_the_agent() {
+        let (d, b) = bundle(serde_json::json!({"resources": {
+            "memory": {"reservation": 8 << 20}, "cpu": {"shares": 1024}
+        }}));
+        let l = guest_limits(&b).unwrap();
+        // runc's conversion: 1024 shares are weight 39.
+        assert_eq!((l.memory_low, l.cpu_weight), (Some(8 << 20), Some(39)));
+        let mut p = b.process().unwrap().clone();
+        p.set_oom_score_adj(Some(-7));
+        p.set_io_priority(Some(
+            serde_json::from_value(
+                serde_json::json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+            )
+            .unwrap(),
+        ));
+        let r = process_request(&p);
+        assert_eq!((r.oom_score_adj, r.ioprio), (Some(-7), Some(3 << 13)));
+        p.set_io_priority(Some(
+            serde_json::from_value(serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 9}))
+                .unwrap(),
+        ));
+        assert_eq!(
+            validate_process(&p, "process.").unwrap_err().0,
+            "process.ioPriority.priority"
+        );
+        drop(d);
     }
 
     #[test]

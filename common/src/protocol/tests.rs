@@ -39,7 +39,11 @@ fn samples() -> Vec<Message> {
                     memory_max: Some(32 << 20),
                     cpu_quota: Some(50_000),
                     cpu_period: None,
+                    memory_low: Some(16 << 20),
+                    cpu_weight: Some(100),
                 })),
+                ioprio: Some((2 << 13) | 4),
+                oom_score_adj: Some(-500),
             },
         },
         Message::Exec {
@@ -123,7 +127,8 @@ fn samples() -> Vec<Message> {
             )]
             .into(),
             devices: crate::devnodes::defaults(),
-            tmpfs: vec![TmpfsMount {
+            filesystems: vec![FsMount {
+                fstype: "tmpfs".into(),
                 destination: "/dev/shm".into(),
                 flags: 2,
                 data: Some("mode=1777".into()),

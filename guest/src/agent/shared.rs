@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use isobox_common::protect::remount_bind;
-use isobox_common::protocol::MountRequest;
+use isobox_common::protocol::{FsMount, MountRequest};
 use isobox_common::rootpath::{fd_path, Root};
 use nix::mount::{mount, MsFlags};
 
@@ -68,48 +68,84 @@ fn sys_mount(
 
 /// The workload's /dev, as a container's: a tmpfs over the kernel's devtmpfs (which holds the
 /// agent's line and every device of the VM) with only the default nodes and linux.devices,
-/// a devpts instance of its own and the usual links; then the bundle's tmpfs mounts.
+/// a devpts instance of its own and the usual links (the bundle's /dev and /dev/pts mounts
+/// when it has them, else runc's defaults); then the bundle's other kernel file systems.
 fn workload_dev(req: &MountRequest) -> Result<(), String> {
     use isobox_common::devnodes;
     let open = || Root::open(Path::new("/")).map_err(|e| format!("opening /: {e}"));
-    let mkdir = |root: &Root, p: &str| {
-        root.mkdir_all(Path::new(p))
-            .map_err(|e| format!("creating {p}: {e}"))
+    let bundle_fs = |fstype: &str, at: &str| {
+        req.filesystems
+            .iter()
+            .find(|m| m.fstype == fstype && m.destination.trim_end_matches('/') == at)
     };
-    let root = open()?;
-    let dev = mkdir(&root, "/dev")?;
-    mount(
-        Some("tmpfs"),
-        fd_path(&dev).as_path(),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )
-    .map_err(|e| format!("mounting a tmpfs on /dev: {e}"))?;
+    let dev = bundle_fs("tmpfs", "/dev").cloned().unwrap_or(FsMount {
+        fstype: "tmpfs".into(),
+        destination: "/dev".into(),
+        flags: (MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME).bits(),
+        data: Some("mode=755,size=65536k".into()),
+    });
+    mount_fs(&open()?, &dev)?;
     // Reopened: the old fd names the devtmpfs underneath.
     let root = open()?;
     devnodes::create(&root, &devnodes::defaults(), false).map_err(|e| e.to_string())?;
     devnodes::create(&root, &req.devices, false).map_err(|e| e.to_string())?;
-    let pts = mkdir(&root, "/dev/pts")?;
-    mount(
-        Some("devpts"),
-        fd_path(&pts).as_path(),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )
-    .map_err(|e| format!("mounting devpts on /dev/pts: {e}"))?;
+    let mut pts = bundle_fs("devpts", "/dev/pts").cloned().unwrap_or(FsMount {
+        fstype: "devpts".into(),
+        destination: "/dev/pts".into(),
+        flags: (MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC).bits(),
+        data: Some("ptmxmode=0666,mode=0620".into()),
+    });
+    // Always an instance of its own: the initramfs's holds the agent's terminals.
+    pts.data = Some(match pts.data.as_deref() {
+        Some(d) if d.split(',').any(|o| o == "newinstance") => d.to_string(),
+        Some(d) if !d.is_empty() => format!("newinstance,{d}"),
+        _ => "newinstance".into(),
+    });
+    mount_fs(&root, &pts)?;
     devnodes::links(&open()?).map_err(|e| e.to_string())?;
-    for t in &req.tmpfs {
-        let at = mkdir(&open()?, &t.destination)?;
-        mount(
-            Some("tmpfs"),
-            fd_path(&at).as_path(),
-            Some("tmpfs"),
-            MsFlags::from_bits_truncate(t.flags),
-            t.data.as_deref(),
-        )
-        .map_err(|e| format!("mounting a tmpfs on {}: {e}", t.destination))?;
+    for m in &req.filesystems {
+        let at = m.destination.trim_end_matches('/');
+        if (m.fstype == "tmpfs" && at == "/dev") || (m.fstype == "devpts" && at == "/dev/pts") {
+            continue;
+        }
+        // The agent's own /proc and /sys take the bundle's flags in place: one mount there,
+        // as in a container, not a second one on top.
+        if m.data.is_none()
+            && ((m.fstype == "proc" && at == "/proc") || (m.fstype == "sysfs" && at == "/sys"))
+        {
+            remount_bind(Path::new(at), MsFlags::from_bits_truncate(m.flags))
+                .map_err(|e| format!("applying the options of {} on {at}: {e}", m.fstype))?;
+            continue;
+        }
+        mount_fs(&open()?, m)?;
+    }
+    Ok(())
+}
+
+/// Mount a fresh instance of `m`'s file system at its destination in `root`. Read-only is
+/// made a flag of the mount, by a remount, never of the superblock: proc, sysfs and cgroup2
+/// have one superblock each in the guest, which the agent itself writes through.
+fn mount_fs(root: &Root, m: &FsMount) -> Result<(), String> {
+    let at = root
+        .mkdir_all(Path::new(&m.destination))
+        .map_err(|e| format!("creating {}: {e}", m.destination))?;
+    let flags = MsFlags::from_bits_truncate(m.flags);
+    let what =
+        |e: &dyn std::fmt::Display| format!("mounting {} on {}: {e}", m.fstype, m.destination);
+    mount(
+        Some(m.fstype.as_str()),
+        fd_path(&at).as_path(),
+        Some(m.fstype.as_str()),
+        flags - MsFlags::MS_RDONLY,
+        m.data.as_deref(),
+    )
+    .map_err(|e| what(&e))?;
+    if flags.contains(MsFlags::MS_RDONLY) {
+        // The new mount sits on the target: reach it through the root again.
+        let on_top = root
+            .resolve(Path::new(&m.destination))
+            .map_err(|e| what(&e))?;
+        remount_bind(fd_path(&on_top).as_path(), flags).map_err(|e| what(&e))?;
     }
     Ok(())
 }

@@ -152,6 +152,8 @@ pub fn command(req: &ExecRequest, cgroup: Option<RawFd>) -> Result<Command, Stri
         .as_deref()
         .map(|m| m.for_kernel(caps::last_cap()));
     let nnp = req.no_new_privileges;
+    let ioprio = req.ioprio;
+    let oom = req.oom_score_adj.map(|v| v.to_string());
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || {
@@ -193,6 +195,21 @@ pub fn command(req: &ExecRequest, cgroup: Option<RawFd>) -> Result<Command, Stri
             }
             if let Some(mask) = umask {
                 libc::umask(mask as libc::mode_t);
+            }
+            // Both before the uid and the capabilities change: the real-time I/O class needs
+            // CAP_SYS_ADMIN, a lower OOM score CAP_SYS_RESOURCE (the container's order).
+            if let Some(v) = ioprio {
+                isobox_common::ioprio::apply(v)?;
+            }
+            if let Some(adj) = &oom {
+                let fd = libc::open(
+                    c"/proc/self/oom_score_adj".as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                );
+                if fd < 0 || libc::write(fd, adj.as_ptr().cast(), adj.len()) != adj.len() as isize {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
             }
             // The order of the container's processes (runc's): without noNewPrivileges the
             // filter goes on while the agent still holds CAP_SYS_ADMIN, and the rest of the
@@ -305,6 +322,8 @@ mod tests {
             terminal: None,
             capabilities: None,
             no_new_privileges: false,
+            ioprio: None,
+            oom_score_adj: None,
             limits: None,
         }
     }

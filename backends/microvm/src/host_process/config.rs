@@ -159,7 +159,7 @@ mod tests {
                 readonly_paths: vec![],
                 sysctl: Default::default(),
                 devices: vec![],
-                tmpfs: vec![],
+                filesystems: vec![],
             }),
         };
         cfg.save(dir.path()).unwrap();

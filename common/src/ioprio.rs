@@ -1,8 +1,8 @@
 //! process.ioPriority: the I/O scheduling class and level, set with ioprio_set(2).
 
-use oci_spec::runtime::{IOPriorityClass, LinuxIOPriority};
+//! Shared by the container's init and the microVM's agent.
 
-use crate::error::{ContainerError, Result};
+use oci_spec::runtime::{IOPriorityClass, LinuxIOPriority};
 
 const IOPRIO_CLASS_SHIFT: u32 = 13;
 const IOPRIO_WHO_PROCESS: libc::c_int = 1;
@@ -23,15 +23,12 @@ pub fn value(p: &LinuxIOPriority) -> std::result::Result<u32, (String, String)> 
     Ok((class << IOPRIO_CLASS_SHIFT) | p.priority() as u32)
 }
 
-/// Set the calling process's I/O priority.
-pub fn apply(value: u32) -> Result<()> {
+/// Set the calling process's I/O priority (one system call: safe between fork and exec).
+pub fn apply(value: u32) -> std::io::Result<()> {
     // SAFETY: ioprio_set with integer arguments on the calling process.
     let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
     if rc != 0 {
-        return Err(ContainerError::io(
-            "process.ioPriority: ioprio_set",
-            std::io::Error::last_os_error(),
-        ));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
