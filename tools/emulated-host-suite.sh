@@ -16,7 +16,7 @@ touch "$log"
 # pick it), the VMM's real-kernel boot, and the container backend on this cgroup layout.
 want() {
     case "$1" in
-    e2e_qemu | microvm | microvm_exec | vmm_linux | vmm_tiny_guest) return 0 ;;
+    e2e_qemu | microvm | microvm_parity | microvm_exec | vmm_linux | vmm_tiny_guest) return 0 ;;
     container | bad_input | escapes | policy | leaks | conformance | lifecycle) return 0 ;;
     isobox_container) return 0 ;; # the crate's unit tests include the cgroup host tests
     *) return 1 ;;
