@@ -276,12 +276,16 @@ impl Host {
             let ev = match self.events.recv_timeout(left) {
                 Ok(ev) => ev,
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(self.fail(&format!(
+                    let mut what = format!(
                         "guest agent: no {want} within {} s of boot ({} under {})",
                         limit.as_secs(),
                         self.cfg.hypervisor.as_str(),
                         self.cfg.accelerator.as_str()
-                    )))
+                    );
+                    for line in self.vm.state_lines() {
+                        what += &format!("\n  {line}");
+                    }
+                    return Err(self.fail(&what));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(self.fail("guest agent: event channel closed"))

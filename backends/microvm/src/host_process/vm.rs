@@ -42,6 +42,17 @@ impl RunningVm {
     }
 }
 
+impl RunningVm {
+    /// What the built-in VMM can tell of a VM that stopped answering: each vCPU's state, its
+    /// APIC's pending and in-service vectors, the agent UART. Empty under qemu.
+    pub fn state_lines(&self) -> Vec<String> {
+        self.builtin
+            .as_ref()
+            .map(|h| h.dump_vcpus())
+            .unwrap_or_default()
+    }
+}
+
 /// Boot the VM with `guest_end` as the agent's serial line.
 pub fn launch(
     cfg: &VmHostConfig,

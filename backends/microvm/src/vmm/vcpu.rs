@@ -52,6 +52,27 @@ pub struct Vcpu {
     pub count: usize,
 }
 
+/// The local APIC's in-service and interrupt-request registers: 8 words of 32 vectors each,
+/// 16 bytes apart.
+const LAPIC_ISR: usize = 0x100;
+const LAPIC_IRR: usize = 0x200;
+
+/// The vectors set in the 256-bit APIC register at `base` of a KVM_GET_LAPIC page.
+fn lapic_vectors(page: &[u8], base: usize) -> Vec<u32> {
+    let mut set = Vec::new();
+    for word in 0..8u32 {
+        let at = base + word as usize * 0x10;
+        let Some(b) = page.get(at..at + 4) else { break };
+        let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        set.extend(
+            (0..32)
+                .filter(|i| bits & (1 << i) != 0)
+                .map(|i| word * 32 + i),
+        );
+    }
+    set
+}
+
 fn hv_error(reason: String) -> MicrovmError {
     MicrovmError::Hypervisor {
         hypervisor: "built-in VMM".into(),
@@ -93,7 +114,29 @@ impl Vcpu {
             ),
             Err(e) => format!("sregs: {e}"),
         };
-        format!("vCPU {}: {mp} {regs} {sregs}", self.id)
+        let apic = match self.fd.get_lapic() {
+            Ok(l) => {
+                let bytes: Vec<u8> = l.regs.iter().map(|b| *b as u8).collect();
+                format!(
+                    "lapic isr={:?} irr={:?}",
+                    lapic_vectors(&bytes, LAPIC_ISR),
+                    lapic_vectors(&bytes, LAPIC_IRR)
+                )
+            }
+            Err(e) => format!("lapic: {e}"),
+        };
+        let events = match self.fd.get_vcpu_events() {
+            Ok(ev) => format!(
+                "irq injected={} nr={:#x} shadow={}",
+                ev.interrupt.injected, ev.interrupt.nr, ev.interrupt.shadow
+            ),
+            Err(e) => format!("events: {e}"),
+        };
+        let mut line = format!("vCPU {}: {mp} {regs} {sregs} {apic} {events}", self.id);
+        if self.id == 0 {
+            line += &format!("; agent UART {}", self.bus.describe_agent_uart());
+        }
+        line
     }
 
     /// Runs until the VM stops; records the outcome if this vCPU ends the VM.
@@ -205,4 +248,21 @@ pub fn stop_and_join(handle: JoinHandle<()>) -> std::thread::Result<()> {
         std::thread::sleep(Duration::from_micros(500));
     }
     handle.join()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lapic_vectors_reads_each_word_of_the_register() {
+        let mut page = vec![0u8; 1024];
+        // Vector 0x24 (IRQ 4 under Linux's legacy map): word 1, bit 4.
+        page[LAPIC_ISR + 0x10] = 1 << 4;
+        // Vectors 0xec and 0xef: word 7, bits 12 and 15.
+        page[LAPIC_IRR + 0x70 + 1] = (1 << 4) | (1 << 7);
+        assert_eq!(lapic_vectors(&page, LAPIC_ISR), [0x24]);
+        assert_eq!(lapic_vectors(&page, LAPIC_IRR), [0xec, 0xef]);
+        assert!(lapic_vectors(&page[..0x180], LAPIC_IRR).is_empty());
+    }
 }

@@ -85,6 +85,22 @@ impl PioBus {
     }
 }
 
+impl PioBus {
+    /// The agent UART's registers and receive FIFO, for a hung VM's report.
+    pub fn describe_agent_uart(&self) -> String {
+        let u = lock(&self.com2);
+        let st = u.state();
+        format!(
+            "ier={:#x} iir={:#x} lsr={:#x} fifo={} {:?}",
+            st.interrupt_enable,
+            st.interrupt_identification,
+            st.line_status,
+            st.in_buffer.len(),
+            serial::Line::of(&u)
+        )
+    }
+}
+
 /// Locks a device even if another vCPU thread panicked while holding it.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
