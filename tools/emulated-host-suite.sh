@@ -94,12 +94,18 @@ run_one() {
     # The container lifecycle tests have their own harness: "N passed, M failed, K skipped".
     [ -z "$p" ] && p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed.*/\1/p' "$out" | tail -1)
     [ -z "$f" ] && f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
+    # An executable ended by the timeout prints no result line: count the tests it finished.
+    [ -z "$p" ] && p=$(outcomes "$out" | grep -c '^pass ')
+    [ -z "$f" ] && f=$(outcomes "$out" | grep -c '^fail ')
     p=${p:-0} f=${f:-0}
     if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     # A test that failed runs once more, alone. One that then passes is counted passed and
     # reported as flaky with its first failure: in L1 an interrupt or IPI is sometimes lost
     # (see README), and the summary must still show it. Failing twice is failing.
-    for t in $(outcomes "$out" | awk '$1 == "fail" {print $2}'); do
+    # Only after a run that ended by itself: a hung one's failure is the hang.
+    retry=
+    grep -q '^test result: ' "$out" && retry=$(outcomes "$out" | awk '$1 == "fail" {print $2}')
+    for t in $retry; do
         again=/run/isobox-l1/suite-$name-$hv.again
         ISOBOX_TEST_HYPERVISOR=$hv ISOBOX_TEST_PREBUILT=1 CI=true \
             timeout -k 10 "${SUITE_TIMEOUT:-900}" "$exe" --test-threads=1 --exact "$t" >"$again" 2>&1
