@@ -23,7 +23,7 @@ want() {
     esac
 }
 
-passed=0 failed=0 skipped=0 failed_names= flaky=0 flaky_names=
+passed=0 failed=0 skipped=0 failed_names= flaky=0 flaky_names= resumed=
 # Counts of an earlier L1's runs: "suite: NAME HV P passed F failed S skipped T s".
 eval "$(awk '$1 == "suite:" && $5 == "passed" {p += $4; f += $6; s += $8; if ($6 > 0) n = n " " $2 "(" $3 ")"}
     END {printf "passed=%d failed=%d skipped=%d failed_names=\"%s\"\n", p, f, s, n}' "$log")"
@@ -65,7 +65,7 @@ run_one() {
         last=$(outcomes "$out" | awk '$1 == "open" {print $2}')
         if [ -n "$last" ]; then
             echo "$name $hv $last" >>"$froze"
-            echo "suite: $name ($hv): L1 froze during $last; the rest runs in this L1" | tee -a "$log"
+            echo "suite: $name ($hv): L1 froze or the run timed out during $last; the rest runs again" | tee -a "$log"
         fi
     fi
     if [ -f "$part" ]; then
@@ -87,6 +87,15 @@ run_one() {
         timeout -k 10 "${SUITE_TIMEOUT:-900}" "$exe" --test-threads=1 ${skips:+--exact $skips} "$@" >"$out" 2>&1
     status=$?
     end=$(date +%s)
+    # Ended by the timeout inside a test: resumed once, as after a freeze (the hung test runs
+    # once more, the finished ones are counted from this output, the rest run).
+    if { [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; } && [ -z "$resumed" ] &&
+        outcomes "$out" | grep -q '^open '; then
+        resumed=1
+        run_one "$name" "$exe" "$hv" "$@"
+        resumed=
+        return
+    fi
     p=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' "$out" | tail -1)
     f=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$out" | tail -1)
     # At a line's start, or after libtest's "test NAME ... " when the test printed it at once.
