@@ -1,6 +1,6 @@
 //! The microVM applies a bundle as the container backend does: each test runs the same bundle
 //! in both and compares what the workload sees (qemu TCG on hosts without hardware
-//! virtualization, the built-in VMM where it has it).
+//! virtualization, the built-in VMM where it has it; `auto` takes qemu for bind mounts).
 
 mod support;
 

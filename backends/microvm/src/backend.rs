@@ -197,7 +197,14 @@ impl MicrovmBackend {
                 })?,
                 (None, None) => HypervisorChoice::Auto,
             };
-        let sel = select(choice, &host_support())?;
+        let mut sel = select(choice, &host_support())?;
+        // Bind mounts need virtio-fs, which only qemu has so far: `auto` takes qemu then.
+        if choice == HypervisorChoice::Auto
+            && sel.hypervisor == Hypervisor::Builtin
+            && virtiofs::first_bind(&opts.bundle).is_some()
+        {
+            sel.hypervisor = Hypervisor::Qemu;
+        }
         let kernel = image::resolve_kernel(o.kernel.as_deref(), &image::ResolveOptions::default())?;
         let agent = find_agent(o.agent.as_deref())?;
         let qemu_binary = match sel.hypervisor {
@@ -207,17 +214,24 @@ impl MicrovmBackend {
         let mem_mib = vmspec::mem_mib(&opts.bundle);
         let (shares, mounts) =
             virtiofs::plan(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
-        // qemu shares the rootfs and the bind mounts live (virtio-fs). So does the built-in
-        // VMM for a bundle with bind mounts; without, it packs the rootfs into the initramfs.
-        let shared =
-            sel.hypervisor == Hypervisor::Qemu || virtiofs::first_bind(&opts.bundle).is_some();
-        let (initramfs, initramfs_bytes, shares, mounts, virtiofsd) = match shared {
-            true => {
+        // qemu shares the rootfs and the bind mounts live (virtio-fs); the built-in VMM has
+        // no virtio devices yet, so it packs the rootfs into the initramfs and takes no binds.
+        let (initramfs, initramfs_bytes, shares, mounts, virtiofsd) = match sel.hypervisor {
+            Hypervisor::Qemu => {
                 let virtiofsd = virtiofs::find_binary()?;
                 let initramfs = virtiofs::agent_initramfs(&kernel, &agent)?;
                 (initramfs, 0, shares, Some(mounts), Some(virtiofsd))
             }
-            false => {
+            Hypervisor::Builtin => {
+                if let Some(i) = virtiofs::first_bind(&opts.bundle) {
+                    return Err(config_err(
+                        opts,
+                        &format!("mounts[{i}]"),
+                        "the built-in VMM cannot share bind mounts with the guest yet (it has \
+                         no virtio-fs); use --hypervisor qemu"
+                            .into(),
+                    ));
+                }
                 let initramfs = opts.state_dir.join(INITRAMFS);
                 let info = image::build_initramfs_for_ram(
                     &opts.bundle.rootfs,

@@ -62,37 +62,13 @@ pub fn launch(
 ) -> Result<RunningVm> {
     match cfg.hypervisor {
         Hypervisor::Qemu => launch_qemu(cfg, state_dir, guest_end, events),
-        Hypervisor::Builtin => launch_builtin(cfg, state_dir, guest_end, events),
+        Hypervisor::Builtin => launch_builtin(cfg, guest_end, events),
     }
-}
-
-/// The shares' daemons, one per share, each with the connection the hypervisor takes. They
-/// die with the host process (like qemu) and end when the hypervisor hangs up; each is reaped
-/// by a thread of its own.
-fn serve_shares(cfg: &VmHostConfig, state_dir: &Path) -> Result<Vec<(String, OwnedFd)>> {
-    if cfg.shares.is_empty() {
-        return Ok(Vec::new());
-    }
-    let vfsd = match &cfg.virtiofsd {
-        Some(b) => b.clone(),
-        None => virtiofs::find_binary()?,
-    };
-    let log_path = state_dir.join(VIRTIOFSD_LOG);
-    let log = File::create(&log_path)
-        .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
-    let mut frontends = Vec::new();
-    for share in &cfg.shares {
-        let mut served = virtiofs::serve(&vfsd, share, state_dir, &log)?;
-        thread::spawn(move || served.daemon.wait());
-        frontends.push((share.tag.clone(), served.frontend));
-    }
-    Ok(frontends)
 }
 
 /// The built-in VMM, in this process: its vCPU threads run beside the relay.
 fn launch_builtin(
     cfg: &VmHostConfig,
-    state_dir: &Path,
     guest_end: UnixStream,
     events: Sender<Event>,
 ) -> Result<RunningVm> {
@@ -110,7 +86,6 @@ fn launch_builtin(
         mem_mib: cfg.mem_mib,
         console: Box::new(console),
         agent: Some(guest_end),
-        shares: serve_shares(cfg, state_dir)?,
     })?;
     let handle = running.handle();
     let exited = Arc::new(AtomicBool::new(false));
@@ -151,11 +126,10 @@ fn watchdog_period() -> Option<Duration> {
     }
 }
 
-/// When the guest moves no byte through its UARTs for `after` (no console output, no agent
-/// traffic: a hang, or a workload that sleeps), write the vCPUs' registers, the devices' state
-/// and the console's last lines to watchdog.log beside the console log, once per stall, so a
-/// hung VM explains itself (a failed boot's error names the console log, beside which this
-/// file lies).
+/// When the guest makes no port I/O for `after` (no console output, no agent traffic: a hang,
+/// or a workload that sleeps), write the vCPUs' registers and the console's last lines to
+/// watchdog.log beside the console log, once per stall, so a hung VM explains itself (a
+/// failed boot's error names the console log, beside which this file lies).
 fn watchdog(vm: &vmm::VmHandle, exited: &AtomicBool, after: Duration, console: &Path) {
     let mut last = vm.progress();
     let mut still_since = Instant::now();
@@ -172,7 +146,7 @@ fn watchdog(vm: &vmm::VmHandle, exited: &AtomicBool, after: Duration, console: &
         }
         reported = true;
         let mut text = format!(
-            "no guest I/O for {:?} (after {last} UART data accesses)\n",
+            "no guest I/O for {:?} (after {last} port I/O exits)\n",
             still_since.elapsed()
         );
         for line in vm.dump_vcpus() {
@@ -193,7 +167,7 @@ fn watchdog(vm: &vmm::VmHandle, exited: &AtomicBool, after: Duration, console: &
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
         // Debug, not a warning: a workload that sleeps is silent too.
         log::debug!(
-            "the VM moved no UART data for {:?}: vCPU state and console tail in {}",
+            "the VM made no port I/O for {:?}: vCPU state and console tail in {}",
             after,
             path.display()
         );
@@ -210,8 +184,24 @@ fn launch_qemu(
         Some(b) => b.clone(),
         None => qemu::find_binary()?,
     };
-    // The shares' daemons first: qemu connects to them as it starts.
-    let frontends = serve_shares(cfg, state_dir)?;
+    // The shares' daemons first: qemu connects to them as it starts. They die with this
+    // thread, like qemu, and end when qemu hangs up.
+    let mut daemons = Vec::new();
+    let mut frontends = Vec::new();
+    if !cfg.shares.is_empty() {
+        let vfsd = match &cfg.virtiofsd {
+            Some(b) => b.clone(),
+            None => virtiofs::find_binary()?,
+        };
+        let log_path = state_dir.join(VIRTIOFSD_LOG);
+        let log = File::create(&log_path)
+            .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
+        for share in &cfg.shares {
+            let served = virtiofs::serve(&vfsd, share, state_dir, &log)?;
+            daemons.push(served.daemon);
+            frontends.push((share.tag.clone(), served.frontend));
+        }
+    }
     let qcfg = QemuConfig {
         shares: frontends
             .iter()
@@ -231,6 +221,10 @@ fn launch_qemu(
         .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
     let mut child = qemu::spawn(&qcfg, OwnedFd::from(guest_end), log)?;
     drop(frontends);
+    // Reaped as they end (with the VM); killed with this process otherwise.
+    for mut d in daemons {
+        thread::spawn(move || d.wait());
+    }
     let pid = child.id() as i32;
     let pid_path = state_dir.join(HYPERVISOR_PID);
     // Our unreaped child: the start time read now is its own.

@@ -2,9 +2,7 @@
 //! kernel, built without MP-table parsing): RSDP → XSDT → FADT (hardware-reduced, pointing at
 //! the DSDT) and MADT (one LAPIC per vCPU, the IOAPIC, the LAPIC NMI line). The DSDT describes
 //! the two 8250 UARTs: a hardware-reduced ACPI kernel probes no legacy ISA ports, so a UART it
-//! is not told about does not exist for it (writes to /dev/ttyS1 fail with EIO). The
-//! virtio-mmio devices are there too, as `LNRO0005` (the kernel's virtio_mmio driver matches
-//! that id; Debian's kernel takes no virtio-mmio devices on its command line).
+//! is not told about does not exist for it (writes to /dev/ttyS1 fail with EIO).
 //!
 //! They live in the BIOS area below 1 MiB, where Linux also scans for the RSDP; the PVH start
 //! info and the zero page point at it directly.
@@ -128,38 +126,11 @@ fn uart_device(name: &[u8; 4], uid: u8, base: u16, irq: u32) -> Vec<u8> {
     aml_pkg(&[0x5b, 0x82], &body)
 }
 
-/// One virtio-mmio transport: `Device(VRnn) { _HID "LNRO0005", _UID, _CRS { Memory32Fixed,
-/// Interrupt } }`.
-fn virtio_device(index: u8, base: u64, gsi: u32) -> Vec<u8> {
-    let mut hid = vec![0x0d]; // StringPrefix
-    hid.extend_from_slice(b"LNRO0005\0");
-    let mut crs = Vec::new();
-    // Memory32Fixed: read-write, base, length.
-    crs.extend_from_slice(&[0x86, 0x09, 0x00, 0x01]);
-    crs.extend_from_slice(&(base as u32).to_le_bytes());
-    crs.extend_from_slice(&(devices::virtio_mmio::MMIO_SIZE as u32).to_le_bytes());
-    // Extended interrupt descriptor: consumer, edge, active-high, exclusive; one GSI.
-    crs.extend_from_slice(&[0x89, 0x06, 0x00, 0x03, 0x01]);
-    crs.extend_from_slice(&gsi.to_le_bytes());
-    crs.extend_from_slice(&[0x79, 0x00]);
-    let mut buffer = vec![0x0a, crs.len() as u8];
-    buffer.extend(crs);
-    let mut body = format!("VR{index:02}").into_bytes();
-    body.extend(aml_name(b"_HID", &hid));
-    body.extend(aml_name(b"_UID", &[0x0a, index]));
-    body.extend(aml_name(b"_CRS", &aml_pkg(&[0x11], &buffer)));
-    aml_pkg(&[0x5b, 0x82], &body)
-}
-
-/// `virtio`: each virtio-mmio device's base address and GSI.
-fn dsdt(virtio: &[(u64, u32)]) -> Vec<u8> {
-    // Scope(\_SB) { COM1, COM2, VR00, ... }
+fn dsdt() -> Vec<u8> {
+    // Scope(\_SB) { COM1, COM2 }
     let mut scope = b"\\_SB_".to_vec();
     for (uid, (name, base, irq)) in UARTS.iter().enumerate() {
         scope.extend(uart_device(name, uid as u8 + 1, *base, *irq));
-    }
-    for (i, (base, gsi)) in virtio.iter().enumerate() {
-        scope.extend(virtio_device(i as u8, *base, *gsi));
     }
     sdt(b"DSDT", 2, &aml_pkg(&[0x10], &scope))
 }
@@ -221,10 +192,10 @@ fn align16(x: u64) -> u64 {
 }
 
 /// All tables and the addresses they go to, RSDP first.
-pub fn build(num_cpus: u8, virtio: &[(u64, u32)]) -> Result<Vec<(u64, Vec<u8>)>> {
+pub fn build(num_cpus: u8) -> Result<Vec<(u64, Vec<u8>)>> {
     let xsdt_addr = RSDP_START + 0x40;
     let dsdt_addr = xsdt_addr + 0x40;
-    let dsdt = dsdt(virtio);
+    let dsdt = dsdt();
     let fadt_addr = align16(dsdt_addr + dsdt.len() as u64);
     let fadt = fadt(dsdt_addr);
     let madt_addr = align16(fadt_addr + fadt.len() as u64);
@@ -245,8 +216,8 @@ pub fn build(num_cpus: u8, virtio: &[(u64, u32)]) -> Result<Vec<(u64, Vec<u8>)>>
 }
 
 /// Writes the tables; returns the RSDP address.
-pub fn write(mem: &GuestMemoryMmap, num_cpus: u8, virtio: &[(u64, u32)]) -> Result<u64> {
-    for (addr, bytes) in build(num_cpus, virtio)? {
+pub fn write(mem: &GuestMemoryMmap, num_cpus: u8) -> Result<u64> {
+    for (addr, bytes) in build(num_cpus)? {
         mem.write_slice(&bytes, GuestAddress(addr))
             .map_err(|e| MicrovmError::Memory(format!("writing ACPI tables at {addr:#x}: {e}")))?;
     }
@@ -271,7 +242,7 @@ mod tests {
 
     #[test]
     fn tables_link_up_and_checksum() {
-        let tables = build(4, &[]).unwrap();
+        let tables = build(4).unwrap();
         let find = |addr: u64| &tables.iter().find(|(a, _)| *a == addr).unwrap().1;
         let rsdp = find(RSDP_START);
         assert_eq!(&rsdp[..8], b"RSD PTR ");
@@ -323,7 +294,7 @@ mod tests {
     /// _HID PNP0501 and a _CRS naming its port and interrupt.
     #[test]
     fn dsdt_describes_both_uarts() {
-        let d = dsdt(&[]);
+        let d = dsdt();
         assert_eq!(u32_at(&d, 4) as usize, d.len());
         let aml = &d[HEADER_LEN..];
         // PkgLength decoding, the inverse of pkg_length.
@@ -368,33 +339,6 @@ mod tests {
         );
     }
 
-    /// A virtio device: its string _HID, its register page and its interrupt.
-    #[test]
-    fn dsdt_describes_the_virtio_devices() {
-        let d = dsdt(&[(0xd000_0000, 5), (0xd000_1000, 6)]);
-        assert_eq!(sum(&d), 0);
-        for (i, (base, gsi)) in [(0xd000_0000u32, 5u32), (0xd000_1000, 6)]
-            .iter()
-            .enumerate()
-        {
-            let name = format!("VR{i:02}");
-            let at = d.windows(4).position(|w| w == name.as_bytes()).unwrap();
-            let dev = &d[at..];
-            assert!(dev.starts_with(format!("{name}\x08_HID\x0dLNRO0005\0").as_bytes()));
-            let mem = dev
-                .windows(4)
-                .position(|w| w == [0x86, 0x09, 0x00, 0x01])
-                .unwrap();
-            assert_eq!(u32_at(dev, mem + 4), *base);
-            assert_eq!(u32_at(dev, mem + 8), 0x1000);
-            let irq = dev
-                .windows(3)
-                .position(|w| w == [0x89, 0x06, 0x00])
-                .unwrap();
-            assert_eq!(u32_at(dev, irq + 5), *gsi);
-        }
-    }
-
     #[test]
     fn pkg_length_encodings() {
         assert_eq!(pkg_length(0), vec![1]);
@@ -415,7 +359,7 @@ mod tests {
         assert!(out.status.success());
         let dir = tempfile::tempdir().unwrap();
         let dat = dir.path().join("dsdt.dat");
-        std::fs::write(&dat, dsdt(&[(0xd000_0000, 5), (0xd000_1000, 6)])).unwrap();
+        std::fs::write(&dat, dsdt()).unwrap();
         let out = std::process::Command::new("iasl")
             .arg("-d")
             .arg(&dat)
@@ -432,12 +376,6 @@ mod tests {
             "EisaId (\"PNP0501\")",
             "0x03F8",
             "0x02F8",
-            "Device (VR00)",
-            "Device (VR01)",
-            "Name (_HID, \"LNRO0005\")",
-            "Memory32Fixed (ReadWrite,",
-            "0xD0001000",
-            "0x00000006",
         ] {
             assert!(dsl.contains(want), "{want} missing from:\n{dsl}");
         }
@@ -446,9 +384,6 @@ mod tests {
 
     #[test]
     fn fits_for_the_largest_vm() {
-        let virtio: Vec<(u64, u32)> = (0..crate::vmm::layout::MAX_VIRTIO_DEVICES as u32)
-            .map(|i| (0xd000_0000 + u64::from(i) * 0x1000, 5 + i))
-            .collect();
-        assert!(build(crate::vmm::mptable::MAX_VCPUS, &virtio).is_ok());
+        assert!(build(crate::vmm::mptable::MAX_VCPUS).is_ok());
     }
 }

@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(info.modlist_paddr, PVH_MODLIST_START);
         assert_eq!(info.memmap_entries as usize, memmap.len());
         assert_eq!(module.unwrap().paddr, 0x0800_0000);
-        let mem = crate::vmm::layout::create_guest_memory(128, false).unwrap();
+        let mem = crate::vmm::layout::create_guest_memory(128).unwrap();
         write_pvh(&mem, 128 << 20, Some(rd), 0xe0000).unwrap();
         assert_eq!(info.rsdp_paddr, 0xe0000);
         let back: HvmStartInfo = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();

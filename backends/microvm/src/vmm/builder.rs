@@ -4,8 +4,7 @@
 use super::bootparams::{self, Initrd};
 use super::control::{Control, ResetTrigger};
 use super::cpuid::{self, CpuidPolicy};
-use super::devices::virtio_mmio::{self, VirtioMmio};
-use super::devices::{self, serial, vhost_user_fs, PioBus};
+use super::devices::{self, serial, PioBus};
 use super::input::Input;
 use super::layout::{self, KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS};
 use super::loader::{self, LoadedKernel};
@@ -18,7 +17,7 @@ use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES,
     KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
+use kvm_ioctls::{Cap, Kvm, VmFd};
 use std::io::Write;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -111,13 +110,8 @@ fn create_vm(kvm: &Kvm, memory: &GuestMemoryMmap) -> Result<VmFd> {
     Ok(vm)
 }
 
-/// Kernel, initramfs, command line, zero page or PVH info, MP table, ACPI tables (with the
-/// virtio devices at `virtio`: base and GSI each), boot GDT/page tables.
-fn load_guest(
-    memory: &GuestMemoryMmap,
-    cfg: &VmConfig,
-    virtio: &[(u64, u32)],
-) -> Result<BootEntry> {
+/// Kernel, initramfs, command line, zero page or PVH info, MP table, boot GDT/page tables.
+fn load_guest(memory: &GuestMemoryMmap, cfg: &VmConfig) -> Result<BootEntry> {
     let mem_bytes = cfg.mem_mib << 20;
     let kernel: LoadedKernel = loader::load_kernel(memory, &cfg.kernel)?;
     let initrd: Option<Initrd> = match &cfg.initramfs {
@@ -126,7 +120,7 @@ fn load_guest(
     };
     let cmdline_len = loader::write_cmdline(memory, &cfg.cmdline)?;
     mptable::write(memory, cfg.vcpus)?;
-    let rsdp = acpi::write(memory, cfg.vcpus, virtio)?;
+    let rsdp = acpi::write(memory, cfg.vcpus)?;
     match kernel.entry {
         BootEntry::Pvh(_) => bootparams::write_pvh(memory, mem_bytes, initrd, rsdp)?,
         BootEntry::Linux64(_) | BootEntry::Linux32(_) => {
@@ -164,54 +158,7 @@ fn clone_evt(e: &EventFd) -> Result<EventFd> {
     e.try_clone().map_err(io_err("duplicating an eventfd"))
 }
 
-/// A virtio-fs device per share, each on its register page and GSI, its queues' notifications
-/// on ioeventfds and its interrupt on an irqfd. Returns them with their base addresses.
-fn virtio_devices(
-    vm: &VmFd,
-    memory: &GuestMemoryMmap,
-    shares: Vec<(String, std::os::fd::OwnedFd)>,
-) -> Result<Vec<(u64, Arc<Mutex<VirtioMmio>>)>> {
-    if shares.len() > layout::MAX_VIRTIO_DEVICES {
-        return Err(MicrovmError::Hypervisor {
-            hypervisor: "built-in VMM".into(),
-            reason: format!(
-                "{} shares are more than its {} virtio devices",
-                shares.len(),
-                layout::MAX_VIRTIO_DEVICES
-            ),
-        });
-    }
-    let mut out = Vec::new();
-    for (i, (tag, socket)) in shares.into_iter().enumerate() {
-        let base = layout::VIRTIO_MMIO_BASE + i as u64 * virtio_mmio::MMIO_SIZE;
-        let gsi = layout::VIRTIO_GSI_BASE + i as u32;
-        let mut kicks = Vec::new();
-        for q in 0..vhost_user_fs::NUM_QUEUES {
-            let kick = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
-                .map_err(io_err("creating a queue eventfd"))?;
-            vm.register_ioevent(
-                &kick,
-                &IoEventAddress::Mmio(base + virtio_mmio::NOTIFY_OFFSET),
-                q as u32,
-            )
-            .map_err(|e| kvm_err("KVM_IOEVENTFD", e))?;
-            kicks.push(kick);
-        }
-        let device =
-            vhost_user_fs::VhostUserFs::new(socket, &tag, memory.clone(), kicks, irqfd(vm, gsi)?)
-                .map_err(|reason| MicrovmError::Hypervisor {
-                hypervisor: "built-in VMM".into(),
-                reason: format!("virtio-fs share {tag}: {reason}"),
-            })?;
-        out.push((
-            base,
-            Arc::new(Mutex::new(VirtioMmio::new(Box::new(device)))),
-        ));
-    }
-    Ok(out)
-}
-
-pub fn start(mut cfg: VmConfig) -> Result<RunningVm> {
+pub fn start(cfg: VmConfig) -> Result<RunningVm> {
     if cfg.vcpus == 0 || cfg.vcpus > mptable::MAX_VCPUS {
         return Err(MicrovmError::Hypervisor {
             hypervisor: "built-in VMM".into(),
@@ -219,13 +166,9 @@ pub fn start(mut cfg: VmConfig) -> Result<RunningVm> {
         });
     }
     let kvm = open_kvm()?;
-    let memory = layout::create_guest_memory(cfg.mem_mib, !cfg.shares.is_empty())?;
+    let memory = layout::create_guest_memory(cfg.mem_mib)?;
     let vm = create_vm(&kvm, &memory)?;
-    let virtio = virtio_devices(&vm, &memory, std::mem::take(&mut cfg.shares))?;
-    let placed: Vec<(u64, u32)> = (0..virtio.len())
-        .map(|i| (virtio[i].0, layout::VIRTIO_GSI_BASE + i as u32))
-        .collect();
-    let entry = load_guest(&memory, &cfg, &placed)?;
+    let entry = load_guest(&memory, &cfg)?;
 
     let control = Arc::new(Control::new().map_err(io_err("creating the exit eventfd"))?);
     let stopping = control.stopping_flag();
@@ -264,7 +207,6 @@ pub fn start(mut cfg: VmConfig) -> Result<RunningVm> {
         com2: com2.clone(),
         i8042: Arc::new(Mutex::new(i8042)),
         com2_ier: Some(clone_evt(&com2_ier)?),
-        virtio,
     });
 
     // vCPUs.
@@ -298,20 +240,6 @@ pub fn start(mut cfg: VmConfig) -> Result<RunningVm> {
         });
     }
 
-    if !bus.virtio.is_empty() {
-        let (bus, stopping) = (bus.clone(), control.stopping_flag());
-        std::thread::Builder::new()
-            .name("isobox-vm-virtio".into())
-            .spawn(move || {
-                while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(virtio_mmio::WATCH_PERIOD);
-                    for (_, d) in &bus.virtio {
-                        devices::lock(d).watch();
-                    }
-                }
-            })
-            .map_err(io_err("spawning the virtio watch thread"))?;
-    }
     vcpu::install_kick_handler()?;
     let mut running = RunningVm {
         control: control.clone(),

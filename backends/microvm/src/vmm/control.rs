@@ -14,8 +14,8 @@ pub struct Control {
     stopping: Arc<AtomicBool>,
     /// Written once per exit request; the owner blocks reading it.
     pub exit_evt: EventFd,
-    /// Accesses of all vCPUs to the UARTs' data registers: the guest printing or talking to
-    /// the agent, the watchdog's measure of progress.
+    /// Port I/O exits of all vCPUs: the guest talking to its devices, the watchdog's measure
+    /// of progress.
     pub io_exits: AtomicU64,
     /// Raised to ask every vCPU for a description of its state.
     dump_generation: AtomicU64,

@@ -4,7 +4,7 @@
 //! EBDA, the legacy hole, then RAM from 1 MiB up, with a gap below 4 GiB for the LAPIC/IOAPIC.
 
 use crate::error::{MicrovmError, Result};
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// GDT for the boot vCPU state.
 pub const BOOT_GDT_START: u64 = 0x500;
@@ -39,13 +39,6 @@ pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the 32-bit MMIO gap (LAPIC, IOAPIC); RAM beyond it continues at 4 GiB.
 pub const MMIO_GAP_START: u64 = 0xd000_0000;
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
-/// virtio-mmio devices: one register page each from the start of the MMIO gap, interrupts
-/// from GSI 5 on (below are the i8042's 1 and the UARTs' 3 and 4).
-pub const VIRTIO_MMIO_BASE: u64 = MMIO_GAP_START;
-pub const VIRTIO_GSI_BASE: u32 = 5;
-/// Most virtio devices: the IOAPIC's pins up to 23, short of the legacy ones.
-pub const MAX_VIRTIO_DEVICES: usize = 8;
-
 /// IOAPIC and LAPIC MMIO bases (also written into the MP table).
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 pub const APIC_ADDR: u32 = 0xfee0_0000;
@@ -118,39 +111,18 @@ pub fn memory_map(mem_bytes: u64) -> Vec<MemMapEntry> {
     map
 }
 
-/// Validates the memory size and maps the guest memory: anonymous, or, when `shared` (a
-/// vhost-user backend maps it too), one memfd whose ranges the regions map.
-pub fn create_guest_memory(mem_mib: u64, shared: bool) -> Result<GuestMemoryMmap> {
+/// Validates the memory size and maps the guest memory.
+pub fn create_guest_memory(mem_mib: u64) -> Result<GuestMemoryMmap> {
     if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&mem_mib) {
         return Err(MicrovmError::Memory(format!(
             "mem_mib {mem_mib} is outside {MIN_MEM_MIB}..={MAX_MEM_MIB}"
         )));
     }
-    let file = if shared {
-        let fd = nix::sys::memfd::memfd_create(
-            c"isobox-guest-ram",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-        )
-        .map_err(|e| MicrovmError::Memory(format!("memfd_create for guest memory: {e}")))?;
-        let file = std::sync::Arc::new(std::fs::File::from(fd));
-        file.set_len(mem_mib << 20)
-            .map_err(|e| MicrovmError::Memory(format!("sizing the guest memory memfd: {e}")))?;
-        Some(file)
-    } else {
-        None
-    };
-    let mut offset = 0u64;
-    let ranges: Vec<(GuestAddress, usize, Option<FileOffset>)> = ram_ranges(mem_mib << 20)
+    let ranges: Vec<(GuestAddress, usize)> = ram_ranges(mem_mib << 20)
         .into_iter()
-        .map(|(start, len)| {
-            let fo = file
-                .as_ref()
-                .map(|f| FileOffset::from_arc(f.clone(), offset));
-            offset += len;
-            (GuestAddress(start), len as usize, fo)
-        })
+        .map(|(start, len)| (GuestAddress(start), len as usize))
         .collect();
-    GuestMemoryMmap::from_ranges_with_files(&ranges)
+    GuestMemoryMmap::from_ranges(&ranges)
         .map_err(|e| MicrovmError::Memory(format!("mapping {mem_mib} MiB of guest memory: {e}")))
 }
 
@@ -211,17 +183,9 @@ mod tests {
 
     #[test]
     fn memory_size_is_validated() {
-        assert!(create_guest_memory(1, false).is_err());
-        assert!(create_guest_memory(MAX_MEM_MIB + 1, false).is_err());
-        assert!(create_guest_memory(32, false).is_ok());
-        // Shared: every region maps the one memfd, at consecutive offsets.
-        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
-        let mem = create_guest_memory(32, true).unwrap();
-        let regions: Vec<_> = mem.iter().collect();
-        assert_eq!(regions.len(), 1);
-        let fo = regions[0].file_offset().expect("a file-backed region");
-        assert_eq!(fo.start(), 0);
-        assert_eq!(fo.file().metadata().unwrap().len(), 32 << 20);
+        assert!(create_guest_memory(1).is_err());
+        assert!(create_guest_memory(MAX_MEM_MIB + 1).is_err());
+        assert!(create_guest_memory(32).is_ok());
     }
 
     #[test]

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn cmdline_is_written_nul_terminated() {
-        let mem = create_guest_memory(16, false).unwrap();
+        let mem = create_guest_memory(16).unwrap();
         let len = write_cmdline(&mem, "console=ttyS0 reboot=k").unwrap();
         assert_eq!(len, 22);
         let mut buf = [0u8; 23];
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn non_kernel_files_are_rejected() {
-        let mem = create_guest_memory(16, false).unwrap();
+        let mem = create_guest_memory(16).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("junk");
         std::fs::write(&p, vec![0u8; 8192]).unwrap();

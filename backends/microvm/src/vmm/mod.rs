@@ -5,9 +5,7 @@
 //!
 //! - ttyS0 (0x3f8, IRQ 4): the kernel console, written to [`VmConfig::console`];
 //! - ttyS1 (0x2f8, IRQ 3): the agent channel, bridged to [`VmConfig::agent`];
-//! - i8042 (0x60/0x64): `reboot=k` resets through it, which ends the VM;
-//! - a virtio-fs device per [`VmConfig::shares`] entry on virtio-mmio, served by a vhost-user
-//!   backend (virtiofsd) that maps the guest memory, a memfd then.
+//! - i8042 (0x60/0x64): `reboot=k` resets through it, which ends the VM.
 //!
 //! Interrupts come from KVM's in-kernel PIC/IOAPIC/LAPIC and PIT; an MP table and ACPI tables
 //! (MADT) describe the vCPUs to the guest.
@@ -43,7 +41,6 @@ pub use testguest::test_guest_elf;
 
 use crate::error::{MicrovmError, Result};
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,8 +70,6 @@ pub struct VmConfig {
     /// The VMM's end of a socket pair for ttyS1: guest output is written to it, bytes read from
     /// it become guest input. `None` leaves ttyS1 unconnected (output dropped).
     pub agent: Option<UnixStream>,
-    /// virtio-fs shares: each tag with a connection to its vhost-user backend.
-    pub shares: Vec<(String, OwnedFd)>,
 }
 
 impl VmConfig {
@@ -92,7 +87,6 @@ impl VmConfig {
             mem_mib: DEFAULT_MEM_MIB,
             console,
             agent: None,
-            shares: Vec::new(),
         }
     }
 }
@@ -106,10 +100,6 @@ impl std::fmt::Debug for VmConfig {
             .field("vcpus", &self.vcpus)
             .field("mem_mib", &self.mem_mib)
             .field("agent", &self.agent.is_some())
-            .field(
-                "shares",
-                &self.shares.iter().map(|s| &s.0).collect::<Vec<_>>(),
-            )
             .finish_non_exhaustive()
     }
 }
@@ -143,8 +133,8 @@ impl VmHandle {
         self.0.finish(Ok(VmExit::Stopped));
     }
 
-    /// How many bytes-worth of UART data accesses the vCPUs have made: it stays still while
-    /// the guest neither prints nor talks to the agent (a hang, or an idle guest).
+    /// How many port I/O exits the vCPUs have made: it stays still while the guest neither
+    /// prints nor talks to the agent (a hang, or an idle guest).
     pub fn progress(&self) -> u64 {
         self.0.io_exits.load(std::sync::atomic::Ordering::Relaxed)
     }

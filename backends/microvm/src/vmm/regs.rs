@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn page_tables_identity_map_the_first_gib() {
-        let mem = super::super::layout::create_guest_memory(16, false).unwrap();
+        let mem = super::super::layout::create_guest_memory(16).unwrap();
         write_boot_tables(&mem, BootEntry::Linux64(0)).unwrap();
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_START)).unwrap();
         assert_eq!(pml4, PDPTE_START | 3);

@@ -1,11 +1,8 @@
-//! The guest's devices: two 8250 UARTs and an i8042 on port I/O, virtio-mmio devices (virtio-fs
-//! shares) in the MMIO gap, and the dispatch of vCPU accesses to them. Everything else reads
-//! as all ones and ignores writes.
+//! Legacy port-I/O devices: two 8250 UARTs and an i8042, and the dispatch of vCPU port
+//! accesses to them. Everything else on the port bus reads as 0xff and ignores writes.
 
 pub mod i8042;
 pub mod serial;
-pub mod vhost_user_fs;
-pub mod virtio_mmio;
 
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::EventFd;
@@ -33,8 +30,6 @@ pub struct PioBus {
     /// Written when the guest sets COM2's interrupt enables, so that the input thread watches
     /// the line of a guest that starts to send.
     pub com2_ier: Option<EventFd>,
-    /// virtio-mmio devices, by base address.
-    pub virtio: Vec<(u64, Arc<Mutex<virtio_mmio::VirtioMmio>>)>,
 }
 
 enum Target<'a> {
@@ -91,36 +86,6 @@ impl PioBus {
 }
 
 impl PioBus {
-    fn virtio_at(&self, addr: u64) -> Option<(u64, &Mutex<virtio_mmio::VirtioMmio>)> {
-        self.virtio
-            .iter()
-            .find(|(base, _)| (*base..*base + virtio_mmio::MMIO_SIZE).contains(&addr))
-            .map(|(base, d)| (addr - base, &**d))
-    }
-
-    /// A read of guest physical `addr` outside RAM.
-    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
-        match self.virtio_at(addr) {
-            Some((off, d)) => lock(d).read(off, data),
-            None => data.fill(0xff),
-        }
-    }
-
-    /// A write to guest physical `addr` outside RAM.
-    pub fn mmio_write(&self, addr: u64, data: &[u8]) {
-        if let Some((off, d)) = self.virtio_at(addr) {
-            lock(d).write(off, data);
-        }
-    }
-
-    /// Each virtio device's state, for a hung VM's report.
-    pub fn describe_virtio(&self) -> Vec<String> {
-        self.virtio
-            .iter()
-            .map(|(base, d)| format!("{base:#x}: {}", lock(d).describe()))
-            .collect()
-    }
-
     /// The agent UART's registers and receive FIFO, for a hung VM's report.
     pub fn describe_agent_uart(&self) -> String {
         let u = lock(&self.com2);
