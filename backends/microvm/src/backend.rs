@@ -626,10 +626,10 @@ impl Backend for MicrovmBackend {
 
     fn update(
         &self,
-        _state: &mut State,
+        state: &mut State,
         resources: &oci_spec::runtime::LinuxResources,
     ) -> isobox_common::Result<()> {
-        crate::live::update(resources)
+        crate::live::update(state, resources)
     }
 
     fn stats(&self, state: &State) -> isobox_common::Result<isobox_common::Stats> {
