@@ -260,7 +260,6 @@ pub fn start(cfg: VmConfig) -> Result<RunningVm> {
             room: room2,
             ier: com2_ier,
             stop: clone_evt(&stop)?,
-            control: control.clone(),
         };
         let h = std::thread::Builder::new()
             .name("isobox-vm-input".into())

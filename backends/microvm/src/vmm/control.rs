@@ -69,16 +69,6 @@ impl Control {
         self.dumps().lines.push((generation, id, line));
     }
 
-    /// Kicks every running vCPU out of KVM_RUN once. Nested KVM (L1 under emulated SVM) has
-    /// been seen to leave a halted vCPU asleep with an interrupt pending in its APIC's IRR;
-    /// entering KVM_RUN again makes KVM look at the IRR.
-    pub fn kick_vcpus(&self, kick_signal: i32) {
-        for (_, t) in &self.dumps().threads {
-            // SAFETY: as in `dump_vcpus`: registered threads have not returned.
-            unsafe { libc::pthread_kill(*t, kick_signal) };
-        }
-    }
-
     /// Ask every running vCPU to describe itself (kicking it out of KVM_RUN) and collect the
     /// answers, waiting up to `timeout`; a vCPU that does not answer is named as such.
     pub fn dump_vcpus(&self, kick_signal: i32, timeout: Duration) -> Vec<String> {

@@ -3,13 +3,10 @@
 //! is left alone until the guest drains it, so nothing is dropped.
 //!
 //! The thread also keeps the UART's interrupt line: while an interrupt may be pending it looks
-//! every `LOOK` and raises again one the guest has left unserved since the previous look, and
-//! kicks the vCPUs so a halted one re-checks its pending interrupts.
+//! every `LOOK` and raises again one the guest has left unserved since the previous look.
 
-use super::control::Control;
 use super::devices::serial::{self, Line};
 use super::devices::{lock, Uart};
-use super::vcpu::kick_signal;
 use nix::sys::socket::{recv, MsgFlags};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -37,8 +34,6 @@ pub struct Input {
     pub ier: EventFd,
     /// Written by the owner to end the thread.
     pub stop: EventFd,
-    /// The VM's run state, whose vCPUs are kicked when the line stalls.
-    pub control: Arc<Control>,
 }
 
 impl Input {
@@ -159,7 +154,6 @@ impl Input {
         if let Some((earlier, _)) = looked {
             if line.stalled_since(&earlier) {
                 let _ = serial::reassert(&uart);
-                self.control.kick_vcpus(kick_signal());
             }
         }
         line.worth_watching().then_some((line, now))
