@@ -1,5 +1,5 @@
-//! `exec`, terminals and `update` in a microVM through the CLI: the processes run in the
-//! guest, beside the workload, as sessions of the agent, and limits change in the guest's cgroup (qemu TCG on hosts without hardware
+//! `exec` and terminals in a microVM through the CLI: the processes run in the guest, beside
+//! the workload, as sessions of the agent (qemu TCG on hosts without hardware
 //! virtualization, the built-in VMM where it has it).
 //!
 //! This test process is a child subreaper, as the engines' shims are, so a detached exec's
@@ -17,7 +17,7 @@ use support::console::{
     become_subreaper, read_pid_file, read_until_within, under_pty_within, wait_exit_within,
     with_console_socket,
 };
-use support::{output_within_limit, status_with_stderr, stderr, stdout, Isobox, TestBundle};
+use support::{stderr, stdout, Isobox, TestBundle};
 
 /// Boots and guest round trips are slow under software emulation.
 const VM_LIMIT: Duration = Duration::from_secs(120);
@@ -33,17 +33,11 @@ macro_rules! require_vm {
 
 /// A detached microVM `id` whose workload sleeps.
 fn running_vm(ib: &Isobox, id: &str) -> TestBundle {
-    running_vm_with(ib, id, |_| {})
-}
-
-/// A detached microVM `id` whose workload sleeps, its config changed by `edit`.
-fn running_vm_with(ib: &Isobox, id: &str, edit: impl FnOnce(&mut serde_json::Value)) -> TestBundle {
     become_subreaper();
     let mut b = TestBundle::sh("exec sleep 1000");
     b.edit(|c| {
         c["annotations"] = json!({"io.isobox.backend": "microvm"});
         c["hostname"] = json!("vmhost");
-        edit(c);
     });
     let out = ib.run_detached(&["run", "--detach", id], b.path());
     assert!(out.status.success(), "run -d {id}: {}", stderr(&out));
@@ -247,80 +241,4 @@ fn the_workload_has_a_terminal_in_the_guest() {
     assert_eq!(code, 4, "{seen}");
     assert!(seen.contains("40 120"), "{seen}");
     ib.assert_nothing_left("vmrun", None);
-}
-
-#[test]
-fn update_changes_the_guest_cgroup_live() {
-    require_vm!();
-    let ib = Isobox::new();
-    let b = running_vm_with(&ib, "vmu", |c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({
-            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "ro"]
-        }));
-    });
-    // The limits of the cgroup the exec's own process is in: the workload's.
-    let limits = || {
-        let out = output_within_limit({
-            let mut c = ib.cmd();
-            c.args(["exec", "vmu", "sh", "-c"]).arg(
-                "d=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); \
-                 cat $d/pids.max $d/memory.max $d/cpu.max",
-            );
-            c
-        });
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    // Four children of the exec's shell, beside the workload's sleep.
-    let forks = || {
-        let out = status_with_stderr({
-            let mut c = ib.cmd();
-            c.args(["exec", "vmu", "sh", "-c"])
-                .arg("for i in 1 2 3 4; do sleep 2 & done; wait; echo done");
-            c
-        });
-        assert!(out.status.success(), "{}", stderr(&out));
-        stderr(&out)
-    };
-    assert_eq!(limits(), "max max max 100000");
-    assert_eq!(forks(), "");
-    let update = |args: &[&str]| {
-        status_with_stderr({
-            let mut c = ib.cmd();
-            c.arg("update").args(args).arg("vmu");
-            c
-        })
-    };
-    let out = update(&[
-        "--pids-limit",
-        "4",
-        "--memory",
-        "150m",
-        "--cpu-quota",
-        "50000",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(limits(), "4 157286400 50000 100000");
-    assert!(forks().contains("fork"), "the pids limit did not hold");
-    // What the guest cannot change is refused, naming it, and nothing changes.
-    let out = update(&["--pids-limit", "9", "--cpuset-cpus", "0"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("linux.resources.cpu.cpus: cannot be changed on a running microVM"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(limits(), "4 157286400 50000 100000");
-    // -1 lifts a limit; what an update leaves out stays.
-    let out = update(&["--pids-limit", "-1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(limits(), "max 157286400 50000 100000");
-    assert_eq!(forks(), "");
-    drop(b);
-    ib.run(&["delete", "--force", "vmu"]);
-    ib.assert_nothing_left("vmu", None);
 }

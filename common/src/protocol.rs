@@ -33,8 +33,6 @@
 //! | 14   | Consumed   | sid + u32 BE count of data bytes written to their target  |
 //! | 15   | Mount      | JSON [`MountRequest`]                                     |
 //! | 16   | Mounted    | empty                                                     |
-//! | 17   | Update     | JSON [`GuestLimits`]: the limits to change, None kept     |
-//! | 18   | Updated    | UTF-8 text: empty when applied, else why not              |
 //!
 //! Conversation: both sides send Hello first and check the other's (a different magic or
 //! version is an error naming both versions). When the guest's files are shared from the host
@@ -43,8 +41,7 @@
 //! answers Started (or Error, then Exit with code 127), streams Stdout/Stderr, and ends the
 //! session with Exit, its last frame for that id. The host may send Stdin, StdinEof, Signal and
 //! Resize for an open session, SignalAll at any time, and Shutdown to make the agent kill the
-//! workload. Once the workload has started, the host may send Update to change its cgroup's
-//! limits; the agent answers each with one Updated, in order. The workload's Exit ends the guest: every other process is killed, their sessions
+//! workload. The workload's Exit ends the guest: every other process is killed, their sessions
 //! end first, and the agent powers the VM off.
 //!
 //! Flow control: at most [`WINDOW`] data bytes (Stdin one way, Stdout and Stderr together the
@@ -65,7 +62,7 @@ pub const FRAME_MAGIC: [u8; 2] = [0xB0, 0x58];
 /// Bytes that open a Hello payload.
 pub const HELLO_MAGIC: [u8; 8] = *b"ISOBOXAG";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest payload accepted (and produced: senders split bigger data).
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Header size: magic, length, type.
@@ -133,8 +130,7 @@ pub struct ExecRequest {
     pub oom_score_adj: Option<i32>,
 }
 
-/// What of `linux.resources` a guest cgroup applies. None leaves a limit off at the start
-/// and as it is in an Update; a negative value (in an Update) removes it (cgroup2's `max`).
+/// What of `linux.resources` a guest cgroup applies; None leaves a limit off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct GuestLimits {
     pub pids_max: Option<i64>,
@@ -300,10 +296,6 @@ pub enum Message {
     Mount(MountRequest),
     /// The Mount request is done.
     Mounted,
-    /// Change the workload cgroup's limits (host to guest, once the workload has started).
-    Update(GuestLimits),
-    /// The answer to one Update: empty when applied, else what failed.
-    Updated(String),
 }
 
 mod ty {
@@ -323,8 +315,6 @@ mod ty {
     pub const CONSUMED: u8 = 14;
     pub const MOUNT: u8 = 15;
     pub const MOUNTED: u8 = 16;
-    pub const UPDATE: u8 = 17;
-    pub const UPDATED: u8 = 18;
 }
 
 fn perr(msg: impl Into<String>) -> Error {
@@ -358,8 +348,6 @@ impl Message {
             Message::Consumed { .. } => "Consumed",
             Message::Mount(_) => "Mount",
             Message::Mounted => "Mounted",
-            Message::Update(_) => "Update",
-            Message::Updated(_) => "Updated",
         }
     }
 
@@ -370,9 +358,7 @@ impl Message {
             | Message::Shutdown
             | Message::SignalAll(_)
             | Message::Mount(_)
-            | Message::Mounted
-            | Message::Update(_)
-            | Message::Updated(_) => None,
+            | Message::Mounted => None,
             Message::Exec { session, .. }
             | Message::Stdin { session, .. }
             | Message::StdinEof { session }
@@ -415,8 +401,6 @@ impl Message {
             Message::Consumed { bytes, .. } => (ty::CONSUMED, bytes.to_be_bytes().to_vec().into()),
             Message::Mount(request) => (ty::MOUNT, to_json(request)?.into()),
             Message::Mounted => (ty::MOUNTED, Cow::Borrowed(&[])),
-            Message::Update(limits) => (ty::UPDATE, to_json(limits)?.into()),
-            Message::Updated(text) => (ty::UPDATED, text.as_bytes().into()),
         };
         let sid = self.session().map(u32::to_be_bytes);
         let sid: &[u8] = sid.as_ref().map_or(&[], |b| b.as_slice());
@@ -466,8 +450,6 @@ impl Message {
             ty::SHUTDOWN => return empty(Message::Shutdown, payload),
             ty::MOUNTED => return empty(Message::Mounted, payload),
             ty::MOUNT => return Ok(Message::Mount(from_json(payload, "Mount")?)),
-            ty::UPDATE => return Ok(Message::Update(from_json(payload, "Update")?)),
-            ty::UPDATED => return Ok(Message::Updated(text(payload, "Updated")?)),
             ty::SIGNAL_ALL => {
                 return Ok(Message::SignalAll(i32::from_be_bytes(fixed(
                     payload,
@@ -518,7 +500,8 @@ impl Message {
             },
             ty::ERROR => Message::Error {
                 session,
-                text: text(rest, "Error")?,
+                text: String::from_utf8(rest.to_vec())
+                    .map_err(|e| perr(format!("Error frame text is not UTF-8: {e}")))?,
             },
             ty::RESIZE => {
                 let b: [u8; 4] = fixed(rest, name)?;
@@ -555,11 +538,6 @@ fn type_name(kind: u8) -> Option<&'static str> {
         ty::CONSUMED => "Consumed",
         _ => return None,
     })
-}
-
-fn text(payload: &[u8], what: &str) -> Result<String> {
-    String::from_utf8(payload.to_vec())
-        .map_err(|e| perr(format!("{what} frame text is not UTF-8: {e}")))
 }
 
 fn fixed<const N: usize>(payload: &[u8], what: &str) -> Result<[u8; N]> {

@@ -626,10 +626,10 @@ impl Backend for MicrovmBackend {
 
     fn update(
         &self,
-        state: &mut State,
+        _state: &mut State,
         resources: &oci_spec::runtime::LinuxResources,
     ) -> isobox_common::Result<()> {
-        crate::live::update(state, resources)
+        crate::live::update(resources)
     }
 
     fn stats(&self, state: &State) -> isobox_common::Result<isobox_common::Stats> {

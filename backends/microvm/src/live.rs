@@ -9,18 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use std::os::unix::net::UnixStream;
-
-use isobox_common::protocol::{GuestLimits, Message};
-use isobox_common::{proc, Error, State, Stats, Status};
+use isobox_common::{proc, Error, State, Stats};
 use oci_spec::runtime::LinuxResources;
 
 use crate::backend::live_hypervisor;
 use crate::error::MicrovmError;
-use crate::host_process::config::EXEC_SOCKET;
-use crate::host_process::control::{self, Reader};
 use crate::host_process::RESUME_VALUE;
-use crate::vmspec;
 
 /// How long the processes may take to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,116 +108,21 @@ pub(crate) fn resume(state: &State) -> Result<(), Error> {
     }
 }
 
-/// How long the agent may take to answer an Update.
-const UPDATE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Change the guest cgroup's limits of a running VM: pids, memory (limit and reservation)
-/// and cpu quota, period and shares, which the agent writes in the guest. The guest's RAM
-/// and vCPUs are fixed at boot, so a memory limit above the RAM holds only up to it, and
-/// everything else that sets something (absent or zero fields set nothing, as runc reads
-/// them) is refused naming its first field, before anything changes.
-pub(crate) fn update(state: &State, resources: &LinuxResources) -> Result<(), Error> {
-    let limits = update_limits(resources)?;
-    if limits == GuestLimits::default() {
-        return Ok(());
-    }
-    if !processes(state).contains(&state.pid) {
-        return Err(not_running(state));
-    }
-    let bad = |reason: String| Error::BadState {
-        id: state.id.clone(),
-        reason,
-    };
-    if state.status != Status::Running || is_paused(state) {
-        return Err(bad(format!(
-            "a microVM's limits change in its guest: the container must be running, it is {}",
-            if is_paused(state) {
-                Status::Paused
-            } else {
-                state.status
-            }
-        )));
-    }
-    let conn = control::short_path(&state.state_dir, EXEC_SOCKET, |p| UnixStream::connect(p))
-        .map_err(|e| bad(format!("the VM host process takes no requests ({e})")))?;
-    let io = |what: &str, e: std::io::Error| -> Error { MicrovmError::io(what, e).into() };
-    conn.set_read_timeout(Some(UPDATE_TIMEOUT))
-        .map_err(|e| io("setting a timeout on the exec socket", e))?;
-    let frame = Message::Update(limits).encode()?;
-    control::send_with_fds(&conn, &frame, &[])
-        .map_err(|e| io("sending the update to the VM host process", e))?;
-    match Reader::new(conn).next(0) {
-        Ok(Some((Message::Updated(text), _))) if text.is_empty() => Ok(()),
-        Ok(Some((Message::Updated(text), _))) | Ok(Some((Message::Error { text, .. }, _))) => {
-            Err(MicrovmError::Agent(text).into())
+/// Nothing changes live: the VM's RAM and vCPUs are fixed at boot, and the guest has no
+/// cgroups of the container's. An update that sets nothing (absent or zero fields, as runc
+/// reads them) is fine; any other names its first field.
+pub(crate) fn update(resources: &LinuxResources) -> Result<(), Error> {
+    let doc = serde_json::to_value(resources).expect("resources serialize");
+    match first_set(&doc, "linux.resources") {
+        Some(field) => Err(MicrovmError::Resource {
+            field,
+            reason: "cannot be changed on a running microVM (its memory and vCPUs are fixed \
+                     at boot)"
+                .into(),
         }
-        Ok(Some((other, _))) => Err(MicrovmError::Agent(format!(
-            "exec socket: {} where Updated was expected",
-            other.name()
-        ))
         .into()),
-        Ok(None) => Err(bad(
-            "the VM host process closed the exec socket before the update was applied".into(),
-        )),
-        Err(e) => Err(io("reading the answer to the update", e)),
+        None => Ok(()),
     }
-}
-
-/// The limits an update of `resources` changes in the guest. Zero is unset; a negative
-/// value removes a limit. What the guest cannot change is refused by its first field.
-fn update_limits(resources: &LinuxResources) -> Result<GuestLimits, Error> {
-    let mut doc = serde_json::to_value(resources).expect("resources serialize");
-    let refuse = |field: String, reason: &str| -> Error {
-        MicrovmError::Resource {
-            field,
-            reason: reason.into(),
-        }
-        .into()
-    };
-    if let Some(field) = first_set(&doc["cpu"]["cpus"], "linux.resources.cpu.cpus")
-        .or_else(|| first_set(&doc["cpu"]["mems"], "linux.resources.cpu.mems"))
-    {
-        return Err(refuse(
-            field,
-            "cannot be changed on a running microVM (its vCPUs are fixed at boot)",
-        ));
-    }
-    // Applied in the guest; swap holds as it is, as at create (the guest has no swap).
-    for (group, keys) in [
-        (
-            "memory",
-            &["limit", "reservation", "swap", "swappiness"][..],
-        ),
-        ("pids", &["limit"][..]),
-        ("cpu", &["quota", "period", "shares"][..]),
-    ] {
-        if let Some(o) = doc.get_mut(group).and_then(|g| g.as_object_mut()) {
-            for k in keys {
-                o.remove(*k);
-            }
-        }
-    }
-    if let Some(field) = first_set(&doc, "linux.resources") {
-        return Err(refuse(
-            field,
-            "cannot be changed on a running microVM (memory, pids and cpu quota, period and \
-             shares can)",
-        ));
-    }
-    let nonzero = |v: Option<i64>| v.filter(|n| *n != 0);
-    let memory = resources.memory().as_ref();
-    let cpu = resources.cpu().as_ref();
-    Ok(GuestLimits {
-        pids_max: nonzero(resources.pids().as_ref().map(|p| p.limit())),
-        memory_max: nonzero(memory.and_then(|m| m.limit())),
-        memory_low: nonzero(memory.and_then(|m| m.reservation())),
-        cpu_quota: nonzero(cpu.and_then(|c| c.quota())),
-        cpu_period: cpu.and_then(|c| c.period()).filter(|p| *p > 0),
-        cpu_weight: cpu
-            .and_then(|c| c.shares())
-            .filter(|s| *s > 0)
-            .map(vmspec::shares_to_weight),
-    })
 }
 
 /// The path of the first value in `v` that sets something: not null, 0, "", false, nor
@@ -281,39 +180,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_update_changes_the_guest_cgroup_and_refuses_the_rest_by_field() {
+    fn an_update_is_refused_by_its_first_field_unless_it_sets_nothing() {
         let parse = |j: serde_json::Value| serde_json::from_value::<LinuxResources>(j).unwrap();
         // What dockerd sends for an update that changes nothing.
         let zeros = parse(serde_json::json!({
             "memory": {"limit": 0, "swap": 0}, "cpu": {"shares": 0, "cpus": ""},
             "blockIO": {"weight": 0}, "pids": {"limit": 0}
         }));
-        assert_eq!(update_limits(&zeros).unwrap(), GuestLimits::default());
-        let l = update_limits(&parse(serde_json::json!({
-            "memory": {"limit": 100 << 20, "swap": -1}, "pids": {"limit": -1},
-            "cpu": {"quota": 50000, "shares": 1024}
-        })))
-        .unwrap();
+        assert!(update(&zeros).is_ok());
+        let err = update(&parse(
+            serde_json::json!({"memory": {"limit": 0}, "pids": {"limit": 5}}),
+        ))
+        .unwrap_err()
+        .to_string();
         assert_eq!(
-            l,
-            GuestLimits {
-                pids_max: Some(-1),
-                memory_max: Some(100 << 20),
-                cpu_quota: Some(50000),
-                cpu_weight: Some(vmspec::shares_to_weight(1024)),
-                ..Default::default()
-            }
-        );
-        let err = |j| update_limits(&parse(j)).unwrap_err().to_string();
-        assert_eq!(
-            err(serde_json::json!({"pids": {"limit": 5}, "cpu": {"cpus": "0-1"}})),
-            "linux.resources.cpu.cpus: cannot be changed on a running microVM (its vCPUs are \
-             fixed at boot)"
-        );
-        assert_eq!(
-            err(serde_json::json!({"memory": {"limit": 1}, "blockIO": {"weight": 10}})),
-            "linux.resources.blockIO.weight: cannot be changed on a running microVM (memory, \
-             pids and cpu quota, period and shares can)"
+            err,
+            "linux.resources.pids.limit: cannot be changed on a running microVM (its memory \
+             and vCPUs are fixed at boot)"
         );
     }
 }

@@ -40,7 +40,7 @@ pub fn guest_limits(bundle: &Bundle) -> Option<GuestLimits> {
 }
 
 /// cgroup v1 `cpu.shares` (2..262144) as cgroup2 `cpu.weight` (1..10000), as runc converts.
-pub(crate) fn shares_to_weight(shares: u64) -> u64 {
+fn shares_to_weight(shares: u64) -> u64 {
     let shares = shares.clamp(2, 262_144);
     1 + ((shares - 2) * 9999) / 262_142
 }

@@ -115,8 +115,6 @@ struct Tracked {
 pub struct GuestSessions {
     open: BTreeMap<SessionId, Tracked>,
     next: SessionId,
-    /// Updates sent and not answered yet: an Updated beyond them is a violation.
-    updates: u32,
 }
 
 impl Default for GuestSessions {
@@ -124,7 +122,6 @@ impl Default for GuestSessions {
         GuestSessions {
             open: BTreeMap::new(),
             next: WORKLOAD + 1,
-            updates: 0,
         }
     }
 }
@@ -184,11 +181,6 @@ impl GuestSessions {
         self.open.is_empty()
     }
 
-    /// The host sent an Update: one Updated may come for it.
-    pub fn update_sent(&mut self) {
-        self.updates = self.updates.saturating_add(1);
-    }
-
     /// Forget a session the host gave up on; its windows close.
     pub fn forget(&mut self, id: SessionId) {
         if let Some(t) = self.open.remove(&id) {
@@ -204,11 +196,6 @@ impl GuestSessions {
         let Some(id) = msg.session() else {
             return match msg {
                 Message::Hello { .. } => Err("guest agent sent a second Hello".into()),
-                Message::Updated(_) if self.updates > 0 => {
-                    self.updates -= 1;
-                    Ok(())
-                }
-                Message::Updated(_) => Err("guest agent sent Updated for no Update".into()),
                 _ => Err(format!(
                     "guest agent sent {name}, which only the host sends"
                 )),

@@ -135,13 +135,6 @@ fn samples() -> Vec<Message> {
             }],
         }),
         Message::Mounted,
-        Message::Update(GuestLimits {
-            pids_max: Some(-1),
-            memory_max: Some(96 << 20),
-            ..Default::default()
-        }),
-        Message::Updated(String::new()),
-        Message::Updated("writing \"5\" to pids.max: Device or resource busy".into()),
     ]
 }
 

@@ -1,6 +1,5 @@
 //! The workload's cgroup in the guest: `linux.resources` pids, memory and cpu limits on a
-//! cgroup-v2 hierarchy of the guest's own kernel, which every session's process joins, and
-//! changed live by the host's Update.
+//! cgroup-v2 hierarchy of the guest's own kernel, which every session's process joins.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -12,10 +11,8 @@ use nix::sys::stat::{mkdirat, Mode};
 /// The workload's cgroup, relative to the hierarchy's root.
 const WORKLOAD: &str = "workload";
 
-/// The cgroup, held by its directory and its `cgroup.procs` (a process joins it by writing
-/// "0" there).
+/// The cgroup, held by its `cgroup.procs`: a process joins it by writing "0" there.
 pub struct Cgroup {
-    dir: OwnedFd,
     procs: File,
 }
 
@@ -38,9 +35,24 @@ impl Cgroup {
             Mode::empty(),
         )
         .map_err(|e| format!("opening the cgroup {WORKLOAD}: {e}"))?;
-        // No swap in the guest, but say so: the limit is memory alone.
-        let _ = write_at(&dir, "memory.swap.max", "0");
-        apply(&dir, limits)?;
+        if let Some(n) = limits.pids_max {
+            write_at(&dir, "pids.max", &n.to_string())?;
+        }
+        if let Some(n) = limits.memory_max {
+            write_at(&dir, "memory.max", &n.to_string())?;
+            // No swap in the guest, but say so: the limit is memory alone.
+            let _ = write_at(&dir, "memory.swap.max", "0");
+        }
+        if let Some(n) = limits.memory_low {
+            write_at(&dir, "memory.low", &n.to_string())?;
+        }
+        if let Some(quota) = limits.cpu_quota {
+            let period = limits.cpu_period.unwrap_or(100_000);
+            write_at(&dir, "cpu.max", &format!("{quota} {period}"))?;
+        }
+        if let Some(w) = limits.cpu_weight {
+            write_at(&dir, "cpu.weight", &w.to_string())?;
+        }
         let procs = openat(
             &dir,
             "cgroup.procs",
@@ -49,63 +61,14 @@ impl Cgroup {
         )
         .map_err(|e| format!("opening {WORKLOAD}/cgroup.procs: {e}"))?;
         Ok(Cgroup {
-            dir,
             procs: File::from(procs),
         })
-    }
-
-    /// Change the limits `limits` sets, keeping the others.
-    pub fn update(&self, limits: &GuestLimits) -> Result<(), String> {
-        apply(&self.dir, limits)
     }
 
     /// The descriptor a new process writes "0" to, between fork and exec.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
     }
-}
-
-/// Write the limits `limits` sets into the cgroup `dir`; a negative value is `max`.
-fn apply(dir: &OwnedFd, limits: &GuestLimits) -> Result<(), String> {
-    let value = |n: i64| {
-        if n < 0 {
-            "max".to_string()
-        } else {
-            n.to_string()
-        }
-    };
-    if let Some(n) = limits.pids_max {
-        write_at(dir, "pids.max", &value(n))?;
-    }
-    if let Some(n) = limits.memory_max {
-        write_at(dir, "memory.max", &value(n))?;
-    }
-    if let Some(n) = limits.memory_low {
-        // A protection, not a limit: removing it is 0.
-        write_at(dir, "memory.low", &n.max(0).to_string())?;
-    }
-    if limits.cpu_quota.is_some() || limits.cpu_period.is_some() {
-        // cpu.max holds both: what the update leaves out stays as it is.
-        let now = read_at(dir, "cpu.max").unwrap_or_default();
-        let mut now = now.split_whitespace();
-        let quota = limits
-            .cpu_quota
-            .map(value)
-            .or_else(|| now.next().map(str::to_string))
-            .unwrap_or_else(|| "max".into());
-        let period = limits.cpu_period.unwrap_or(100_000);
-        write_at(dir, "cpu.max", &format!("{quota} {period}"))?;
-    }
-    if let Some(w) = limits.cpu_weight {
-        write_at(dir, "cpu.weight", &w.to_string())?;
-    }
-    Ok(())
-}
-
-fn read_at(dir: &OwnedFd, name: &str) -> Result<String, String> {
-    let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| format!("opening {name}: {e}"))?;
-    std::io::read_to_string(File::from(fd)).map_err(|e| format!("reading {name}: {e}"))
 }
 
 /// A new mount of cgroup2 attached to no path (fsopen, fsconfig, fsmount).

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Instant;
 
-use isobox_common::protocol::{self, ExitStatus, GuestLimits, Message, SessionId, WORKLOAD};
+use isobox_common::protocol::{self, ExitStatus, Message, SessionId, WORKLOAD};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -352,17 +352,6 @@ impl Mux {
                     },
                 });
             }
-            // Always answered, once: the host holds a client waiting for it.
-            Message::Update(limits) => {
-                let answer = match &self.cgroup {
-                    Some(cg) => cg.update(&limits).err().unwrap_or_default(),
-                    None if self.workload_started => {
-                        "the guest has no cgroup for the workload (see the agent's log)".into()
-                    }
-                    None => "the workload has not started".into(),
-                };
-                frames.push(Message::Updated(answer));
-            }
             other => log(&format!("ignoring unexpected {} frame", other.name())),
         }
     }
@@ -388,14 +377,13 @@ impl Mux {
         }
         if id == WORKLOAD {
             self.workload_started = true;
-            // Made without limits too, so that an Update can set them later; failing
-            // then only costs that.
-            match Cgroup::create(req.limits.as_deref().unwrap_or(&GuestLimits::default())) {
-                Ok(cg) => self.cgroup = Some(cg),
-                Err(e) if req.limits.is_none() => log(&format!("no workload cgroup: {e}")),
-                Err(e) => {
-                    self.done = true;
-                    return failed(frames, format!("linux.resources: {e}"));
+            if let Some(limits) = &req.limits {
+                match Cgroup::create(limits) {
+                    Ok(cg) => self.cgroup = Some(cg),
+                    Err(e) => {
+                        self.done = true;
+                        return failed(frames, format!("linux.resources: {e}"));
+                    }
                 }
             }
         }

@@ -5,8 +5,7 @@
 //! the client sends one Exec and attaches its stdin, stdout and stderr to it (SCM_RIGHTS); the
 //! host process answers Started or Error, relays the session between those descriptors and the
 //! guest itself, and sends Exit at the end. The client may send Signal meanwhile; closing the
-//! connection before Exit kills the process. A connection may instead send one Update (no
-//! descriptors): the host process passes it to the agent and answers with its Updated. Handing over the descriptors, rather than relaying
+//! connection before Exit kills the process. Handing over the descriptors, rather than relaying
 //! bytes through the client, lets `exec --detach` return at once while the engine's pipes or
 //! terminal stay served, and keeps the client to one job: standing for the guest process (its
 //! pid is what engines wait for) until it reports the exit status.
@@ -18,7 +17,7 @@ use std::path::Path;
 use std::sync::mpsc::SyncSender as Sender;
 use std::thread;
 
-use isobox_common::protocol::{self, ExecRequest, GuestLimits, Message, HEADER_LEN};
+use isobox_common::protocol::{self, ExecRequest, Message, HEADER_LEN};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use super::sessions::Stdio;
@@ -44,11 +43,6 @@ pub enum Control {
     /// The client went away (or broke the protocol).
     Closed {
         conn: u64,
-    },
-    /// Change the workload's limits; the answer goes to `reply`.
-    Update {
-        limits: GuestLimits,
-        reply: UnixStream,
     },
 }
 
@@ -117,15 +111,9 @@ fn serve(conn: u64, stream: UnixStream, events: &Sender<Event>) {
                 Err(_) => return,
             }
         }
-        Ok(Some((Message::Update(limits), fds))) if fds.is_empty() => {
-            if let Ok(reply) = stream.try_clone() {
-                let _ = events.send(Event::Control(Control::Update { limits, reply }));
-            }
-            return;
-        }
         Ok(Some((msg, fds))) => {
             let why = format!(
-                "exec socket: expected Exec with 3 descriptors or Update, got {} with {}",
+                "exec socket: expected Exec with 3 descriptors, got {} with {}",
                 msg.name(),
                 fds.len()
             );

@@ -15,7 +15,7 @@ pub(crate) use threads::{RESUME_VALUE, SIGNAL_ALL_VALUE};
 mod vm;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -91,8 +91,6 @@ struct Host {
     conns: RefCell<BTreeMap<u64, SessionId>>,
     /// Exec requests that came between `start` and the workload's Exec.
     early: RefCell<Vec<Control>>,
-    /// The clients of Updates sent to the agent, oldest first (it answers in order).
-    updates: RefCell<VecDeque<UnixStream>>,
 }
 
 fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
@@ -118,7 +116,6 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
         open: RefCell::new(BTreeMap::new()),
         conns: RefCell::new(BTreeMap::new()),
         early: RefCell::new(Vec::new()),
-        updates: RefCell::new(VecDeque::new()),
     };
     if let Some(code) = host.await_hello()? {
         return Ok(code);
@@ -426,12 +423,6 @@ impl Host {
             .borrow_mut()
             .accept(&msg)
             .map_err(|e| self.fail(&e))?;
-        if let Message::Updated(text) = msg {
-            if let Some(mut client) = self.updates.borrow_mut().pop_front() {
-                let _ = protocol::write_message(&mut client, &Message::Updated(text));
-            }
-            return Ok(None);
-        }
         let mut open = self.open.borrow_mut();
         let Some(id) = msg.session() else {
             return Ok(None);
@@ -487,16 +478,6 @@ impl Host {
                         signal,
                     });
                 }
-                Ok(())
-            }
-            Control::Update { limits, reply } => {
-                if ended {
-                    refuse(Some(reply), "the container's process has exited");
-                    return Ok(());
-                }
-                self.guest.borrow_mut().update_sent();
-                self.send(&Message::Update(limits))?;
-                self.updates.borrow_mut().push_back(reply);
                 Ok(())
             }
             // Whoever stood for the process is gone: so is the process.
