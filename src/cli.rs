@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use isobox_common::backend::HypervisorChoice;
 use isobox_common::BackendKind;
 
 #[derive(Parser, Debug)]
@@ -62,6 +63,16 @@ pub enum Hypervisor {
     Auto,
     Builtin,
     Qemu,
+}
+
+impl From<Hypervisor> for HypervisorChoice {
+    fn from(h: Hypervisor) -> Self {
+        match h {
+            Hypervisor::Auto => HypervisorChoice::Auto,
+            Hypervisor::Builtin => HypervisorChoice::Builtin,
+            Hypervisor::Qemu => HypervisorChoice::Qemu,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -103,7 +103,7 @@ impl std::fmt::Display for BackendKind {
 }
 
 /// What `create` needs: the validated bundle and where the container's state lives.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CreateOptions {
     pub id: String,
     pub bundle: Bundle,
@@ -116,9 +116,57 @@ pub struct CreateOptions {
     /// With `process.terminal`: the Unix socket the pty master is sent to while the container
     /// is created (runc's protocol; the caller's own socket when it relays the terminal).
     pub console_socket: Option<PathBuf>,
-    /// Backend-specific options from the command line (`--kernel`, `--hypervisor`, …) as
-    /// key/value pairs; a backend rejects keys it does not know.
-    pub options: Vec<(String, String)>,
+    /// The microVM's choices from the command line; the container backend refuses any that
+    /// is set.
+    pub microvm: MicrovmOptions,
+}
+
+/// What the command line picks for a microVM (`--hypervisor`, `--kernel`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MicrovmOptions {
+    /// `--hypervisor`: else the bundle's annotation, else [`HypervisorChoice::Auto`].
+    pub hypervisor: Option<HypervisorChoice>,
+    /// `--kernel`: else `$ISOBOX_KERNEL`, else the cached or provisioned default.
+    pub kernel: Option<PathBuf>,
+    /// The static guest agent: else `$ISOBOX_AGENT`, else the one next to the executable.
+    pub agent: Option<PathBuf>,
+}
+
+impl MicrovmOptions {
+    /// The command-line flag of the first option that is set, for a backend that takes none.
+    pub fn first_set(&self) -> Option<&'static str> {
+        [
+            (self.hypervisor.is_some(), "--hypervisor"),
+            (self.kernel.is_some(), "--kernel"),
+            (self.agent.is_some(), "agent"),
+        ]
+        .into_iter()
+        .find_map(|(set, flag)| set.then_some(flag))
+    }
+}
+
+/// Which hypervisor runs a microVM, as the user asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HypervisorChoice {
+    /// isobox's own VMM on /dev/kvm.
+    Builtin,
+    Qemu,
+    /// Built-in on hardware KVM, else qemu with software emulation.
+    Auto,
+}
+
+impl FromStr for HypervisorChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "builtin" | "isobox" => Ok(HypervisorChoice::Builtin),
+            "qemu" => Ok(HypervisorChoice::Qemu),
+            "auto" | "" => Ok(HypervisorChoice::Auto),
+            other => Err(format!(
+                "unknown hypervisor {other:?} (expected \"builtin\", \"qemu\" or \"auto\")"
+            )),
+        }
+    }
 }
 
 /// What `create` reports back; the caller records it in the state.

@@ -26,7 +26,9 @@ pub mod stats;
 pub mod syscalls;
 pub mod text;
 
-pub use backend::{Backend, BackendKind, CreateOptions, Created, ExecOptions, ExecSession, Execed};
+pub use backend::{
+    Backend, BackendKind, CreateOptions, Created, ExecOptions, ExecSession, Execed, MicrovmOptions,
+};
 pub use bundle::Bundle;
 pub use error::{Error, Result};
 pub use state::{State, StateStore, Status};

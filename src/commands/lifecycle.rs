@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use isobox_common::child::ChildSession;
 use isobox_common::state::ProcessRef;
 use isobox_common::{
-    proc, Backend, BackendKind, Bundle, CreateOptions, ExecSession, State, StateStore, Status,
+    proc, Backend, BackendKind, Bundle, CreateOptions, ExecSession, MicrovmOptions, State,
+    StateStore, Status,
 };
 
 use crate::backends;
@@ -76,13 +77,6 @@ fn create_in(
     state_dir: std::path::PathBuf,
     console: Console,
 ) -> Result<State> {
-    let mut options = Vec::new();
-    if let Some(h) = args.hypervisor {
-        options.push(("hypervisor".to_string(), format!("{h:?}").to_lowercase()));
-    }
-    if let Some(k) = &args.kernel {
-        options.push(("kernel".to_string(), k.display().to_string()));
-    }
     let annotations = bundle
         .spec
         .annotations()
@@ -115,7 +109,11 @@ fn create_in(
         state_dir,
         foreground: console.foreground,
         console_socket: console.socket,
-        options,
+        microvm: MicrovmOptions {
+            hypervisor: args.hypervisor.map(Into::into),
+            kernel: args.kernel.clone(),
+            agent: None,
+        },
     };
     let created = backend.create(&opts)?;
     state.status = Status::Created;

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         state_dir: state_dir.clone(),
         foreground: true,
         console_socket: None,
-        options: Vec::new(),
+        microvm: Default::default(),
     };
     let created = match backend.create(&opts) {
         Ok(c) => c,

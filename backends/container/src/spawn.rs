@@ -64,11 +64,11 @@ pub(crate) fn thread_count() -> Option<u64> {
 
 fn build_plan<'a>(opts: &'a CreateOptions, fifo: OwnedFd) -> Result<InitPlan<'a>, Error> {
     let bundle = &opts.bundle;
-    if let Some((key, _)) = opts.options.first() {
+    if let Some(flag) = opts.microvm.first_set() {
         return Err(Error::Config {
             file: "command line".into(),
-            field: key.clone(),
-            reason: "the container backend takes no backend options".into(),
+            field: flag.into(),
+            reason: "applies to the microVM backend only (--backend microvm)".into(),
         });
     }
     let parsed = check::parse(bundle, true)?;

@@ -95,7 +95,7 @@ fn options(f: &Fixture, id: &str, state_dir: &Path) -> CreateOptions {
         state_dir: state_dir.to_path_buf(),
         foreground: true,
         console_socket: None,
-        options: Vec::new(),
+        microvm: Default::default(),
     }
 }
 

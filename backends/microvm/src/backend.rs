@@ -27,9 +27,6 @@ use crate::hypervisor::{
 use crate::{host_hooks, image, qemu, virtiofs, vmspec};
 
 /// Option keys `create` accepts in `CreateOptions::options`.
-pub const OPT_HYPERVISOR: &str = "hypervisor";
-pub const OPT_KERNEL: &str = "kernel";
-pub const OPT_AGENT: &str = "agent";
 /// Environment variable naming the guest agent binary.
 pub const AGENT_ENV: &str = "ISOBOX_AGENT";
 /// File name of the static guest agent.
@@ -87,32 +84,6 @@ impl MicrovmBackend {
             args: args.into_iter().map(Into::into).collect(),
         }
     }
-}
-
-/// Options parsed from `CreateOptions::options`.
-#[derive(Debug, Default)]
-struct Options {
-    hypervisor: Option<String>,
-    kernel: Option<PathBuf>,
-    agent: Option<PathBuf>,
-}
-
-fn parse_options(opts: &[(String, String)]) -> Result<Options> {
-    let mut o = Options::default();
-    for (k, v) in opts {
-        match k.as_str() {
-            OPT_HYPERVISOR => o.hypervisor = Some(v.clone()),
-            OPT_KERNEL => o.kernel = Some(PathBuf::from(v)),
-            OPT_AGENT => o.agent = Some(PathBuf::from(v)),
-            other => {
-                return Err(MicrovmError::InvalidOption {
-                    key: other.to_string(),
-                    reason: format!("unknown (known: {OPT_HYPERVISOR}, {OPT_KERNEL}, {OPT_AGENT})"),
-                })
-            }
-        }
-    }
-    Ok(o)
 }
 
 /// The static agent: the `agent` option, `$ISOBOX_AGENT`, or `isobox-agent` next to the
@@ -182,16 +153,13 @@ impl MicrovmBackend {
         &self,
         opts: &CreateOptions,
     ) -> isobox_common::Result<(VmHostConfig, Option<String>)> {
-        let o = parse_options(&opts.options)?;
+        let o = &opts.microvm;
         // Compiled first, so a bad profile fails before anything is made.
         let seccomp = vmspec::seccomp(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
         vmspec::validate(&opts.bundle).map_err(|(f, r)| config_err(opts, &f, r))?;
         let choice: HypervisorChoice =
-            match (&o.hypervisor, opts.bundle.annotation(HYPERVISOR_ANNOTATION)) {
-                (Some(v), _) => v.parse().map_err(|reason| MicrovmError::InvalidOption {
-                    key: OPT_HYPERVISOR.into(),
-                    reason,
-                })?,
+            match (o.hypervisor, opts.bundle.annotation(HYPERVISOR_ANNOTATION)) {
+                (Some(choice), _) => choice,
                 (None, Some(v)) => v.parse().map_err(|r| {
                     config_err(opts, &format!("annotations.{HYPERVISOR_ANNOTATION}"), r)
                 })?,

@@ -8,28 +8,7 @@ use crate::error::{MicrovmError, Result};
 /// Annotation in config.json that picks the hypervisor.
 pub const HYPERVISOR_ANNOTATION: &str = "io.isobox.hypervisor";
 
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HypervisorChoice {
-    Builtin,
-    Qemu,
-    /// Built-in on hardware KVM, else qemu with software emulation.
-    Auto,
-}
-
-impl std::str::FromStr for HypervisorChoice {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "builtin" | "isobox" => Ok(HypervisorChoice::Builtin),
-            "qemu" => Ok(HypervisorChoice::Qemu),
-            "auto" | "" => Ok(HypervisorChoice::Auto),
-            other => Err(format!(
-                "unknown hypervisor {other:?} (expected \"builtin\", \"qemu\" or \"auto\")"
-            )),
-        }
-    }
-}
+pub use isobox_common::backend::HypervisorChoice;
 
 /// The hypervisor that runs a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

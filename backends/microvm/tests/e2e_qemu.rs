@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use isobox_common::{Backend, Bundle, CreateOptions, State, Status};
+use isobox_common::backend::HypervisorChoice;
+use isobox_common::{Backend, Bundle, CreateOptions, MicrovmOptions, State, Status};
 use isobox_microvm::backend::MicrovmBackend;
 use serde_json::{json, Value};
 
@@ -188,7 +189,7 @@ impl Drop for Vm {
     }
 }
 
-fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) -> Vm {
+fn prepare(env: &Env, args: &[&str], stdin: &str) -> Vm {
     let tmp = tempfile::tempdir().unwrap();
     let bundle_dir = tmp.path().join("bundle");
     fs::create_dir(&bundle_dir).unwrap();
@@ -196,19 +197,17 @@ fn prepare(env: &Env, args: &[&str], stdin: &str, extra: Vec<(String, String)>) 
     let state_dir = tmp.path().join("state");
     fs::create_dir(&state_dir).unwrap();
     fs::write(tmp.path().join("state.in"), stdin).unwrap();
-    let mut options = vec![
-        ("hypervisor".to_string(), hypervisor()),
-        ("kernel".to_string(), env.kernel.display().to_string()),
-        ("agent".to_string(), env.agent.display().to_string()),
-    ];
-    options.extend(extra);
     let opts = CreateOptions {
         id: "vm1".into(),
         bundle,
         state_dir: state_dir.clone(),
         foreground: true,
         console_socket: None,
-        options,
+        microvm: MicrovmOptions {
+            hypervisor: Some(hypervisor().parse().unwrap()),
+            kernel: Some(env.kernel.clone()),
+            agent: Some(env.agent.clone()),
+        },
     };
     Vm {
         _tmp: tmp,
@@ -276,7 +275,7 @@ fn workload_output_hostname_kernel_env_cwd_stdin_and_exit_code() {
     let env = need_env!();
     let script = "echo out; echo err >&2; hostname; uname -r; echo \"$FOO\"; pwd; \
                   read line; echo \"in:$line\"; exit 3";
-    let vm = prepare(&env, &["sh", "-c", script], "typed\n", vec![]);
+    let vm = prepare(&env, &["sh", "-c", script], "typed\n");
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);
@@ -323,7 +322,7 @@ fn workload_output_hostname_kernel_env_cwd_stdin_and_exit_code() {
 #[test]
 fn sigterm_to_the_host_process_stops_the_workload() {
     let env = need_env!();
-    let vm = prepare(&env, &["sleep", "100"], "", vec![]);
+    let vm = prepare(&env, &["sleep", "100"], "");
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);
@@ -346,7 +345,7 @@ fn sigterm_to_the_host_process_stops_the_workload() {
 #[test]
 fn unrunnable_executable_reports_an_error_and_exit_127() {
     let env = need_env!();
-    let vm = prepare(&env, &["/bin/broken"], "", vec![]);
+    let vm = prepare(&env, &["/bin/broken"], "");
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);
@@ -364,7 +363,7 @@ fn unrunnable_executable_reports_an_error_and_exit_127() {
 #[test]
 fn true_end_to_end_wall_time() {
     let env = need_env!();
-    let vm = prepare(&env, &["true"], "", vec![]);
+    let vm = prepare(&env, &["true"], "");
     let b = backend(&env);
     let t = Instant::now();
     let created = b.create(&vm.opts).unwrap();
@@ -386,28 +385,18 @@ fn true_end_to_end_wall_time() {
 fn create_errors_leave_nothing_behind() {
     let env = need_env!();
     // Not a kernel.
-    let vm = prepare(&env, &["true"], "", vec![]);
+    let vm = prepare(&env, &["true"], "");
     let not_kernel = vm.opts.bundle.config_path.clone();
-    let mut opts = vm.opts.options.clone();
-    opts.retain(|(k, _)| k != "kernel");
-    opts.push(("kernel".into(), not_kernel.display().to_string()));
-    let o = CreateOptions {
-        options: opts,
-        ..clone_opts(&vm.opts)
-    };
+    let mut o = vm.opts.clone();
+    o.microvm.kernel = Some(not_kernel);
     let err = backend(&env).create(&o).unwrap_err().to_string();
     assert!(err.contains("config.json"), "{err}");
     assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
 
     // An /init that ends the VM without ever saying Hello.
     let fake = test_init(&env, "silent_init");
-    let mut opts = vm.opts.options.clone();
-    opts.retain(|(k, _)| k != "agent");
-    opts.push(("agent".into(), fake.display().to_string()));
-    let o = CreateOptions {
-        options: opts,
-        ..clone_opts(&vm.opts)
-    };
+    let mut o = vm.opts.clone();
+    o.microvm.agent = Some(fake);
     let err = backend(&env).create(&o).unwrap_err().to_string();
     assert!(err.contains("before the guest agent said Hello"), "{err}");
     assert!(
@@ -415,19 +404,6 @@ fn create_errors_leave_nothing_behind() {
         "the console tail is in the error: {err}"
     );
     assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
-
-    // An unknown option.
-    let mut opts = vm.opts.options.clone();
-    opts.push(("frobnicate".into(), "1".into()));
-    let o = CreateOptions {
-        options: opts,
-        ..clone_opts(&vm.opts)
-    };
-    assert!(backend(&env)
-        .create(&o)
-        .unwrap_err()
-        .to_string()
-        .contains("frobnicate"));
 }
 
 /// Put `profile` at linux.seccomp of the VM's bundle.
@@ -444,7 +420,7 @@ fn seccomp_profile_confines_the_workload_in_the_guest() {
     let env = need_env!();
     let script = "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?; \
                   [ -d /tmp/x ] && echo made; grep Seccomp: /proc/1/status";
-    let mut vm = prepare(&env, &["sh", "-c", script], "", vec![]);
+    let mut vm = prepare(&env, &["sh", "-c", script], "");
     set_seccomp(
         &mut vm,
         json!({
@@ -473,7 +449,7 @@ fn seccomp_profile_confines_the_workload_in_the_guest() {
 #[test]
 fn unsupported_seccomp_profile_fails_create_before_any_vm() {
     let env = need_env!();
-    let mut vm = prepare(&env, &["true"], "", vec![]);
+    let mut vm = prepare(&env, &["true"], "");
     set_seccomp(&mut vm, json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
     let err = backend(&env).create(&vm.opts).unwrap_err().to_string();
     assert!(
@@ -487,30 +463,14 @@ fn unsupported_seccomp_profile_fails_create_before_any_vm() {
     assert!(!vm.state_dir.with_extension("err").exists());
 }
 
-fn clone_opts(o: &CreateOptions) -> CreateOptions {
-    CreateOptions {
-        id: o.id.clone(),
-        bundle: o.bundle.clone(),
-        state_dir: o.state_dir.clone(),
-        foreground: o.foreground,
-        console_socket: o.console_socket.clone(),
-        options: o.options.clone(),
-    }
-}
-
 /// The built-in VMM boots the same guest on hardware KVM; where the host cannot (a nested PVM
 /// hypervisor, no KVM) create must fail with the reason and leave nothing behind.
 #[test]
 fn builtin_vmm_runs_the_workload_or_fails_cleanly() {
     let env = need_env!();
-    let vm = prepare(&env, &["sh", "-c", "echo builtin; exit 4"], "", vec![]);
-    let mut opts = vm.opts.options.clone();
-    opts.retain(|(k, _)| k != "hypervisor");
-    opts.push(("hypervisor".into(), "builtin".into()));
-    let o = CreateOptions {
-        options: opts,
-        ..clone_opts(&vm.opts)
-    };
+    let vm = prepare(&env, &["sh", "-c", "echo builtin; exit 4"], "");
+    let mut o = vm.opts.clone();
+    o.microvm.hypervisor = Some(HypervisorChoice::Builtin);
     let b = backend(&env);
     match b.create(&o) {
         Ok(created) => {
@@ -537,7 +497,7 @@ fn builtin_vmm_runs_the_workload_or_fails_cleanly() {
 #[test]
 fn sigterm_before_start_stops_the_vm() {
     let env = need_env!();
-    let vm = prepare(&env, &["true"], "", vec![]);
+    let vm = prepare(&env, &["true"], "");
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);
@@ -552,15 +512,10 @@ fn sigterm_before_start_stops_the_vm() {
 #[test]
 fn garbage_on_the_agent_line_fails_create_cleanly() {
     let env = need_env!();
-    let vm = prepare(&env, &["true"], "", vec![]);
+    let vm = prepare(&env, &["true"], "");
     let fake = test_init(&env, "noisy_init");
-    let mut opts = vm.opts.options.clone();
-    opts.retain(|(k, _)| k != "agent");
-    opts.push(("agent".into(), fake.display().to_string()));
-    let o = CreateOptions {
-        options: opts,
-        ..clone_opts(&vm.opts)
-    };
+    let mut o = vm.opts.clone();
+    o.microvm.agent = Some(fake);
     let err = backend(&env).create(&o).unwrap_err().to_string();
     assert!(err.contains("bad frame magic"), "{err}");
     assert_eq!(fs::read_dir(&vm.state_dir).unwrap().count(), 0);
@@ -578,7 +533,7 @@ fn stdio_is_8_bit_clean_both_ways() {
     let env = need_env!();
     let input: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
     let script = "md5sum >&2; head -c 300000 /dev/urandom >/tmp/x; md5sum </tmp/x >&2; cat /tmp/x";
-    let vm = prepare(&env, &["sh", "-c", script], "", vec![]);
+    let vm = prepare(&env, &["sh", "-c", script], "");
     fs::write(vm.state_dir.with_extension("in"), &input).unwrap();
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
@@ -616,12 +571,7 @@ fn hypervisor_death_mid_run_is_a_clear_error() {
         isobox_common::skip::not_applicable("kills qemu's own process; the VMs run on builtin");
         return;
     }
-    let vm = prepare(
-        &env,
-        &["sh", "-c", "echo running; exec sleep 100"],
-        "",
-        vec![],
-    );
+    let vm = prepare(&env, &["sh", "-c", "echo running; exec sleep 100"], "");
     let b = backend(&env);
     let created = b.create(&vm.opts).unwrap();
     let state = state_for(&vm, &created);

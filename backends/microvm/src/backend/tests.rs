@@ -18,19 +18,6 @@ fn the_hello_timeout_follows_the_accelerator_unless_the_environment_says() {
 }
 
 #[test]
-fn options_are_parsed_and_unknown_keys_rejected() {
-    let o = parse_options(&[
-        ("hypervisor".into(), "qemu".into()),
-        ("kernel".into(), "/k".into()),
-    ])
-    .unwrap();
-    assert_eq!(o.hypervisor.as_deref(), Some("qemu"));
-    assert_eq!(o.kernel, Some(PathBuf::from("/k")));
-    let err = parse_options(&[("bogus".into(), "1".into())]).unwrap_err();
-    assert!(err.to_string().contains("bogus"));
-}
-
-#[test]
 fn delete_partial_ends_the_recorded_processes_and_removes_the_files() {
     let dir = tempfile::tempdir().unwrap();
     // Stand-ins for a VM host and a hypervisor that outlived their `create`.
