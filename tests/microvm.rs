@@ -425,10 +425,11 @@ fn features_describe_the_backend_the_name_or_flag_picks() {
             doc["annotations"]["io.isobox.backend"], want,
             "{args:?}: {doc}"
         );
-        let mounts = doc["mountOptions"].as_array().unwrap();
-        // The microVM applies no options of its own mounts or namespaces of the bundle
-        // (yet); both run every hook.
-        assert_eq!(mounts.is_empty(), want == "microvm", "{doc}");
+        // The microVM makes no namespaces (its workload's are the guest kernel's); both
+        // apply the mount options and run every hook.
+        let namespaces = doc["linux"]["namespaces"].as_array().unwrap();
+        assert_eq!(namespaces.is_empty(), want == "microvm", "{doc}");
+        assert!(!doc["mountOptions"].as_array().unwrap().is_empty(), "{doc}");
         assert_eq!(doc["hooks"].as_array().unwrap().len(), 6);
         assert_eq!(doc["linux"]["seccomp"]["enabled"], true);
     }

@@ -174,8 +174,19 @@ impl FromStr for HypervisorChoice {
 pub struct Created {
     /// The host pid the state reports: the container's init, or the VMM process.
     pub pid: i32,
-    /// Backend-private data kept in the state (cgroup paths, hypervisor, …).
+    /// The backend's record kept in the state (cgroup paths, hypervisor, …), read back
+    /// with [`State::backend_data`].
     pub data: serde_json::Value,
+}
+
+impl Created {
+    /// `pid` with the backend's typed record.
+    pub fn new<T: Serialize>(pid: i32, data: &T) -> Self {
+        Created {
+            pid,
+            data: serde_json::to_value(data).expect("backend data serializes"),
+        }
+    }
 }
 
 /// What `exec` needs: the process to start in a running container.
@@ -234,6 +245,10 @@ pub trait ExecSession {
 /// One isolation kind. The CLI holds the state lock around every call.
 pub trait Backend {
     fn kind(&self) -> BackendKind;
+
+    /// What this backend applies of a bundle, for `features`: taken from the tables and
+    /// checks its validation uses, so the document cannot promise what `create` refuses.
+    fn support(&self) -> crate::features::Support;
 
     /// Build the container up to the point where its process waits to be started. On error
     /// everything the call made (processes, cgroups, mounts, files) is gone again.

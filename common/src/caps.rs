@@ -57,6 +57,54 @@ pub fn number(cap: Capability) -> u32 {
 /// The highest capability number an OCI name maps to (CAP_CHECKPOINT_RESTORE).
 pub const MAX_CAP: u32 = 40;
 
+/// Every capability an OCI name stands for, in kernel number order (`ALL[n]` is number n).
+pub const ALL: [Capability; MAX_CAP as usize + 1] = {
+    use Capability::*;
+    [
+        Chown,
+        DacOverride,
+        DacReadSearch,
+        Fowner,
+        Fsetid,
+        Kill,
+        Setgid,
+        Setuid,
+        Setpcap,
+        LinuxImmutable,
+        NetBindService,
+        NetBroadcast,
+        NetAdmin,
+        NetRaw,
+        IpcLock,
+        IpcOwner,
+        SysModule,
+        SysRawio,
+        SysChroot,
+        SysPtrace,
+        SysPacct,
+        SysAdmin,
+        SysBoot,
+        SysNice,
+        SysResource,
+        SysTime,
+        SysTtyConfig,
+        Mknod,
+        Lease,
+        AuditWrite,
+        AuditControl,
+        Setfcap,
+        MacOverride,
+        MacAdmin,
+        Syslog,
+        WakeAlarm,
+        BlockSuspend,
+        AuditRead,
+        Perfmon,
+        Bpf,
+        CheckpointRestore,
+    ]
+};
+
 impl CapMasks {
     /// The same sets on a kernel whose highest capability is `last_cap`.
     pub fn for_kernel(&self, last_cap: u32) -> CapMasks {
@@ -296,6 +344,9 @@ mod tests {
         assert_eq!(number(Capability::SysAdmin), 21);
         assert_eq!(number(Capability::AuditWrite), 29);
         assert_eq!(number(Capability::CheckpointRestore), 40);
+        for (n, cap) in ALL.iter().enumerate() {
+            assert_eq!(number(*cap) as usize, n, "{cap:?}");
+        }
     }
 
     #[test]

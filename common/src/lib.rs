@@ -9,6 +9,7 @@ pub mod child;
 pub mod console;
 pub mod devnodes;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod id;
 pub mod ioprio;

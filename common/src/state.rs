@@ -144,7 +144,7 @@ pub struct State {
     pub started: bool,
     /// The container's state directory.
     pub state_dir: PathBuf,
-    /// Backend-private data.
+    /// The backend's own record ([`State::backend_data`]), opaque to the caller.
     #[serde(default)]
     pub data: serde_json::Value,
     /// The `isobox create` process while the state is incomplete (the backend has not
@@ -176,6 +176,23 @@ impl State {
                 start_time: 0,
             }),
         }
+    }
+
+    /// The backend's record, in the type the backend wrote it with ([`State::set_backend_data`],
+    /// [`crate::Created::new`]); a state whose record does not read as one is an error.
+    pub fn backend_data<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(&self.data).map_err(|e| Error::BadState {
+            id: self.id.clone(),
+            reason: format!(
+                "the {} backend's record in the state is unreadable: {e}",
+                self.backend
+            ),
+        })
+    }
+
+    /// Replace the backend's record (the caller saves the state).
+    pub fn set_backend_data<T: Serialize>(&mut self, data: &T) {
+        self.data = serde_json::to_value(data).expect("backend data serializes");
     }
 
     /// Recompute `status` from the live process (or, while incomplete, from its creator).

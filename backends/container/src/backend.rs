@@ -1,5 +1,6 @@
 //! `ContainerBackend`: the `Backend` trait on top of spawn (create) and the state kept in it.
 
+use isobox_common::features::Support;
 use isobox_common::{
     hooks, proc, Backend, BackendKind, CreateOptions, Created, Error, Result, State, Status,
 };
@@ -21,10 +22,7 @@ impl ContainerBackend {
 }
 
 fn data(state: &State) -> Result<BackendData> {
-    serde_json::from_value(state.data.clone()).map_err(|e| Error::BadState {
-        id: state.id.clone(),
-        reason: format!("the container backend data in its state is unreadable: {e}"),
-    })
+    state.backend_data()
 }
 
 fn state_bytes(state: &State) -> Vec<u8> {
@@ -70,6 +68,19 @@ fn signal_init(state: &State, signal: i32) -> Result<()> {
 impl Backend for ContainerBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Container
+    }
+
+    fn support(&self) -> Support {
+        Support {
+            kind: BackendKind::Container,
+            mount_options: isobox_common::mount_opts::applied(),
+            namespaces: crate::namespaces::creatable(),
+            capabilities: true,
+            cgroup_v1: true,
+            cgroup_v2: true,
+            rdma: true,
+            annotations: Vec::new(),
+        }
     }
 
     fn create(&self, opts: &CreateOptions) -> Result<Created> {
@@ -185,7 +196,7 @@ impl Backend for ContainerBackend {
         let mut d = data(state)?;
         let now = d.cgroup.update(d.resources.as_ref(), resources)?;
         d.resources = Some(now);
-        state.data = serde_json::to_value(&d).expect("backend data serializes");
+        state.set_backend_data(&d);
         Ok(())
     }
 

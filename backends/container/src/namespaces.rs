@@ -154,6 +154,26 @@ pub fn plan(linux: Option<&Linux>) -> std::result::Result<NsPlan, (String, Strin
     Ok(plan)
 }
 
+/// The namespace types a new one of which `plan` accepts (for `features`), in the order the
+/// runtime-spec lists them.
+pub fn creatable() -> Vec<LinuxNamespaceType> {
+    use LinuxNamespaceType::*;
+    [Pid, Network, Mount, Ipc, Uts, User, Cgroup, Time]
+        .into_iter()
+        .filter(|&typ| {
+            let ns = oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(typ)
+                .build()
+                .expect("a namespace of a type builds");
+            let linux = oci_spec::runtime::LinuxBuilder::default()
+                .namespaces(vec![ns])
+                .build()
+                .expect("linux with one namespace builds");
+            plan(Some(&linux)).is_ok()
+        })
+        .collect()
+}
+
 /// Enter one namespace.
 pub fn enter(join: &Join) -> Result<()> {
     // SAFETY: setns on a descriptor we own.
@@ -256,6 +276,12 @@ mod tests {
         let order: Vec<_> = p.joins.iter().map(|j| j.flag).collect();
         assert_eq!(order, [CloneFlags::CLONE_NEWUSER, CloneFlags::CLONE_NEWNET]);
         assert!(p.pid_join.is_some() && p.in_user_ns() && !p.new_user());
+    }
+
+    #[test]
+    fn every_new_namespace_but_time_is_creatable() {
+        use LinuxNamespaceType::*;
+        assert_eq!(creatable(), [Pid, Network, Mount, Ipc, Uts, User, Cgroup]);
     }
 
     #[test]

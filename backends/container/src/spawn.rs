@@ -343,10 +343,7 @@ fn create_in(plan: &InitPlan, opts: &CreateOptions, undo: &mut Undo) -> Result<C
             .and_then(|l| l.seccomp().clone()),
         personality: crate::process::personality(&bundle.spec),
     };
-    Ok(Created {
-        pid,
-        data: serde_json::to_value(&data).expect("backend data serializes"),
-    })
+    Ok(Created::new(pid, &data))
 }
 
 /// The runtime's half of the setup protocol, after clone: id maps, cgroup, runtime hooks,

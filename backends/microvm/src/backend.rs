@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use isobox_common::features::Support;
 use isobox_common::protocol::MountRequest;
 use isobox_common::state::ProcessRef;
 use isobox_common::{Backend, BackendKind, CreateOptions, Created, State};
@@ -24,6 +25,7 @@ use crate::host_process::ready::parse_report;
 use crate::hypervisor::{
     host_support, select, Accelerator, Hypervisor, HypervisorChoice, HYPERVISOR_ANNOTATION,
 };
+use crate::record::VmRecord;
 use crate::{host_hooks, image, qemu, virtiofs, vmspec};
 
 /// Option keys `create` accepts in `CreateOptions::options`.
@@ -384,9 +386,8 @@ fn read_report(fd: OwnedFd, timeout: Duration) -> std::result::Result<String, St
 
 /// The hypervisor's pid, if it still runs as the process we recorded.
 pub(crate) fn live_hypervisor(state: &State) -> Option<i32> {
-    let pid = state.data.get("hypervisorPid")?.as_i64()? as i32;
-    let start = state.data.get("hypervisorStartTime")?.as_u64()?;
-    isobox_common::proc::is_alive(pid, start).then_some(pid)
+    let hv = state.backend_data::<VmRecord>().ok()?.hypervisor_process?;
+    hv.is_alive().then_some(hv.pid)
 }
 
 fn wait_gone(pid: i32, start: u64, limit: Duration) -> bool {
@@ -406,6 +407,28 @@ fn wait_gone(pid: i32, start: u64, limit: Duration) -> bool {
 impl Backend for MicrovmBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Microvm
+    }
+
+    /// The guest applies the process spec with the container init's code (capabilities
+    /// included), mounts with the same option table (propagation holds inside the guest
+    /// only), and limits in a cgroup v2 of its own. It makes no namespaces: the workload's
+    /// are the guest kernel's, and joining a host one is refused.
+    fn support(&self) -> Support {
+        Support {
+            kind: BackendKind::Microvm,
+            mount_options: isobox_common::mount_opts::applied(),
+            namespaces: Vec::new(),
+            capabilities: true,
+            cgroup_v1: false,
+            cgroup_v2: true,
+            rdma: false,
+            annotations: vec![(
+                "io.isobox.hypervisors",
+                [Hypervisor::Builtin, Hypervisor::Qemu]
+                    .map(Hypervisor::as_str)
+                    .join(","),
+            )],
+        }
     }
 
     fn create(&self, opts: &CreateOptions) -> isobox_common::Result<Created> {
@@ -445,28 +468,23 @@ impl Backend for MicrovmBackend {
                 return Err(e);
             }
         };
-        let hv = ProcessRef::load(&opts.state_dir.join(HYPERVISOR_PID));
-        let (hv_pid, hv_start) = (hv.map(|p| p.pid), hv.map(|p| p.start_time));
-        Ok(Created {
-            pid,
-            data: serde_json::json!({
-                "hypervisor": cfg.hypervisor.as_str(),
-                "accelerator": cfg.accelerator.as_str(),
-                "kernel": cfg.kernel,
-                "vcpus": cfg.vcpus,
-                "memMib": cfg.mem_mib,
-                "consoleLog": cfg.console_log,
-                "initramfsBytes": cfg.initramfs_bytes,
-                "hypervisorPid": hv_pid,
-                "hypervisorStartTime": hv_start,
-                "noProcess": cfg.exec.is_none(),
-                host_hooks::STATE_KEY: opts.bundle.spec.hooks(),
-            }),
-        })
+        let record = VmRecord {
+            hypervisor: cfg.hypervisor,
+            accelerator: cfg.accelerator,
+            kernel: cfg.kernel,
+            vcpus: cfg.vcpus,
+            mem_mib: cfg.mem_mib,
+            console_log: cfg.console_log,
+            initramfs_bytes: cfg.initramfs_bytes,
+            hypervisor_process: ProcessRef::load(&opts.state_dir.join(HYPERVISOR_PID)),
+            no_process: cfg.exec.is_none(),
+            hooks: opts.bundle.spec.hooks().clone(),
+        };
+        Ok(Created::new(pid, &record))
     }
 
     fn start(&self, state: &State) -> isobox_common::Result<()> {
-        if state.data.get("noProcess") == Some(&serde_json::Value::Bool(true)) {
+        if state.backend_data::<VmRecord>()?.no_process {
             // The VM keeps waiting: the container stays created (runtime-spec: process is
             // required by start).
             return Err(isobox_common::Error::Config {

@@ -6,8 +6,7 @@ use isobox_common::state::Status;
 use isobox_common::{hooks, CreateOptions, State};
 use oci_spec::runtime::{Hook, Hooks};
 
-/// The state data key the hooks are recorded under.
-pub const STATE_KEY: &str = "hooks";
+use crate::record::VmRecord;
 
 /// prestart, createRuntime and createContainer, in that order, once the VM is up.
 pub fn on_create(opts: &CreateOptions, pid: i32) -> isobox_common::Result<()> {
@@ -56,9 +55,9 @@ fn warn_all(state: &State, kind: &str, pick: fn(&Hooks) -> &Option<Vec<Hook>>, s
 /// The hooks of one kind recorded at create.
 fn recorded(state: &State, pick: fn(&Hooks) -> &Option<Vec<Hook>>) -> Vec<Hook> {
     state
-        .data
-        .get(STATE_KEY)
-        .and_then(|v| serde_json::from_value::<Hooks>(v.clone()).ok())
+        .backend_data::<VmRecord>()
+        .ok()
+        .and_then(|r| r.hooks)
         .and_then(|h| pick(&h).clone())
         .unwrap_or_default()
 }

@@ -12,6 +12,7 @@ pub mod hypervisor;
 pub mod image;
 mod live;
 pub mod qemu;
+pub mod record;
 pub mod terminal;
 pub mod virtiofs;
 pub mod vmm;

@@ -15,6 +15,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::backend::live_hypervisor;
 use crate::error::MicrovmError;
 use crate::host_process::RESUME_VALUE;
+use crate::record::VmRecord;
 
 /// How long the processes may take to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -165,9 +166,10 @@ pub(crate) fn stats(state: &State) -> Result<Stats, Error> {
     s.memory
         .raw
         .insert("vmm_processes".into(), pids.len() as u64);
-    if let Some(mib) = state.data.get("memMib").and_then(|v| v.as_u64()) {
-        s.memory.raw.insert("guest_ram".into(), mib << 20);
-    }
+    let record: VmRecord = state.backend_data()?;
+    s.memory
+        .raw
+        .insert("guest_ram".into(), record.mem_mib << 20);
     Ok(s)
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use isobox_common::backend::HypervisorChoice;
 use isobox_common::{Backend, Bundle, CreateOptions, MicrovmOptions, State, Status};
 use isobox_microvm::backend::MicrovmBackend;
+use isobox_microvm::record::VmRecord;
 use serde_json::{json, Value};
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -252,11 +253,9 @@ fn read(vm: &Vm, ext: &str) -> String {
 
 fn assert_clean(vm: &Vm, state: &State) {
     // qemu is a process of its own; the built-in VMM is the host process itself.
-    let (hv, start) = match state.data["hypervisorPid"].as_i64() {
-        Some(pid) => (
-            pid as i32,
-            state.data["hypervisorStartTime"].as_u64().unwrap(),
-        ),
+    let record: VmRecord = state.backend_data().unwrap();
+    let (hv, start) = match record.hypervisor_process {
+        Some(p) => (p.pid, p.start_time),
         None => (state.pid, state.pid_start_time),
     };
     assert!(
@@ -587,7 +586,8 @@ fn hypervisor_death_mid_run_is_a_clear_error() {
         "stderr: {}",
         read(&vm, "err")
     );
-    let qemu = state.data["hypervisorPid"].as_i64().unwrap() as i32;
+    let record: VmRecord = state.backend_data().unwrap();
+    let qemu = record.hypervisor_process.unwrap().pid;
     // SAFETY: plain syscall on the VM's qemu.
     unsafe { libc::kill(qemu, libc::SIGKILL) };
     assert_eq!(wait_code(created.pid), 255);

@@ -25,6 +25,7 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator as Op,
 };
+use serde::Serialize;
 
 use super::bpf::{Asm, SockFilter, To, ALU_AND_K, JEQ_K, JGE_K, JGT_K, JSET_K};
 
@@ -107,6 +108,63 @@ fn flags(list: &[LinuxSeccompFilterFlag]) -> Result<u32, Invalid> {
                 }
             })
     })
+}
+
+/// What `features` reports of seccomp: of every action, operator and flag the runtime-spec
+/// names, those `compile` takes (asked of [`action`] and [`flags`] themselves), and the
+/// architectures the filter answers for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Support {
+    pub actions: Vec<Act>,
+    pub operators: Vec<Op>,
+    pub archs: Vec<Arch>,
+    pub known_flags: Vec<LinuxSeccompFilterFlag>,
+    pub supported_flags: Vec<LinuxSeccompFilterFlag>,
+}
+
+pub fn support() -> Support {
+    use LinuxSeccompFilterFlag as F;
+    let actions = [
+        Act::ScmpActKill,
+        Act::ScmpActKillProcess,
+        Act::ScmpActKillThread,
+        Act::ScmpActTrap,
+        Act::ScmpActErrno,
+        Act::ScmpActTrace,
+        Act::ScmpActAllow,
+        Act::ScmpActLog,
+        Act::ScmpActNotify,
+    ];
+    let known_flags = vec![
+        F::SeccompFilterFlagLog,
+        F::SeccompFilterFlagSpecAllow,
+        F::SeccompFilterFlagTsync,
+        F::SeccompFilterFlagWaitKillableRecv,
+    ];
+    Support {
+        actions: actions
+            .into_iter()
+            .filter(|a| action(*a, None, "", "").is_ok())
+            .collect(),
+        // `condition` encodes each of them.
+        operators: vec![
+            Op::ScmpCmpEq,
+            Op::ScmpCmpNe,
+            Op::ScmpCmpMaskedEq,
+            Op::ScmpCmpGt,
+            Op::ScmpCmpGe,
+            Op::ScmpCmpLt,
+            Op::ScmpCmpLe,
+        ],
+        archs: vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
+        supported_flags: known_flags
+            .iter()
+            .copied()
+            .filter(|f| flags(&[*f]).is_ok())
+            .collect(),
+        known_flags,
+    }
 }
 
 /// Compile the profile. Errors name the field under `linux.seccomp`.

@@ -10,7 +10,7 @@ mod install;
 mod tests;
 
 pub use bpf::{SockFilter, MAX_INSNS};
-pub use compile::{compile, Invalid, Program};
+pub use compile::{compile, support, Invalid, Program, Support};
 pub use install::{install, load};
 
 use crate::protocol::SeccompProgram;
