@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(busybox-static runc crun qemu-system-x86 cpio strace file acpica-tools lz4 procps
+PACKAGES=(busybox-static runc crun qemu-system-x86 cpio strace file acpica-tools lz4 procps iproute2
     podman containerd docker.io)
 
 install_packages() {

@@ -425,10 +425,15 @@ fn features_describe_the_backend_the_name_or_flag_picks() {
             doc["annotations"]["io.isobox.backend"], want,
             "{args:?}: {doc}"
         );
-        // The microVM makes no namespaces (its workload's are the guest kernel's); both
-        // apply the mount options and run every hook.
+        // The microVM takes only the network namespace (its VM lives there; the workload's
+        // other namespaces are the guest kernel's); both apply the mount options and run
+        // every hook.
         let namespaces = doc["linux"]["namespaces"].as_array().unwrap();
-        assert_eq!(namespaces.is_empty(), want == "microvm", "{doc}");
+        if want == "microvm" {
+            assert_eq!(namespaces, &[serde_json::json!("network")], "{doc}");
+        } else {
+            assert!(namespaces.len() > 1, "{doc}");
+        }
         assert!(!doc["mountOptions"].as_array().unwrap().is_empty(), "{doc}");
         assert_eq!(doc["hooks"].as_array().unwrap().len(), 6);
         assert_eq!(doc["linux"]["seccomp"]["enabled"], true);

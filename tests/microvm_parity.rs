@@ -306,3 +306,199 @@ fn the_whole_bundle_behaves_alike_in_both_backends() {
     );
     assert_eq!(errors[0], errors[1]);
 }
+
+/// A network namespace of the test's, joined by path, with a veth pair to the host: the
+/// host end has `.1`, the namespace's `eth0` has `.2` and a default route through `.1`.
+struct VethNamespace {
+    name: String,
+    host_if: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+}
+
+impl VethNamespace {
+    fn new() -> VethNamespace {
+        let pid = std::process::id();
+        let net = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 250);
+        let n = VethNamespace {
+            name: format!("isobox-t{pid}"),
+            host_if: format!("ibv{pid}"),
+            host_ip: format!("{net}.1"),
+            ns_ip: format!("{net}.2"),
+        };
+        ip(&["netns", "add", &n.name]);
+        ip(&[
+            "link", "add", &n.host_if, "type", "veth", "peer", "name", "eth0", "netns", &n.name,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", n.host_ip),
+            "dev",
+            &n.host_if,
+        ]);
+        ip(&["link", "set", &n.host_if, "up"]);
+        let cidr = format!("{}/24", n.ns_ip);
+        for args in [
+            vec!["addr", "add", cidr.as_str(), "dev", "eth0"],
+            vec!["link", "set", "eth0", "mtu", "1400", "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", n.host_ip.as_str()],
+        ] {
+            let mut a = vec!["-n", n.name.as_str()];
+            a.extend(args);
+            ip(&a);
+        }
+        n
+    }
+
+    /// What `ip` says of the namespace: its links and eth0's qdiscs.
+    fn links(&self) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &self.name, "-o", "link"])
+            .output()
+            .unwrap();
+        let qdisc = std::process::Command::new("tc")
+            .args(["-n", &self.name, "qdisc", "show", "dev", "eth0"])
+            .output()
+            .unwrap();
+        format!("{}{}", stdout(&out), stdout(&qdisc))
+    }
+}
+
+impl Drop for VethNamespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// The host's side of one run: answer the workload's connection, then connect to its
+/// listener; both within two minutes. Returns what the host received.
+fn host_side(listener: std::net::TcpListener, guest: String) -> std::thread::JoinHandle<String> {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        listener.set_nonblocking(true).unwrap();
+        let mut got = String::new();
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return format!("no connection from the workload: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).unwrap_or(0);
+        got += &String::from_utf8_lossy(&buf[..n]);
+        let _ = conn.write_all(b"host-reply\n");
+        drop(conn);
+        let addr: std::net::SocketAddr = format!("{guest}:7070").parse().unwrap();
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(mut s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let _ = s.write_all(b"echo-me\n");
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let mut echoed = String::new();
+                    let _ = s.read_to_string(&mut echoed);
+                    got += &format!("echoed {echoed}");
+                    return got;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => return got + &format!("cannot reach the workload's listener: {e}"),
+            }
+        }
+    })
+}
+
+/// A joined network namespace is the workload's in both backends: the microVM's guest has
+/// the namespace's interface (name, MAC, MTU, address, default route), the host end of the
+/// veth answers ping, TCP goes both ways, and the namespace is left as it was.
+#[test]
+fn a_joined_network_namespace_reaches_the_host_as_in_a_container() {
+    require_vm!();
+    let ns = VethNamespace::new();
+    let before = ns.links();
+    let ib = Isobox::new();
+    let mut outputs = Vec::new();
+    let mut received = Vec::new();
+    for backend in ["container", "microvm"] {
+        let listener = std::net::TcpListener::bind((ns.host_ip.as_str(), 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let host = host_side(listener, ns.ns_ip.clone());
+        let script = format!(
+            "nc -l -p 7070 -e cat & \
+             cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; \
+             echo ifaces $(ls /sys/class/net); \
+             ip -4 -o addr show dev eth0 | grep -o 'inet [0-9./]*'; \
+             ip route | grep default; \
+             ping -c 1 -W 20 {h} >/dev/null && echo ping ok; \
+             (echo from-workload; sleep 5) | nc {h} {port}; \
+             wait",
+            h = ns.host_ip
+        );
+        let mut b = TestBundle::sh(&script);
+        let path = format!("/run/netns/{}", ns.name);
+        b.edit(|c| {
+            for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                if ns["type"] == "network" {
+                    ns["path"] = json!(path);
+                }
+            }
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_NET_RAW"));
+            }
+        });
+        let id = format!("net-{backend}");
+        let out = support::output_within_limit({
+            let mut c = ib.cmd();
+            c.args(["run", "--backend", backend, "--bundle"])
+                .arg(b.path())
+                .arg(&id);
+            c
+        });
+        let got = host.join().unwrap();
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        ib.assert_nothing_left(&id, None);
+        assert_eq!(ns.links(), before, "{backend} left the namespace changed");
+        outputs.push(stdout(&out));
+        received.push(got);
+    }
+    let want_start = format!(
+        "ifaces eth0 lo\ninet {}/24\ndefault via {}",
+        ns.ns_ip, ns.host_ip
+    );
+    assert!(outputs[0].contains(&want_start), "{}", outputs[0]);
+    assert!(
+        outputs[0].contains("\n1400\n") && outputs[0].contains("ping ok\nhost-reply\n"),
+        "{}",
+        outputs[0]
+    );
+    assert_eq!(
+        outputs[0], outputs[1],
+        "the microVM differs from the container"
+    );
+    assert_eq!(received[0], "from-workload\nechoed echo-me\n");
+    assert_eq!(received[0], received[1]);
+}

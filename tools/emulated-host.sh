@@ -76,6 +76,8 @@ modules=(
     fs/overlayfs/overlay.ko virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko
     # Devices the tests use as an ordinary host has them loaded.
     drivers/block/loop.ko drivers/net/tun.ko drivers/net/veth.ko
+    # A microVM's network: tc redirects between the namespace's interface and the VM's tap.
+    net/sched/sch_ingress.ko net/sched/cls_u32.ko net/sched/act_mirred.ko
 )
 key=$( (cat "$0" "$repo/tools/emulated-host-init.sh" /bin/busybox; echo "$kver") | sha256sum | cut -c1-16)
 initrd=$cache/l1-$kver-$key.cpio.gz

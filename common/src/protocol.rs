@@ -62,7 +62,7 @@ pub const FRAME_MAGIC: [u8; 2] = [0xB0, 0x58];
 /// Bytes that open a Hello payload.
 pub const HELLO_MAGIC: [u8; 8] = *b"ISOBOXAG";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest payload accepted (and produced: senders split bigger data).
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Header size: magic, length, type.
@@ -173,6 +173,44 @@ pub struct MountRequest {
     /// `linux.sysctl`, written under the guest's /proc/sys before the paths are protected.
     #[serde(default)]
     pub sysctl: std::collections::HashMap<String, String>,
+}
+
+/// The guest's network: the interfaces of the container's network namespace, each joined to
+/// one of the VM's virtio-net devices, taken in order (host to guest at start, before the
+/// workload's Exec). The VM's devices left over are taken from their driver, so the guest
+/// shows only what the namespace has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NetworkRequest {
+    pub interfaces: Vec<NetInterface>,
+}
+
+/// One interface as the namespace has it: the guest's gets the same name, MAC, MTU,
+/// addresses and routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInterface {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub addresses: Vec<IpPrefix>,
+    /// Routes through this interface, in the namespace's order (the kernel's own prefix
+    /// routes left out: the guest's kernel makes them for the addresses).
+    pub routes: Vec<NetRoute>,
+}
+
+/// An address with its prefix length (`10.88.0.2/16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpPrefix {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+/// A route: to `dst` (None: the default route), through `gateway` or on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetRoute {
+    pub dst: Option<IpPrefix>,
+    pub gateway: Option<std::net::IpAddr>,
+    /// IPv6 routes have no `None` destination: `dst` None with an IPv6 gateway is `::/0`.
+    pub v6: bool,
 }
 
 /// One bind mount of the bundle, from a share.
@@ -296,6 +334,10 @@ pub enum Message {
     Mount(MountRequest),
     /// The Mount request is done.
     Mounted,
+    /// Configure the guest's network (host to guest, at start, before the workload's Exec).
+    Network(NetworkRequest),
+    /// The Network request is done.
+    Networked,
 }
 
 mod ty {
@@ -315,6 +357,8 @@ mod ty {
     pub const CONSUMED: u8 = 14;
     pub const MOUNT: u8 = 15;
     pub const MOUNTED: u8 = 16;
+    pub const NETWORK: u8 = 17;
+    pub const NETWORKED: u8 = 18;
 }
 
 fn perr(msg: impl Into<String>) -> Error {
@@ -348,6 +392,8 @@ impl Message {
             Message::Consumed { .. } => "Consumed",
             Message::Mount(_) => "Mount",
             Message::Mounted => "Mounted",
+            Message::Network(_) => "Network",
+            Message::Networked => "Networked",
         }
     }
 
@@ -358,7 +404,9 @@ impl Message {
             | Message::Shutdown
             | Message::SignalAll(_)
             | Message::Mount(_)
-            | Message::Mounted => None,
+            | Message::Mounted
+            | Message::Network(_)
+            | Message::Networked => None,
             Message::Exec { session, .. }
             | Message::Stdin { session, .. }
             | Message::StdinEof { session }
@@ -401,6 +449,8 @@ impl Message {
             Message::Consumed { bytes, .. } => (ty::CONSUMED, bytes.to_be_bytes().to_vec().into()),
             Message::Mount(request) => (ty::MOUNT, to_json(request)?.into()),
             Message::Mounted => (ty::MOUNTED, Cow::Borrowed(&[])),
+            Message::Network(request) => (ty::NETWORK, to_json(request)?.into()),
+            Message::Networked => (ty::NETWORKED, Cow::Borrowed(&[])),
         };
         let sid = self.session().map(u32::to_be_bytes);
         let sid: &[u8] = sid.as_ref().map_or(&[], |b| b.as_slice());
@@ -450,6 +500,8 @@ impl Message {
             ty::SHUTDOWN => return empty(Message::Shutdown, payload),
             ty::MOUNTED => return empty(Message::Mounted, payload),
             ty::MOUNT => return Ok(Message::Mount(from_json(payload, "Mount")?)),
+            ty::NETWORKED => return empty(Message::Networked, payload),
+            ty::NETWORK => return Ok(Message::Network(from_json(payload, "Network")?)),
             ty::SIGNAL_ALL => {
                 return Ok(Message::SignalAll(i32::from_be_bytes(fixed(
                     payload,

@@ -4,16 +4,6 @@
 use crate::cells::{Outcome, CELLS};
 use crate::engine::{Engine, Runtime};
 
-/// microVM cells that wait for other open work, with the work they wait for.
-fn microvm_waits_for(op: &str) -> Option<&'static str> {
-    match op {
-        "user network" => {
-            Some("the microVM has no network yet (\"The microVM's network, a confined VMM …\")")
-        }
-        _ => None,
-    }
-}
-
 pub struct Row {
     pub op: &'static str,
     pub results: Vec<(Runtime, Outcome)>,
@@ -28,7 +18,6 @@ pub struct Matrix {
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Ok,
-    ExpectedFailure(&'static str),
     Bad(String),
 }
 
@@ -77,15 +66,8 @@ impl Matrix {
             } else {
                 e.clone()
             }),
-            (Runtime::Microvm, o) => match (microvm_waits_for(row.op), o) {
-                (None, Outcome::Pass) => Verdict::Ok,
-                (None, Outcome::Fail(e)) => Verdict::Bad(e.clone()),
-                (Some(why), Outcome::Fail(_)) => Verdict::ExpectedFailure(why),
-                (Some(why), Outcome::Pass) => Verdict::Bad(format!(
-                    "passes now although marked expected-to-fail ({why}): remove the mark"
-                )),
-                (_, Outcome::NotApplicable(_)) => unreachable!(),
-            },
+            (Runtime::Microvm, Outcome::Pass) => Verdict::Ok,
+            (Runtime::Microvm, Outcome::Fail(e)) => Verdict::Bad(e.clone()),
         }
     }
 
@@ -93,8 +75,6 @@ impl Matrix {
         match (Self::verdict(row, rt, outcome), outcome) {
             (_, Outcome::NotApplicable(_)) => "n/a",
             (Verdict::Ok, _) => "pass",
-            (Verdict::ExpectedFailure(_), _) => "xfail",
-            (Verdict::Bad(_), Outcome::Pass) => "XPASS",
             (Verdict::Bad(_), _) => "FAIL",
         }
     }
@@ -118,8 +98,6 @@ impl Matrix {
                 let why = match (Self::verdict(row, *rt, o), o) {
                     (_, Outcome::NotApplicable(why)) => why.to_string(),
                     (Verdict::Ok, _) => continue,
-                    (Verdict::ExpectedFailure(why), Outcome::Fail(e)) => format!("{why}: {e}"),
-                    (Verdict::ExpectedFailure(why), _) => why.to_string(),
                     (Verdict::Bad(e), _) => e,
                 };
                 s.push_str(&format!("  {} / {}: {why}\n", row.op, rt.label()));
@@ -176,33 +154,20 @@ mod tests {
     }
 
     #[test]
-    fn an_expected_failure_that_passes_is_reported() {
-        let r = row("user network", Outcome::Pass, Outcome::Pass, Outcome::Pass);
-        assert!(matches!(
-            Matrix::verdict(&r, Runtime::Microvm, &r.results[2].1),
-            Verdict::Bad(_)
-        ));
-        let r = row(
-            "user network",
-            Outcome::Pass,
-            Outcome::Pass,
-            Outcome::Fail("x".into()),
-        );
-        assert!(matches!(
-            Matrix::verdict(&r, Runtime::Microvm, &r.results[2].1),
-            Verdict::ExpectedFailure(_)
-        ));
-        // The microVM shares volumes now: a failing volume cell is a failure.
-        let r = row(
-            "volume",
-            Outcome::Pass,
-            Outcome::Pass,
-            Outcome::Fail("x".into()),
-        );
-        assert!(matches!(
-            Matrix::verdict(&r, Runtime::Microvm, &r.results[2].1),
-            Verdict::Bad(_)
-        ));
+    fn every_microvm_cell_is_judged_on_its_own_outcome() {
+        // The user network was marked expected-to-fail until the microVM had a network.
+        for op in ["user network", "volume"] {
+            let r = row(op, Outcome::Pass, Outcome::Pass, Outcome::Fail("x".into()));
+            assert!(matches!(
+                Matrix::verdict(&r, Runtime::Microvm, &r.results[2].1),
+                Verdict::Bad(_)
+            ));
+            let r = row(op, Outcome::Pass, Outcome::Pass, Outcome::Pass);
+            assert_eq!(
+                Matrix::verdict(&r, Runtime::Microvm, &r.results[2].1),
+                Verdict::Ok
+            );
+        }
     }
 
     #[test]

@@ -341,11 +341,32 @@ pub fn ensure_guest_kernel() -> Result<(), String> {
 /// Run `cmd` with stdout discarded and stderr captured through a file: a container process it
 /// leaves behind inherits stdio, and would hold a pipe's end open. A command still running after
 /// `COMMAND_LIMIT` is killed and fails the test, so a hung verb costs minutes, not the suite.
-pub fn status_with_stderr(mut cmd: Command) -> Output {
+pub fn status_with_stderr(cmd: Command) -> Output {
+    bounded(cmd, false)
+}
+
+/// [`status_with_stderr`], with stdout captured (through a file) too.
+pub fn output_within_limit(cmd: Command) -> Output {
+    bounded(cmd, true)
+}
+
+fn bounded(mut cmd: Command, keep_stdout: bool) -> Output {
     use std::io::{Read, Seek};
     const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+    let read = |f: &mut std::fs::File| {
+        let mut v = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
     let mut err = tempfile::tempfile().unwrap();
-    cmd.stdout(Stdio::null()).stderr(err.try_clone().unwrap());
+    let mut out = tempfile::tempfile().unwrap();
+    cmd.stderr(err.try_clone().unwrap());
+    if keep_stdout {
+        cmd.stdout(out.try_clone().unwrap());
+    } else {
+        cmd.stdout(Stdio::null());
+    }
     let mut child = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + COMMAND_LIMIT;
     let status = loop {
@@ -355,19 +376,14 @@ pub fn status_with_stderr(mut cmd: Command) -> Output {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let mut stderr = String::new();
-            err.rewind().unwrap();
-            let _ = err.read_to_string(&mut stderr);
+            let stderr = String::from_utf8_lossy(&read(&mut err)).into_owned();
             panic!("{cmd:?} still running after {COMMAND_LIMIT:?}; its stderr: {stderr}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    err.rewind().unwrap();
-    let mut stderr = Vec::new();
-    err.read_to_end(&mut stderr).unwrap();
     Output {
         status,
-        stdout: Vec::new(),
-        stderr,
+        stdout: read(&mut out),
+        stderr: read(&mut err),
     }
 }

@@ -25,6 +25,7 @@ use crate::host_process::ready::parse_report;
 use crate::hypervisor::{
     host_support, select, Accelerator, Hypervisor, HypervisorChoice, HYPERVISOR_ANNOTATION,
 };
+use crate::network::{self, NetNs};
 use crate::record::VmRecord;
 use crate::{host_hooks, image, qemu, virtiofs, vmspec};
 
@@ -167,11 +168,19 @@ impl MicrovmBackend {
                 })?,
                 (None, None) => HypervisorChoice::Auto,
             };
+        let network = network::plan(&opts.bundle);
+        if let Some((i, NetNs::Join(path))) = &network {
+            network::check_joinable(path)
+                .map_err(|r| config_err(opts, &format!("linux.namespaces[{i}].path"), r))?;
+        }
+        let network = network.map(|(_, ns)| ns);
         let mut sel = select(choice, &host_support())?;
-        // Bind mounts need virtio-fs, which only qemu has so far: `auto` takes qemu then.
+        // Bind mounts need virtio-fs, and a joined namespace's interfaces a network device,
+        // which only qemu has so far: `auto` takes qemu then.
         if choice == HypervisorChoice::Auto
             && sel.hypervisor == Hypervisor::Builtin
-            && virtiofs::first_bind(&opts.bundle).is_some()
+            && (virtiofs::first_bind(&opts.bundle).is_some()
+                || matches!(network, Some(NetNs::Join(_))))
         {
             sel.hypervisor = Hypervisor::Qemu;
         }
@@ -241,6 +250,7 @@ impl MicrovmBackend {
             shares,
             virtiofsd,
             mounts,
+            network,
         };
         cfg.save(&opts.state_dir)?;
         nix::unistd::mkfifo(
@@ -411,13 +421,14 @@ impl Backend for MicrovmBackend {
 
     /// The guest applies the process spec with the container init's code (capabilities
     /// included), mounts with the same option table (propagation holds inside the guest
-    /// only), and limits in a cgroup v2 of its own. It makes no namespaces: the workload's
-    /// are the guest kernel's, and joining a host one is refused.
+    /// only), and limits in a cgroup v2 of its own. Of the namespaces it takes only the
+    /// network one, new or joined, where the VM lives (see crate::network); the workload's
+    /// others are the guest kernel's, and joining a host one is refused.
     fn support(&self) -> Support {
         Support {
             kind: BackendKind::Microvm,
             mount_options: isobox_common::mount_opts::applied(),
-            namespaces: Vec::new(),
+            namespaces: vec![oci_spec::runtime::LinuxNamespaceType::Network],
             capabilities: true,
             cgroup_v1: false,
             cgroup_v2: true,

@@ -40,6 +40,9 @@ pub enum MicrovmError {
     /// A resource limit the VM cannot take (`update` of what is fixed at boot).
     #[error("{field}: {reason}")]
     Resource { field: String, reason: String },
+    /// The container's network namespace cannot be entered or carried into the VM.
+    #[error("network: {0}")]
+    Network(String),
     /// The guest agent misbehaved or never answered.
     #[error("guest agent: {0}")]
     Agent(String),

@@ -11,6 +11,7 @@ pub mod host_process;
 pub mod hypervisor;
 pub mod image;
 mod live;
+pub mod network;
 pub mod qemu;
 pub mod record;
 pub mod terminal;

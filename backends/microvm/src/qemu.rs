@@ -28,6 +28,8 @@ pub struct QemuConfig {
     pub console_log: PathBuf,
     /// virtio-fs shares: each tag with the descriptor (in qemu) of its virtiofsd connection.
     pub shares: Vec<(String, i32)>,
+    /// The descriptor (in qemu) of the tap that backs the VM's network device, if any.
+    pub tap: Option<i32>,
 }
 
 /// Find the qemu binary: `$ISOBOX_QEMU`, else `qemu-system-x86_64` on $PATH.
@@ -95,6 +97,12 @@ pub fn args(cfg: &QemuConfig, agent_fd: i32) -> Vec<OsString> {
             "vhost-user-fs-device,chardev=fs{i},tag={tag},queue-size=1024"
         ));
     }
+    if let Some(fd) = cfg.tap {
+        push("-netdev");
+        push(&format!("tap,id=net0,fd={fd}"));
+        push("-device");
+        push("virtio-net-device,netdev=net0");
+    }
     push("-kernel");
     a.push(cfg.kernel.clone().into());
     a.push("-initrd".into());
@@ -115,7 +123,12 @@ fn chardev_file(id: &str, path: &Path) -> OsString {
 /// outlives the host process.
 pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
     let fd = agent.as_raw_fd();
-    let shares: Vec<i32> = cfg.shares.iter().map(|(_, fd)| *fd).collect();
+    let shares: Vec<i32> = cfg
+        .shares
+        .iter()
+        .map(|(_, fd)| *fd)
+        .chain(cfg.tap)
+        .collect();
     let mut cmd = Command::new(&cfg.binary);
     cmd.args(args(cfg, fd))
         .stdin(Stdio::null())
@@ -130,7 +143,7 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // Keep the agent socket and the virtiofsd connections across exec.
+            // Keep the agent socket, the virtiofsd connections and the tap across exec.
             for fd in std::iter::once(fd).chain(shares.iter().copied()) {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -163,6 +176,7 @@ mod tests {
             accelerator: Accelerator::Tcg,
             console_log: "/s,x/console.log".into(),
             shares: vec![],
+            tap: None,
         };
         let a: Vec<String> = args(&cfg, 7)
             .into_iter()
@@ -181,10 +195,11 @@ mod tests {
             joined.ends_with("-kernel /k/vmlinuz -initrd /s/initramfs.cpio -append console=ttyS0")
         );
         assert!(!joined.contains("memory-backend") && !joined.contains("vhost-user"));
+        assert!(!joined.contains("netdev"));
     }
 
     #[test]
-    fn shares_get_shared_memory_modern_virtio_and_a_device_each() {
+    fn shares_get_shared_memory_modern_virtio_and_a_device_each_and_the_tap_a_nic() {
         let cfg = QemuConfig {
             binary: "qemu-system-x86_64".into(),
             kernel: "/k/vmlinuz".into(),
@@ -195,6 +210,7 @@ mod tests {
             accelerator: Accelerator::Tcg,
             console_log: "/s/console.log".into(),
             shares: vec![("isobox0".into(), 9), ("isobox1".into(), 10)],
+            tap: Some(11),
         };
         let joined: Vec<String> = args(&cfg, 7)
             .into_iter()
@@ -204,5 +220,9 @@ mod tests {
         assert!(joined.contains("-M microvm,memory-backend=mem -object memory-backend-memfd,id=mem,size=256M,share=on"), "{joined}");
         assert!(joined.contains("-global virtio-mmio.force-legacy=false"));
         assert!(joined.contains("-chardev socket,id=fs1,fd=10 -device vhost-user-fs-device,chardev=fs1,tag=isobox1,queue-size=1024"), "{joined}");
+        assert!(
+            joined.contains("-netdev tap,id=net0,fd=11 -device virtio-net-device,netdev=net0"),
+            "{joined}"
+        );
     }
 }

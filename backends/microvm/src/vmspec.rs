@@ -278,14 +278,27 @@ fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), (String, Strin
             );
         }
     }
-    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
-        if ns.path().is_some() {
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    for (i, ns) in namespaces.iter().enumerate() {
+        // The network namespace is the VM's (its host process lives there); the others
+        // would be the guest kernel's, which has none of the host's.
+        if ns.path().is_some() && ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network {
             return refuse(
                 &format!("linux.namespaces[{i}].path"),
                 "a microVM's workload runs on the guest's kernel: it cannot join a host \
-                 namespace",
+                 namespace (only a network namespace, whose interfaces the VM takes over)",
             );
         }
+    }
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+    {
+        return refuse(
+            "linux.namespaces",
+            "no network namespace: a microVM cannot share the host's network (its guest \
+             kernel has a network stack of its own); add {\"type\": \"network\"}",
+        );
     }
     let Some(res) = linux.resources() else {
         return Ok(());
@@ -367,7 +380,11 @@ fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), (String, Strin
 mod tests {
     use super::*;
 
-    fn bundle(linux: serde_json::Value) -> (tempfile::TempDir, Bundle) {
+    /// A bundle with these `linux` fields, and a network namespace unless they name others.
+    fn bundle(mut linux: serde_json::Value) -> (tempfile::TempDir, Bundle) {
+        if linux.get("namespaces").is_none() {
+            linux["namespaces"] = serde_json::json!([{"type": "network"}]);
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("rootfs/bin")).unwrap();
         std::fs::copy("/bin/sh", dir.path().join("rootfs/bin/sh")).unwrap();
@@ -476,8 +493,12 @@ mod tests {
                 "linux.personality",
             ),
             (
-                serde_json::json!({"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/self/ns/net"}]}),
+                serde_json::json!({"namespaces": [{"type": "network"}, {"type": "ipc", "path": "/proc/self/ns/ipc"}]}),
                 "linux.namespaces[1].path",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "pid"}]}),
+                "linux.namespaces",
             ),
             (
                 serde_json::json!({
@@ -507,6 +528,11 @@ mod tests {
             let (_d, b) = bundle(linux.clone());
             assert_eq!(validate(&b).unwrap_err().0, field, "{linux}");
         }
+        // A network namespace to join is the VM's.
+        let (_d, b) = bundle(
+            serde_json::json!({"namespaces": [{"type": "network", "path": "/proc/self/ns/net"}]}),
+        );
+        validate(&b).unwrap();
         // Zeros are unset (engines write them), and so is a single-node cpuset.mems.
         let (_d, b) = bundle(serde_json::json!({"resources": {
             "blockIO": {"weight": 0}, "cpu": {"shares": 0, "mems": "0"}, "memory": {"swap": 1 << 30}

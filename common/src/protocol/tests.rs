@@ -135,6 +135,23 @@ fn samples() -> Vec<Message> {
             }],
         }),
         Message::Mounted,
+        Message::Network(NetworkRequest {
+            interfaces: vec![NetInterface {
+                name: "eth0".into(),
+                mac: [0x02, 0x42, 0xac, 0x11, 0, 2],
+                mtu: 1500,
+                addresses: vec![IpPrefix {
+                    addr: "10.88.0.2".parse().unwrap(),
+                    prefix: 16,
+                }],
+                routes: vec![NetRoute {
+                    dst: None,
+                    gateway: Some("10.88.0.1".parse().unwrap()),
+                    v6: false,
+                }],
+            }],
+        }),
+        Message::Networked,
     ]
 }
 

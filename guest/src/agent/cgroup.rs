@@ -2,11 +2,13 @@
 //! cgroup-v2 hierarchy of the guest's own kernel, which every session's process joins.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use isobox_common::protocol::GuestLimits;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{mkdirat, Mode};
+
+use super::init::detached_mount;
 
 /// The workload's cgroup, relative to the hierarchy's root.
 const WORKLOAD: &str = "workload";
@@ -22,7 +24,7 @@ impl Cgroup {
     /// only what the bundle mounts (read-only, as engines ask), so a root workload cannot
     /// raise its own limits through a writable /sys/fs/cgroup.
     pub fn create(limits: &GuestLimits) -> Result<Cgroup, String> {
-        let root = detached_cgroup2()?;
+        let root = detached_mount(c"cgroup2")?;
         write_at(&root, "cgroup.subtree_control", "+pids +memory +cpu")?;
         match mkdirat(&root, WORKLOAD, Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
@@ -68,49 +70,6 @@ impl Cgroup {
     /// The descriptor a new process writes "0" to, between fork and exec.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
-    }
-}
-
-/// A new mount of cgroup2 attached to no path (fsopen, fsconfig, fsmount).
-fn detached_cgroup2() -> Result<OwnedFd, String> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-    const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
-    let fail = |what: &str| {
-        format!(
-            "mounting cgroup2: {what}: {}",
-            std::io::Error::last_os_error()
-        )
-    };
-    // SAFETY: the new mount API's system calls with a NUL-terminated name and integer
-    // arguments; each fd they return is owned at once.
-    unsafe {
-        let fs = libc::syscall(libc::SYS_fsopen, c"cgroup2".as_ptr(), FSOPEN_CLOEXEC);
-        if fs < 0 {
-            return Err(fail("fsopen"));
-        }
-        let fs = OwnedFd::from_raw_fd(fs as RawFd);
-        let null = std::ptr::null::<libc::c_char>();
-        if libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            null,
-            null,
-            0,
-        ) < 0
-        {
-            return Err(fail("fsconfig"));
-        }
-        let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
-        let mnt = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs);
-        if mnt < 0 {
-            return Err(fail("fsmount"));
-        }
-        Ok(OwnedFd::from_raw_fd(mnt as RawFd))
     }
 }
 

@@ -1,7 +1,8 @@
 //! PID 1 duties: the early filesystems, the console, the agent's serial line and power-off.
 
+use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::mount::{mount, MsFlags};
@@ -130,4 +131,49 @@ pub fn power_off() -> ! {
         std::io::Error::last_os_error()
     ));
     std::process::exit(1)
+}
+
+/// A new mount of `fstype` attached to no path (fsopen, fsconfig, fsmount): the agent's own
+/// view of a kernel file system, out of the workload's reach and whatever it mounted.
+pub fn detached_mount(fstype: &CStr) -> Result<OwnedFd, String> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
+    let fail = |what: &str| {
+        format!(
+            "mounting {}: {what}: {}",
+            fstype.to_string_lossy(),
+            std::io::Error::last_os_error()
+        )
+    };
+    // SAFETY: the new mount API's system calls with a NUL-terminated name and integer
+    // arguments; each fd they return is owned at once.
+    unsafe {
+        let fs = libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC);
+        if fs < 0 {
+            return Err(fail("fsopen"));
+        }
+        let fs = OwnedFd::from_raw_fd(fs as RawFd);
+        let null = std::ptr::null::<libc::c_char>();
+        if libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            null,
+            null,
+            0,
+        ) < 0
+        {
+            return Err(fail("fsconfig"));
+        }
+        let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+        let mnt = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs);
+        if mnt < 0 {
+            return Err(fail("fsmount"));
+        }
+        Ok(OwnedFd::from_raw_fd(mnt as RawFd))
+    }
 }

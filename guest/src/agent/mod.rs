@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod init;
 pub mod mux;
+pub mod network;
 pub mod session;
 pub mod shared;
 pub mod workload;

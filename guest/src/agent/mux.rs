@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use super::cgroup::Cgroup;
 use super::init::log;
 use super::session::Session;
-use super::shared;
+use super::{network, shared};
 use super::{workload, EXEC_FAILED};
 
 /// What a polled descriptor belongs to.
@@ -41,6 +41,8 @@ pub struct Mux {
     workload_started: bool,
     /// The host's Mount request was carried out (or tried).
     mounted: bool,
+    /// The host's Network request was carried out (or tried).
+    networked: bool,
     /// The workload's limits, which every session's process joins.
     cgroup: Option<Cgroup>,
     /// Every process in the guest has been sent SIGKILL.
@@ -66,6 +68,7 @@ impl Mux {
             sessions: BTreeMap::new(),
             workload_started: false,
             mounted: false,
+            networked: false,
             cgroup: None,
             ending: false,
             done: false,
@@ -349,6 +352,17 @@ impl Mux {
                     Err(text) => Message::Error {
                         session: WORKLOAD,
                         text,
+                    },
+                });
+            }
+            // Once, before the workload: its interfaces are in place when it starts.
+            Message::Network(req) if !self.networked && !self.workload_started => {
+                self.networked = true;
+                frames.push(match network::configure(&req) {
+                    Ok(()) => Message::Networked,
+                    Err(text) => Message::Error {
+                        session: WORKLOAD,
+                        text: format!("setting up the network: {text}"),
                     },
                 });
             }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MicrovmError, Result};
 use crate::hypervisor::{Accelerator, Hypervisor};
+use crate::network::NetNs;
 use crate::virtiofs::Share;
 
 /// File names inside the container's state directory.
@@ -76,6 +77,9 @@ pub struct VmHostConfig {
     /// What the agent mounts of them, sent right after Hello.
     #[serde(default)]
     pub mounts: Option<MountRequest>,
+    /// The network namespace the host process lives in (None: the bundle has none).
+    #[serde(default)]
+    pub network: Option<NetNs>,
 }
 
 impl VmHostConfig {
@@ -161,6 +165,7 @@ mod tests {
                 devices: vec![],
                 filesystems: vec![],
             }),
+            network: Some(NetNs::Join("/run/netns/n1".into())),
         };
         cfg.save(dir.path()).unwrap();
         assert_eq!(VmHostConfig::load(dir.path()).unwrap(), cfg);

@@ -34,6 +34,8 @@ use sessions::{HostSession, Stdio};
 use threads::AgentWriter;
 use vm::RunningVm;
 
+use crate::network;
+
 /// Exit code of the host process when the VM or the agent failed.
 pub const VM_FAILED: i32 = 255;
 /// Events queued before the agent reader waits for the relay.
@@ -95,6 +97,11 @@ struct Host {
 
 fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
     let cfg = VmHostConfig::load(state_dir).map_err(|e| e.to_string())?;
+    // First, while this process has one thread: every thread, the hypervisor and the hooks
+    // that read the state's pid find the container's network namespace.
+    if let Some(ns) = &cfg.network {
+        network::enter(ns).map_err(|e| e.to_string())?;
+    }
     // Bounded: when our stdout is slow, the agent reader stops reading, and the back-pressure
     // travels through the serial line to the workload's pipes instead of filling our memory.
     let (tx, events) = mpsc::sync_channel(EVENT_QUEUE);
@@ -151,6 +158,11 @@ fn run(state_dir: &Path, ready: &mut Ready) -> Result<i32, String> {
             "config.json: process: missing; a container without a process cannot be started",
         ));
     };
+    // Held until the host process ends: the redirects go with it.
+    let (_connected, stopped) = host.connect_network()?;
+    if let Some(code) = stopped {
+        return Ok(code);
+    }
     let stdio = own_stdio(exec.terminal.is_some())
         .map_err(|e| host.fail(&format!("taking over stdio for the workload: {e}")))?;
     host.open_session(None, exec, stdio, None)?;
@@ -262,6 +274,31 @@ impl Host {
         })
     }
 
+    /// Join the namespace's interfaces to the VM and have the agent take them over, before
+    /// the workload runs (an engine's hooks may have put them there after create).
+    /// `Some(code)` when a signal ended the wait.
+    fn connect_network(&self) -> Result<(Option<network::Connected>, Option<i32>), String> {
+        if self.cfg.network.is_none() {
+            return Ok((None, None));
+        }
+        let (req, connected) =
+            network::connect(self.vm.tap.as_deref(), self.cfg.hypervisor.as_str())
+                .map_err(|e| self.fail(&e.to_string()))?;
+        // The built-in VMM's guest has no network device and nothing to take over.
+        if self.vm.tap.is_none() {
+            return Ok((Some(connected), None));
+        }
+        self.send(&Message::Network(req))?;
+        let stopped = self.await_agent("Networked", |msg| match msg {
+            Message::Networked => Some(Ok(())),
+            Message::Error { session, text } if *session == WORKLOAD => {
+                Some(Err(format!("guest agent: {text}")))
+            }
+            _ => None,
+        })?;
+        Ok((Some(connected), stopped))
+    }
+
     /// Wait, for at most the Hello timeout, for the agent message `want` that `accept` takes
     /// (it says whether the message is good); any other message first is an error.
     fn await_agent(
@@ -326,7 +363,9 @@ impl Host {
                         return Ok(Some(code));
                     }
                 }
-                Event::Start | Event::StartFailed(_) | Event::Control(_) => {}
+                // An exec after `start`: served once the workload runs.
+                Event::Control(c) => self.early.borrow_mut().push(c),
+                Event::Start | Event::StartFailed(_) => {}
             }
         }
     }

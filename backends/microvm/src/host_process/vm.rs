@@ -14,6 +14,7 @@ use super::config::{VmHostConfig, HYPERVISOR_LOG, HYPERVISOR_PID, VIRTIOFSD_LOG,
 use super::Event;
 use crate::error::{MicrovmError, Result};
 use crate::hypervisor::Hypervisor;
+use crate::network;
 use crate::qemu::{self, QemuConfig};
 use crate::virtiofs;
 use crate::vmm;
@@ -24,6 +25,8 @@ pub struct RunningVm {
     pub pid: Option<i32>,
     /// The built-in VMM's stop handle, when it runs in this process.
     builtin: Option<vmm::VmHandle>,
+    /// The tap behind the VM's network device, when it has one (qemu in a network namespace).
+    pub tap: Option<String>,
     exited: Arc<AtomicBool>,
 }
 
@@ -106,6 +109,7 @@ fn launch_builtin(
     Ok(RunningVm {
         pid: None,
         builtin: Some(handle),
+        tap: None,
         exited,
     })
 }
@@ -202,7 +206,15 @@ fn launch_qemu(
             frontends.push((share.tag.clone(), served.frontend));
         }
     }
+    // In the container's network namespace: the VM's network device, joined to the
+    // namespace's interface at start (see crate::network).
+    let tap = cfg
+        .network
+        .as_ref()
+        .map(|_| network::open_tap())
+        .transpose()?;
     let qcfg = QemuConfig {
+        tap: tap.as_ref().map(|t| std::os::fd::AsRawFd::as_raw_fd(&t.fd)),
         shares: frontends
             .iter()
             .map(|(t, fd)| (t.clone(), std::os::fd::AsRawFd::as_raw_fd(fd)))
@@ -221,6 +233,8 @@ fn launch_qemu(
         .map_err(|e| MicrovmError::io(format!("creating {}", log_path.display()), e))?;
     let mut child = qemu::spawn(&qcfg, OwnedFd::from(guest_end), log)?;
     drop(frontends);
+    // qemu holds the tap now: the device lives as long as qemu does.
+    let tap = tap.map(|t| t.name);
     // Reaped as they end (with the VM); killed with this process otherwise.
     for mut d in daemons {
         thread::spawn(move || d.wait());
@@ -260,6 +274,7 @@ fn launch_qemu(
     Ok(RunningVm {
         pid: Some(pid),
         builtin: None,
+        tap,
         exited,
     })
 }

@@ -14,13 +14,17 @@ use super::datadir::kernels_dir;
 use super::deb;
 use crate::error::{MicrovmError, Result};
 
-/// In load order, as paths under `lib/modules/<release>/`.
-pub const VIRTIOFS_MODULES: [&str; 5] = [
+/// In load order, as paths under `lib/modules/<release>/`: virtio-mmio, virtio-fs and
+/// virtio-net (with the failover modules it needs).
+pub const GUEST_MODULES: [&str; 8] = [
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
     "kernel/drivers/virtio/virtio_mmio.ko",
     "kernel/fs/fuse/fuse.ko",
     "kernel/fs/fuse/virtiofs.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
 ];
 
 /// Where the agent finds them in its initramfs (loaded in file-name order).
@@ -40,8 +44,8 @@ pub fn find(data_dir: &Path, release: &str) -> Option<Vec<PathBuf>> {
     let cached = modules_dir(data_dir, release);
     let host = Path::new("/lib/modules").join(release);
     [
-        VIRTIOFS_MODULES.map(|m| cached.join(base(m))),
-        VIRTIOFS_MODULES.map(|m| host.join(m)),
+        GUEST_MODULES.map(|m| cached.join(base(m))),
+        GUEST_MODULES.map(|m| host.join(m)),
     ]
     .into_iter()
     .find(|set| set.iter().all(|p| p.is_file()))
@@ -74,13 +78,13 @@ pub fn extract(deb_path: &Path, data_dir: &Path, release: &str) -> Result<PathBu
     let prefix = Path::new("lib/modules").join(release);
     let n = deb::extract_each(deb_path, |p| {
         let rel = p.strip_prefix(&prefix).ok()?;
-        VIRTIOFS_MODULES
+        GUEST_MODULES
             .iter()
             .find(|m| Path::new(m) == rel)
             .map(|m| tmp.path().join(base(m)))
     })?;
-    if n != VIRTIOFS_MODULES.len() {
-        let missing: Vec<&str> = VIRTIOFS_MODULES
+    if n != GUEST_MODULES.len() {
+        let missing: Vec<&str> = GUEST_MODULES
             .iter()
             .filter(|m| !tmp.path().join(base(m)).is_file())
             .copied()
@@ -220,7 +224,7 @@ mod tests {
         assert_eq!(find(data.path(), "0.0-test"), None);
         let dir = modules_dir(data.path(), "0.0-test");
         std::fs::create_dir_all(&dir).unwrap();
-        for m in VIRTIOFS_MODULES {
+        for m in GUEST_MODULES {
             std::fs::write(dir.join(base(m)), b"\x7fELF").unwrap();
         }
         let found = find(data.path(), "0.0-test").unwrap();
@@ -235,7 +239,10 @@ mod tests {
                 "virtio.ko",
                 "virtio_mmio.ko",
                 "fuse.ko",
-                "virtiofs.ko"
+                "virtiofs.ko",
+                "failover.ko",
+                "net_failover.ko",
+                "virtio_net.ko"
             ]
         );
         // Built once, then reused.
@@ -247,6 +254,7 @@ mod tests {
         let body = std::fs::read(&a).unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("isobox/modules/4-virtiofs.ko"), "{text}");
+        assert!(text.contains("isobox/modules/7-virtio_net.ko"), "{text}");
         assert!(text.contains("TRAILER!!!"));
     }
 }
