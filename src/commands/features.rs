@@ -55,12 +55,13 @@ mod tests {
     }
 
     #[test]
-    fn the_microvm_lists_what_its_guest_applies_and_no_namespaces() {
+    fn the_microvm_lists_what_its_guest_applies_and_only_the_network_namespace() {
         let doc = document(BackendKind::Microvm);
         assert_eq!(doc["annotations"]["io.isobox.backend"], "microvm");
         assert_eq!(doc["annotations"]["io.isobox.hypervisors"], "builtin,qemu");
         assert_eq!(doc["hooks"].as_array().unwrap().len(), 6);
-        assert_eq!(doc["linux"]["namespaces"], json!([]));
+        // The VM lives in the bundle's network namespace; the guest is every other boundary.
+        assert_eq!(doc["linux"]["namespaces"], json!(["network"]));
         assert_eq!(doc["linux"]["capabilities"].as_array().unwrap().len(), 41);
         assert!(strings(&doc["mountOptions"]).contains(&"ro"));
         assert_eq!(doc["linux"]["cgroup"]["v1"], false);

@@ -143,7 +143,7 @@ fn make_bundle(dir: &Path, process: Value) -> Bundle {
         "process": process,
         "root": {"path": "rootfs"},
         "hostname": "vm-test-host",
-        "linux": {"namespaces": [{"type": "uts"}, {"type": "pid"}, {"type": "mount"}], "resources": {"memory": {"limit": 256u64 << 20}}}
+        "linux": {"namespaces": [{"type": "uts"}, {"type": "pid"}, {"type": "mount"}, {"type": "network"}], "resources": {"memory": {"limit": 256u64 << 20}}}
     });
     fs::write(dir.join("config.json"), config.to_string()).unwrap();
     Bundle::load(dir).unwrap()
