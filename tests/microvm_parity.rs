@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::json;
+use support::netns::VethNamespace;
 use support::{stderr, stdout, Isobox, TestBundle};
 
 macro_rules! require_vm {
@@ -307,81 +308,6 @@ fn the_whole_bundle_behaves_alike_in_both_backends() {
     assert_eq!(errors[0], errors[1]);
 }
 
-/// A network namespace of the test's, joined by path, with a veth pair to the host: the
-/// host end has `.1`, the namespace's `eth0` has `.2` and a default route through `.1`.
-struct VethNamespace {
-    name: String,
-    host_if: String,
-    host_ip: String,
-    ns_ip: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
-}
-
-impl VethNamespace {
-    fn new() -> VethNamespace {
-        let pid = std::process::id();
-        let net = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 250);
-        let n = VethNamespace {
-            name: format!("isobox-t{pid}"),
-            host_if: format!("ibv{pid}"),
-            host_ip: format!("{net}.1"),
-            ns_ip: format!("{net}.2"),
-        };
-        ip(&["netns", "add", &n.name]);
-        ip(&[
-            "link", "add", &n.host_if, "type", "veth", "peer", "name", "eth0", "netns", &n.name,
-        ]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", n.host_ip),
-            "dev",
-            &n.host_if,
-        ]);
-        ip(&["link", "set", &n.host_if, "up"]);
-        let cidr = format!("{}/24", n.ns_ip);
-        for args in [
-            vec!["addr", "add", cidr.as_str(), "dev", "eth0"],
-            vec!["link", "set", "eth0", "mtu", "1400", "up"],
-            vec!["link", "set", "lo", "up"],
-            vec!["route", "add", "default", "via", n.host_ip.as_str()],
-        ] {
-            let mut a = vec!["-n", n.name.as_str()];
-            a.extend(args);
-            ip(&a);
-        }
-        n
-    }
-
-    /// What `ip` says of the namespace: its links and eth0's qdiscs.
-    fn links(&self) -> String {
-        let out = std::process::Command::new("ip")
-            .args(["-n", &self.name, "-o", "link"])
-            .output()
-            .unwrap();
-        let qdisc = std::process::Command::new("tc")
-            .args(["-n", &self.name, "qdisc", "show", "dev", "eth0"])
-            .output()
-            .unwrap();
-        format!("{}{}", stdout(&out), stdout(&qdisc))
-    }
-}
-
-impl Drop for VethNamespace {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 /// The host's side of one run: answer the workload's connection, then connect to its
 /// listener; both within two minutes. Returns what the host received.
 fn host_side(listener: std::net::TcpListener, guest: String) -> std::thread::JoinHandle<String> {
@@ -456,7 +382,7 @@ fn a_joined_network_namespace_reaches_the_host_as_in_a_container() {
             h = ns.host_ip
         );
         let mut b = TestBundle::sh(&script);
-        let path = format!("/run/netns/{}", ns.name);
+        let path = ns.path();
         b.edit(|c| {
             for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
                 if ns["type"] == "network" {

@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 
 pub mod console;
+pub mod netns;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
