@@ -439,3 +439,60 @@ fn features_describe_the_backend_the_name_or_flag_picks() {
         assert_eq!(doc["linux"]["seccomp"]["enabled"], true);
     }
 }
+
+/// How confined a process is, from /proc/PID/status: seccomp mode, no_new_privs, and its
+/// effective, permitted and bounding capability sets.
+fn confinement(pid: i32) -> (Option<u32>, Option<u64>, u64, u64, Option<u64>) {
+    let st = procfs::process::Process::new(pid)
+        .unwrap()
+        .status()
+        .unwrap();
+    (st.seccomp, st.nonewprivs, st.capeff, st.capprm, st.capbnd)
+}
+
+fn namespace(pid: impl std::fmt::Display, kind: &str) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap()
+}
+
+/// qemu runs as root but with nothing of root's power: its seccomp filter, no_new_privs, no
+/// capabilities in any set, IPC, UTS and mount namespaces of its own, and the container's
+/// network namespace, which the VM host process lives in too.
+#[test]
+fn qemu_runs_confined_in_the_containers_network_namespace() {
+    require_vm!();
+    let ib = Isobox::new();
+    let b = microvm_bundle("sleep 600");
+    let out = ib.run_detached(
+        &["run", "--hypervisor", "qemu", "--detach", "vmconf"],
+        b.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record = std::fs::read_to_string(ib.root.path().join("vmconf/hypervisor.pid")).unwrap();
+    let qemu: i32 = record.split_whitespace().next().unwrap().parse().unwrap();
+    let host_process = ib.state("vmconf")["pid"].as_i64().unwrap();
+    let got = confinement(qemu);
+    let ns_of = |pid: String| -> Vec<std::path::PathBuf> {
+        ["net", "ipc", "uts", "mnt"]
+            .iter()
+            .map(|k| namespace(&pid, k))
+            .collect()
+    };
+    let (host, hv, vm_host) = (
+        ns_of("self".into()),
+        ns_of(qemu.to_string()),
+        ns_of(host_process.to_string()),
+    );
+    let kill = ib.run(&["delete", "--force", "vmconf"]);
+    assert!(kill.status.success(), "{}", stderr(&kill));
+    // Seccomp filter mode, no_new_privs, and empty CapEff, CapPrm and CapBnd.
+    let want = (Some(2), Some(1), 0, 0, Some(0));
+    assert_eq!(got, want, "qemu's /proc/{qemu}/status");
+    for (i, kind) in ["net", "ipc", "uts", "mnt"].iter().enumerate() {
+        assert_ne!(hv[i], host[i], "qemu is in the host's {kind} namespace");
+    }
+    assert_eq!(
+        hv[0], vm_host[0],
+        "qemu and the VM host process: one network namespace"
+    );
+    ib.assert_nothing_left("vmconf", None);
+}

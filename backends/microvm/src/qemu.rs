@@ -8,6 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use isobox_common::caps::{self, CapMasks};
+
 use crate::error::{MicrovmError, Result};
 use crate::hypervisor::Accelerator;
 
@@ -31,6 +33,9 @@ pub struct QemuConfig {
     /// The descriptor (in qemu) of the tap that backs the VM's network device, if any.
     pub tap: Option<i32>,
 }
+
+/// `-sandbox`: every group of system calls qemu can deny, denied.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /// Find the qemu binary: `$ISOBOX_QEMU`, else `qemu-system-x86_64` on $PATH.
 pub fn find_binary() -> Result<PathBuf> {
@@ -80,6 +85,10 @@ pub fn args(cfg: &QemuConfig, agent_fd: i32) -> Vec<OsString> {
     for s in ["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"] {
         push(s);
     }
+    // qemu's own seccomp filter: no obsolete calls, no privilege changes, no fork or exec,
+    // no scheduler or resource changes.
+    push("-sandbox");
+    push(SANDBOX);
     push("-chardev");
     a.push(chardev_file("console", &cfg.console_log));
     let mut push = |s: &str| a.push(s.into());
@@ -137,7 +146,16 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
                 .map_err(|e| MicrovmError::io("duplicating qemu.log", e))?,
         )
         .stderr(log);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    let none = CapMasks {
+        bounding: 0,
+        permitted: 0,
+        effective: 0,
+        inheritable: 0,
+        ambient: 0,
+        last_cap: caps::last_cap(),
+    };
+    // SAFETY: only async-signal-safe calls between fork and exec (the capability calls
+    // allocate only to word an error).
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -149,7 +167,7 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            Ok(())
+            confine(&none)
         });
     }
     let child = cmd.spawn().map_err(|e| MicrovmError::Hypervisor {
@@ -158,6 +176,33 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
     })?;
     drop(agent);
     Ok(child)
+}
+
+/// In qemu's child before exec: IPC, UTS and mount namespaces of its own (its network one is
+/// the container's, which the host process lives in), no capabilities (an empty bounding set,
+/// so exec gives a root qemu none back), and no_new_privs. Everything it opens as root it may
+/// open as the files' owner: /dev/kvm, the kernel, the state directory; the tap and sockets
+/// come as descriptors.
+fn confine(none: &CapMasks) -> std::io::Result<()> {
+    let last = std::io::Error::last_os_error;
+    // SAFETY: plain system calls with constant arguments.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0 {
+            return Err(last());
+        }
+        let flags = libc::MS_REC | libc::MS_PRIVATE;
+        let none_ptr = std::ptr::null();
+        if libc::mount(none_ptr, c"/".as_ptr(), none_ptr, flags, std::ptr::null()) != 0 {
+            return Err(last());
+        }
+    }
+    caps::drop_bounding(none).map_err(std::io::Error::other)?;
+    caps::apply(none).map_err(std::io::Error::other)?;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(last());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -188,6 +233,7 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-no-reboot"));
+        assert!(joined.contains(&format!("-sandbox {SANDBOX}")), "{joined}");
         assert!(joined.contains("file,id=console,path=/s,,x/console.log"));
         assert!(joined.contains("socket,id=agent,fd=7"));
         assert!(joined.contains("isa-serial,chardev=agent,iobase=0x2f8,irq=3"));
