@@ -2,6 +2,7 @@
 # Set up a fresh Debian host for isobox and run its main job or its tests.
 #   ./dev.sh compare [ARGS]   build, then `isobox compare` on the built-in default bundle
 #   ./dev.sh test             build, then every unit and integration test
+#   ./dev.sh bench [ARGS]     build, then `cargo bench ARGS` (the microVM benches boot the agent)
 #   ./dev.sh fuzz [SECONDS]   run each fuzz target (fuzz/) for SECONDS, default 60
 #   ./dev.sh emulated-host [--cgroup v2|hybrid|v1] [--share DIR]... [--only EXE]... [-- COMMAND]
 #                             an ordinary host (hardware KVM, cgroup v2) under qemu TCG: runs
@@ -46,6 +47,14 @@ test)
     cargo build --workspace --bins
     link_isobox_vm debug
     exec cargo test --workspace --no-fail-fast
+    ;;
+bench)
+    shift
+    install_packages
+    # The benches run the release isobox, which finds the guest agent next to itself.
+    cargo build --release --workspace --bins
+    link_isobox_vm release
+    exec cargo bench "$@"
     ;;
 fuzz)
     # Every target of fuzz/ for SECONDS (default 60) from its corpus. A crash, a hang (10 s on

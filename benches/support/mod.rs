@@ -9,6 +9,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "../../tests/support/netns.rs"]
+pub mod netns;
+
 /// The isobox binary cargo built for these benches.
 pub fn isobox_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_isobox"))
@@ -49,7 +52,7 @@ pub fn busybox_bundle(args: &[&str]) -> Result<Bundle, String> {
         fs::create_dir_all(rootfs.join(sub)).map_err(|e| format!("mkdir {sub}: {e}"))?;
     }
     fs::copy(busybox, rootfs.join("bin/busybox")).map_err(|e| format!("copy busybox: {e}"))?;
-    for applet in ["true", "sh", "echo"] {
+    for applet in ["true", "sh", "echo", "dd", "nc", "sleep"] {
         symlink("busybox", rootfs.join("bin").join(applet))
             .map_err(|e| format!("link {applet}: {e}"))?;
     }
@@ -80,6 +83,30 @@ pub fn busybox_bundle(args: &[&str]) -> Result<Bundle, String> {
     )
     .map_err(|e| format!("write config.json: {e}"))?;
     Ok(Bundle { _tmp: tmp, dir })
+}
+
+impl Bundle {
+    /// Make the bundle join the network namespace at `path`.
+    pub fn join_network(&self, path: &str) -> Result<(), String> {
+        let file = self.dir.join("config.json");
+        let text = fs::read(&file).map_err(|e| format!("reading config.json: {e}"))?;
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+        for ns in config["linux"]["namespaces"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if ns["type"] == "network" {
+                ns["path"] = serde_json::json!(path);
+            }
+        }
+        fs::write(
+            &file,
+            serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("writing config.json: {e}"))
+    }
 }
 
 /// Runs `<bin> --root <own temp root> run [extra…] --bundle B <fresh id>` and removes what a
