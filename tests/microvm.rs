@@ -456,11 +456,14 @@ fn namespace(pid: impl std::fmt::Display, kind: &str) -> std::path::PathBuf {
 
 /// qemu runs as root but with nothing of root's power: its seccomp filter, no_new_privs, no
 /// capabilities in any set, IPC, UTS and mount namespaces of its own, and the container's
-/// network namespace, which the VM host process lives in too.
+/// network namespace, which the VM host process lives in too. Its state directory sits under
+/// one only root's DAC override may cross, as containerd's /run/containerd (0600) is.
 #[test]
 fn qemu_runs_confined_in_the_containers_network_namespace() {
     require_vm!();
+    use std::os::unix::fs::PermissionsExt;
     let ib = Isobox::new();
+    std::fs::set_permissions(ib.root.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let b = microvm_bundle("sleep 600");
     let out = ib.run_detached(
         &["run", "--hypervisor", "qemu", "--detach", "vmconf"],

@@ -138,8 +138,24 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
         .map(|(_, fd)| *fd)
         .chain(cfg.tap)
         .collect();
+    // qemu runs without capabilities, so it could not reach files under a directory only
+    // root's DAC override may cross (containerd's /run/containerd is 0600): it gets them open.
+    let kernel = open_for_qemu(&cfg.kernel, |p| File::open(p))?;
+    let initramfs = open_for_qemu(&cfg.initramfs, |p| File::open(p))?;
+    let console = open_for_qemu(&cfg.console_log, |p| File::create(p))?;
+    let files = [
+        kernel.as_raw_fd(),
+        initramfs.as_raw_fd(),
+        console.as_raw_fd(),
+    ];
+    let by_fd = QemuConfig {
+        kernel: fd_path(files[0]),
+        initramfs: fd_path(files[1]),
+        console_log: fd_path(files[2]),
+        ..cfg.clone()
+    };
     let mut cmd = Command::new(&cfg.binary);
-    cmd.args(args(cfg, fd))
+    cmd.args(args(&by_fd, fd))
         .stdin(Stdio::null())
         .stdout(
             log.try_clone()
@@ -161,8 +177,12 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // Keep the agent socket, the virtiofsd connections and the tap across exec.
-            for fd in std::iter::once(fd).chain(shares.iter().copied()) {
+            // Keep the agent socket, the virtiofsd connections, the tap and the files open
+            // across exec.
+            for fd in std::iter::once(fd)
+                .chain(shares.iter().copied())
+                .chain(files)
+            {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -178,11 +198,20 @@ pub fn spawn(cfg: &QemuConfig, agent: OwnedFd, log: File) -> Result<Child> {
     Ok(child)
 }
 
+fn open_for_qemu(path: &Path, open: fn(&Path) -> std::io::Result<File>) -> Result<File> {
+    open(path).map_err(|e| MicrovmError::io(format!("opening {} for qemu", path.display()), e))
+}
+
+/// The name under which a process reopens its descriptor `fd`: the magic link resolves to
+/// the open file itself, whatever the directories above it allow.
+fn fd_path(fd: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{fd}"))
+}
+
 /// In qemu's child before exec: IPC, UTS and mount namespaces of its own (its network one is
 /// the container's, which the host process lives in), no capabilities (an empty bounding set,
-/// so exec gives a root qemu none back), and no_new_privs. Everything it opens as root it may
-/// open as the files' owner: /dev/kvm, the kernel, the state directory; the tap and sockets
-/// come as descriptors.
+/// so exec gives a root qemu none back), and no_new_privs. What it opens by path it opens as
+/// the files' owner (/dev/kvm); its files, tap and sockets come as descriptors.
 fn confine(none: &CapMasks) -> std::io::Result<()> {
     let last = std::io::Error::last_os_error;
     // SAFETY: plain system calls with constant arguments.
