@@ -1,90 +1,102 @@
-//! Facts about host processes read from /proc: whether a pid is still the process we started.
+//! Facts about host processes, read from /proc (through procfs): whether a pid is still the
+//! process we started, what it uses, and how confined it is.
 
-use std::fs;
+use procfs::process::Process;
+
+fn process(pid: i32) -> Option<Process> {
+    // procfs would read pid 0 or a negative pid as a path; neither is a process.
+    (pid > 0).then(|| Process::new(pid).ok()).flatten()
+}
 
 /// The start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or None
 /// when there is no such process.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts at field 3 (state); starttime is field 22 → index 19.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Some(process(pid)?.stat().ok()?.starttime)
 }
 
 /// The one-letter state of `pid` (R, S, Z, …), if it exists.
 pub fn state_letter(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().next()?.chars().next()
+    Some(process(pid)?.stat().ok()?.state)
 }
 
 /// CPU time `pid` has used so far, all its threads together, in nanoseconds: (user,
 /// kernel). A KVM or TCG vCPU thread's guest time counts as user time.
 pub fn cpu_time_ns(pid: i32) -> Option<(u64, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // rest starts at field 3; utime and stime are fields 14 and 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((ticks_to_ns(utime), ticks_to_ns(stime)))
+    let stat = process(pid)?.stat().ok()?;
+    Some((ticks_to_ns(stat.utime), ticks_to_ns(stat.stime)))
 }
 
 /// Clock ticks (USER_HZ, the unit of /proc/PID/stat and cpuacct.stat) in nanoseconds.
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    // SAFETY: sysconf has no memory effects.
-    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
-        t if t > 0 => t as u64,
-        _ => 100,
-    };
-    ticks.saturating_mul(1_000_000_000) / hz
+    ticks.saturating_mul(1_000_000_000) / procfs::ticks_per_second().max(1)
 }
 
-/// The resident memory of `pid` in bytes (the second field of /proc/PID/statm, in pages).
+/// The resident memory of `pid` in bytes.
 pub fn rss_bytes(pid: i32) -> Option<u64> {
-    let statm = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages.saturating_mul(u64::try_from(page).unwrap_or(4096)))
+    let statm = process(pid)?.statm().ok()?;
+    Some(statm.resident.saturating_mul(procfs::page_size()))
 }
 
 /// Size and resident bytes of each memory mapping of `pid` (from /proc/PID/smaps).
 pub fn mappings(pid: i32) -> Option<Vec<(u64, u64)>> {
-    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
-    Some(parse_smaps(&smaps))
-}
-
-fn parse_smaps(smaps: &str) -> Vec<(u64, u64)> {
-    let kib = |l: &str, key: &str| -> Option<u64> {
-        l.strip_prefix(key)?
-            .trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .map(|v| v * 1024)
-    };
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for line in smaps.lines() {
-        if let Some(size) = kib(line, "Size:") {
-            out.push((size, 0));
-        } else if let (Some(rss), Some(last)) = (kib(line, "Rss:"), out.last_mut()) {
-            last.1 = rss;
-        }
-    }
-    out
+    let maps = process(pid)?.smaps().ok()?;
+    Some(
+        maps.into_iter()
+            .map(|m| {
+                let size = m.address.1.saturating_sub(m.address.0);
+                (size, m.extension.map.get("Rss").copied().unwrap_or(0))
+            })
+            .collect(),
+    )
 }
 
 /// True when `pid` exists, is not a zombie, and started at `start` — so a recycled pid is not
 /// mistaken for the container's.
 pub fn is_alive(pid: i32, start: u64) -> bool {
-    pid > 0 && start_time(pid) == Some(start) && !matches!(state_letter(pid), Some('Z' | 'X'))
+    let Some(stat) = process(pid).and_then(|p| p.stat().ok()) else {
+        return false;
+    };
+    stat.starttime == start && !matches!(stat.state, 'Z' | 'X')
+}
+
+/// How far a process is fenced in: what a compromise of it (a guest escaping into its VMM)
+/// would hold on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confinement {
+    /// The process's command name (/proc/PID/comm).
+    pub name: String,
+    /// 0 none, 1 strict, 2 a filter; None on a kernel without seccomp.
+    pub seccomp: Option<u32>,
+    pub no_new_privs: bool,
+    /// The effective and bounding capability sets, as masks.
+    pub effective: u64,
+    pub bounding: u64,
+    /// The kinds of namespace ("ipc", "mnt", "net", …) it does not share with the caller,
+    /// sorted.
+    pub own_namespaces: Vec<String>,
+}
+
+/// The confinement of `pid`, its namespaces compared with the calling process's.
+pub fn confinement(pid: i32) -> Option<Confinement> {
+    let p = process(pid)?;
+    let status = p.status().ok()?;
+    let theirs = p.namespaces().ok()?;
+    let ours = Process::myself().ok()?.namespaces().ok()?;
+    let mut own_namespaces: Vec<String> = theirs
+        .0
+        .iter()
+        .filter(|(kind, ns)| ours.0.get(*kind) != Some(*ns))
+        .map(|(kind, _)| kind.to_string_lossy().into_owned())
+        .collect();
+    own_namespaces.sort();
+    Some(Confinement {
+        name: status.name,
+        seccomp: status.seccomp,
+        no_new_privs: status.nonewprivs == Some(1),
+        effective: status.capeff,
+        bounding: status.capbnd.unwrap_or(u64::MAX),
+        own_namespaces,
+    })
 }
 
 #[cfg(test)]
@@ -92,21 +104,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn smaps_gives_each_mapping_its_size_and_rss() {
-        let smaps = "7f00-7f10 rw-p 00000000 00:00 0\nSize:               64 kB\nKernelPageSize:        4 kB\nRss:                  8 kB\nPss:      8 kB\n\
-                     7f20-7f30 r--p 00000000 00:00 0 /x\nSize:        1048576 kB\nRss:   524288 kB\n";
-        assert_eq!(
-            parse_smaps(smaps),
-            vec![(64 << 10, 8 << 10), (1 << 30, 512 << 20)]
-        );
+    fn own_mappings_have_sizes_and_resident_bytes() {
         let own = mappings(std::process::id() as i32).expect("own smaps");
+        assert!(own.iter().all(|(size, rss)| *size > 0 && rss <= size));
         assert!(own.iter().any(|(_, rss)| *rss > 0));
-    }
-
-    #[test]
-    fn parses_start_time_with_odd_comm() {
-        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
-        assert_eq!(parse_start_time(stat), Some(123456));
+        assert_eq!(mappings(-1), None);
     }
 
     #[test]
@@ -129,5 +131,46 @@ mod tests {
         assert!(is_alive(me, st));
         assert!(!is_alive(me, st + 1));
         assert!(!is_alive(0, st));
+        assert_eq!(state_letter(0), None);
+    }
+
+    #[test]
+    fn a_child_with_no_new_privs_and_its_own_uts_namespace_is_seen_so() {
+        use std::os::unix::process::CommandExt;
+        let root = nix::unistd::geteuid().is_root();
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("5");
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || (root && libc::unshare(libc::CLONE_NEWUTS) != 0)
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id() as i32;
+        // Until exec the child is still a copy of this process under another name.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = confinement(pid);
+        while seen.as_ref().is_none_or(|c| c.name != "sleep") {
+            assert!(std::time::Instant::now() < deadline, "{seen:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            seen = confinement(pid);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let c = seen.unwrap();
+        assert!(c.no_new_privs, "{c:?}");
+        if root {
+            assert_eq!(c.own_namespaces, ["uts"], "{c:?}");
+        } else {
+            eprintln!("skipped: the namespace half: needs root");
+        }
+        let me = confinement(std::process::id() as i32).unwrap();
+        assert!(me.own_namespaces.is_empty(), "{me:?}");
     }
 }

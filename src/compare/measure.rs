@@ -29,6 +29,8 @@ pub struct RunOutcome {
     /// For a microVM: the most its host processes held beyond the guest's RAM (filled in by
     /// the caller, which knows the VM's state directory; see `vmm_memory`).
     pub vmm_overhead_bytes: Option<u64>,
+    /// For a microVM: its host processes and how each is confined (filled in the same way).
+    pub host_processes: Vec<super::row::HostProcess>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -143,6 +145,7 @@ pub fn run_measured(
         exit_code,
         peak_rss_bytes: (rusage.ru_maxrss.max(0) as u64) * 1024,
         vmm_overhead_bytes: None,
+        host_processes: Vec::new(),
         stdout,
         stderr,
     })
@@ -450,6 +453,7 @@ mod tests {
             exit_code: 1,
             peak_rss_bytes: 0,
             vmm_overhead_bytes: None,
+            host_processes: Vec::new(),
             stdout: stdout.into(),
             stderr: stderr.into(),
         };

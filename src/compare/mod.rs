@@ -11,7 +11,7 @@ mod render;
 mod report;
 mod row;
 mod runtimes;
-mod vmm_memory;
+mod vm_processes;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 
 use bundle::{CompareBundle, Workload, HOST_BOOT_ID_ENV};
 use measure::{ratio, run_measured, RunOutcome, Stats};
-use row::{Isolation, Measured, Row};
+use row::{HostProcess, Isolation, Measured, Row};
 use runtimes::{Kind, Runtime};
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +49,8 @@ struct Sample {
     peak_rss: u64,
     /// The most a microVM's host processes held beyond guest RAM, over the startup runs.
     vmm_overhead: Option<u64>,
+    /// A microVM's host processes and their confinement, from the last startup run.
+    host_processes: Vec<HostProcess>,
     /// Runs that succeeded, and the error line of each that failed (warm-up included).
     successes: usize,
     failures: Vec<String>,
@@ -75,6 +77,7 @@ impl Sample {
             first_output: Vec::new(),
             peak_rss: 0,
             vmm_overhead: None,
+            host_processes: Vec::new(),
             successes: 0,
             failures: Vec::new(),
             hypervisor,
@@ -180,6 +183,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
                 s.peak_rss = s.peak_rss.max(out.peak_rss_bytes);
                 if let Some(v) = out.vmm_overhead_bytes {
                     s.vmm_overhead = Some(s.vmm_overhead.map_or(v, |o| o.max(v)));
+                }
+                if !out.host_processes.is_empty() {
+                    s.host_processes = out.host_processes.clone();
                 }
                 s.note_vm_label(&out);
             }
@@ -322,6 +328,11 @@ fn assemble(
                 ratio_to_runc: ratio(startup, runc_startup),
                 peak_rss_bytes: (available && s.peak_rss > 0).then_some(s.peak_rss),
                 vmm_overhead_rss_bytes: s.vmm_overhead.filter(|_| available),
+                host_processes: if available {
+                    s.host_processes
+                } else {
+                    Vec::new()
+                },
                 disk_bytes: available.then(|| disk.iter().map(|p| p.bytes).sum()),
                 disk,
                 isolation: s.isolation,
@@ -388,11 +399,14 @@ fn one_run(
     let id = ids.next();
     let argv = rt.argv(bundle, &id, args);
     let sampler = (rt.backend == "microvm")
-        .then(|| vmm_memory::Sampler::start(rt.state_root.join(&id).display().to_string()));
+        .then(|| vm_processes::Sampler::start(rt.state_root.join(&id).display().to_string()));
     let mut result = run_measured(&argv, env, rt.timeout);
-    let overhead = sampler.and_then(vmm_memory::Sampler::finish);
+    let sampled = sampler
+        .map(vm_processes::Sampler::finish)
+        .unwrap_or_default();
     if let Ok(out) = result.as_mut() {
-        out.vmm_overhead_bytes = overhead;
+        out.vmm_overhead_bytes = sampled.overhead;
+        out.host_processes = sampled.processes;
     }
     rt.cleanup(&id);
     result
@@ -556,6 +570,7 @@ mod tests {
             exit_code: code,
             peak_rss_bytes: 0,
             vmm_overhead_bytes: None,
+            host_processes: Vec::new(),
             stdout: Vec::new(),
             stderr: stderr.as_bytes().to_vec(),
         }

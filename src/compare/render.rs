@@ -112,6 +112,28 @@ pub fn explain(row: &Row) -> String {
     parts.join("; ")
 }
 
+/// Each microVM's host processes and their confinement: a guest that escapes its VMM holds
+/// what that process holds. Empty when no microVM ran.
+fn host_processes(rows: &[Row], label_w: usize) -> String {
+    let mut out = String::new();
+    for row in rows.iter().filter(|r| !r.host_processes.is_empty()) {
+        if out.is_empty() {
+            out.push_str(
+                "\nhost processes of each microVM (what a guest escaping into them holds):\n",
+            );
+        }
+        for (i, p) in row.host_processes.iter().enumerate() {
+            let label = if i == 0 {
+                row.full_label()
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("{label:<label_w$}  {}\n", p.describe()));
+        }
+    }
+    out
+}
+
 /// The ratios worth reading off one run (absolute times under emulation mean little; ratios
 /// taken on the same host in the same run do): the isobox container against runc and crun,
 /// and, where both ran, the built-in VMM against qemu on the same guest.
@@ -253,6 +275,7 @@ pub fn table(rows: &[Row]) -> String {
             row.explanation
         ));
     }
+    out.push_str(&host_processes(rows, label_w));
     let ratios = ratios(rows);
     if !ratios.is_empty() {
         out.push_str("\nratios in this run (medians):\n");
@@ -270,7 +293,7 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::compare::row::Isolation;
+    use crate::compare::row::{HostProcess, Isolation};
 
     /// Fixed rows shared by the rendering tests.
     pub fn sample_rows() -> Vec<Row> {
@@ -315,6 +338,24 @@ pub(crate) mod tests {
                 hypervisor: Some("qemu".into()),
                 accelerator: Some("tcg".into()),
                 isolation: iso(Some(false), Some(false), Some(3), "disabled", Some(320), 45),
+                host_processes: vec![
+                    HostProcess {
+                        name: "isobox".into(),
+                        seccomp: "disabled".into(),
+                        no_new_privs: false,
+                        capabilities: 41,
+                        bounding_capabilities: 41,
+                        own_namespaces: vec!["net".into()],
+                    },
+                    HostProcess {
+                        name: "qemu-system-x86".into(),
+                        seccomp: "filter".into(),
+                        no_new_privs: true,
+                        capabilities: 0,
+                        bounding_capabilities: 0,
+                        own_namespaces: vec!["ipc".into(), "mnt".into(), "net".into()],
+                    },
+                ],
                 ..Default::default()
             },
             Row {
@@ -415,6 +456,34 @@ pub(crate) mod tests {
         let w = "isobox/microvm (qemu, tcg)".len();
         assert!(t.contains(&format!("\n{:<w$}  no isolation: baseline", "host")));
         assert!(t.contains("* peak RSS: wait4 ru_maxrss"));
+    }
+
+    #[test]
+    fn each_microvms_host_processes_are_listed_with_their_confinement() {
+        let t = table(&sample_rows());
+        let w = "isobox/microvm (qemu, tcg)".len();
+        let at = t
+            .find("host processes of each microVM")
+            .expect("the section");
+        let mut lines = t[at..].lines().skip(1);
+        assert_eq!(
+            lines.next().unwrap(),
+            format!(
+                "{:<w$}  isobox: seccomp disabled, 41 capabilities (41 bounding), own net",
+                "isobox/microvm (qemu, tcg)"
+            )
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            format!(
+                "{:<w$}  qemu-system-x86: seccomp filter, no_new_privs, 0 capabilities (0 bounding), own ipc mnt net",
+                ""
+            )
+        );
+        // Only microVMs have host processes of their own.
+        let mut containers = sample_rows();
+        containers.retain(|r| r.backend != "microvm");
+        assert!(!table(&containers).contains("host processes"));
     }
 
     #[test]

@@ -199,6 +199,25 @@ fn isolation_matrix(rows: &[Row]) -> String {
             plain(i.syscalls_reachable.map(|n| n.to_string())),
             host_sys
         );
+        // A guest that escapes its VMM lands in one of these, on the host kernel.
+        for p in &r.host_processes {
+            let mut caps = format!("{} ({} bounding)", p.capabilities, p.bounding_capabilities);
+            if p.no_new_privs {
+                caps.push_str(", no_new_privs");
+            }
+            let _ = writeln!(
+                h,
+                "<tr><td>{} host process {}</td>{}{}<td class=\"{}\">{}</td>{}\
+                 <td class=\"na\">-</td><td class=\"na\">-</td></tr>",
+                esc(&r.full_label()),
+                esc(&p.name),
+                yes_no(Some(true), false),
+                yes_no(Some(!p.own_namespaces.iter().any(|n| n == "pid")), false),
+                if p.capabilities == 0 { "good" } else { "bad" },
+                esc(&caps),
+                plain(Some(p.seccomp.clone())),
+            );
+        }
     }
     h.push_str("</table>\n");
     h
@@ -364,6 +383,15 @@ mod tests {
         assert_eq!(h.matches("<svg ").count(), 4);
         assert!(!h.contains("src=\"http"), "no external resources");
         assert!(h.contains("Isolation matrix"));
+        // Each microVM host process has its own row.
+        assert!(
+            h.contains(
+                "<tr><td>isobox/microvm (qemu, tcg) host process qemu-system-x86</td>\
+             <td class=\"bad\">yes</td><td class=\"bad\">yes</td>\
+             <td class=\"good\">0 (0 bounding), no_new_privs</td><td>filter</td>"
+            ),
+            "{h}"
+        );
         // The unavailable runtime appears in the numbers, not in the charts or matrix.
         assert!(h.contains("unavailable: cgroups in hybrid mode not supported"));
         assert_eq!(h.matches("<title>crun").count(), 0);

@@ -57,6 +57,57 @@ pub struct Isolation {
     pub probe_error: Option<String>,
 }
 
+/// One host process of a microVM (VM host, VMM, file server) and what a guest that escapes
+/// into it would hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostProcess {
+    pub name: String,
+    /// "disabled", "strict" or "filter".
+    pub seccomp: String,
+    pub no_new_privs: bool,
+    /// How many capabilities are effective, and how many the bounding set still allows.
+    pub capabilities: u32,
+    pub bounding_capabilities: u32,
+    /// Namespace kinds it does not share with the host ("ipc", "mnt", "net", …).
+    pub own_namespaces: Vec<String>,
+}
+
+impl From<&isobox_common::proc::Confinement> for HostProcess {
+    fn from(c: &isobox_common::proc::Confinement) -> HostProcess {
+        HostProcess {
+            name: c.name.clone(),
+            seccomp: c
+                .seccomp
+                .map_or("unknown", |m| super::isolation::seccomp_name(m.into()))
+                .to_string(),
+            no_new_privs: c.no_new_privs,
+            capabilities: c.effective.count_ones(),
+            bounding_capabilities: c.bounding.count_ones(),
+            own_namespaces: c.own_namespaces.clone(),
+        }
+    }
+}
+
+impl HostProcess {
+    /// "qemu-system-x86: seccomp filter, no_new_privs, 0 capabilities (0 bounding), own ipc mnt"
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("seccomp {}", self.seccomp)];
+        if self.no_new_privs {
+            parts.push("no_new_privs".into());
+        }
+        parts.push(format!(
+            "{} capabilities ({} bounding)",
+            self.capabilities, self.bounding_capabilities
+        ));
+        parts.push(if self.own_namespaces.is_empty() {
+            "the host's namespaces".into()
+        } else {
+            format!("own {}", self.own_namespaces.join(" "))
+        });
+        format!("{}: {}", self.name, parts.join(", "))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Row {
     /// "isobox", "runc", "crun", "host".
@@ -80,6 +131,9 @@ pub struct Row {
     /// microVM: the most its host processes held beyond the guest's RAM (the VMM's own cost).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vmm_overhead_rss_bytes: Option<u64>,
+    /// microVM: each host process of the VM and how it is confined.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_processes: Vec<HostProcess>,
     /// Bytes needed beyond the bundle: the sum of `disk`.
     pub disk_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
