@@ -499,3 +499,32 @@ fn qemu_runs_confined_in_the_containers_network_namespace() {
     );
     ib.assert_nothing_left("vmconf", None);
 }
+
+/// The agent's serial line is its alone: a workload that may make device nodes (CAP_MKNOD, as
+/// docker grants) makes one for it, and opening it fails, so no frame of its reaches the host.
+#[test]
+fn the_workload_cannot_open_the_agent_line_to_forge_frames() {
+    require_vm!();
+    let ib = Isobox::new();
+    let mut b = microvm_bundle(
+        "mknod /dev/line c 4 65 || exit 10; \
+         if (printf 'forged' >/dev/line) 2>/dev/err; then echo opened; else echo refused; cat /dev/err; fi",
+    );
+    b.edit(|c| {
+        let caps = json!([
+            "CAP_MKNOD",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE",
+            "CAP_NET_BIND_SERVICE"
+        ]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = caps.clone();
+        }
+    });
+    let out = ib.run_bundle(&b, "vmline");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(text.starts_with("refused\n"), "{text}");
+    assert!(text.contains("busy"), "not refused as exclusive: {text}");
+    ib.assert_nothing_left("vmline", None);
+}

@@ -116,6 +116,15 @@ pub fn open_agent_tty() -> Result<File, String> {
         .map_err(|e| format!("tcsetattr {AGENT_TTY}: {e}"))?;
     // Drop whatever arrived before raw mode.
     let _ = termios::tcflush(&tty, termios::FlushArg::TCIFLUSH);
+    // The only handle: a workload that makes itself a node of this line (CAP_MKNOD) cannot
+    // open it (EBUSY) to forge frames; only CAP_SYS_ADMIN in the guest passes exclusive mode.
+    // SAFETY: TIOCEXCL takes no argument.
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCEXCL) } != 0 {
+        return Err(format!(
+            "TIOCEXCL on {AGENT_TTY}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     Ok(tty)
 }
 
